@@ -1,0 +1,42 @@
+# LISA: `make run` starts the whole stack locally; `make test` runs every check. Both set themselves up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: install run test lint typecheck pytest bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q --no-deps -r requirements-nodeps.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(STAMP) ## virtualenv with every pinned dependency
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy on the Lambda code
+	$(VENV)/bin/mypy
+
+pytest: install
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest ## everything CI runs
+
+run: install ## LISA locally: UI + API on one port, a default model, a printed API key
+	$(PY) -m runner
+
+bench: install ## benchmarks, printed as ratios against a baseline measured in the same run
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .lisa .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""LISA control-plane logic deployed to Lambda: one package per concern."""

@@ -1,0 +1,259 @@
+"""`config.yaml`: the deployment's configuration, validated by pydantic.
+
+A wrong value fails with its key path and the reason (e.g. `ecsModels.0.modelId: must be 'org/name'`),
+before anything is deployed or started.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """config.yaml is missing, unreadable or invalid; the message names every bad key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class ModelType(StrEnum):
+    TEXTGEN = "textgen"
+    EMBEDDING = "embedding"
+
+
+class InferenceContainer(StrEnum):
+    TGI = "tgi"
+    TEI = "tei"
+    INSTRUCTOR = "instructor"
+
+
+PROVIDERS: dict[InferenceContainer, str] = {
+    InferenceContainer.TGI: "ecs.textgen.tgi",
+    InferenceContainer.TEI: "ecs.embedding.tei",
+    InferenceContainer.INSTRUCTOR: "ecs.embedding.instructor",
+}
+
+
+class ContainerConfig(_Model):
+    """The inference container: its image and the environment it starts with."""
+
+    image: str = Field(min_length=1, description="ECR repo:tag, public registry path, local dir or tarball")
+    environment: dict[str, str] = Field(default_factory=dict)
+    shared_memory_size: int = Field(2048, alias="sharedMemorySize", gt=0)
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _check_token_limits(self) -> ContainerConfig:
+        env = self.environment
+        for key in ("MAX_CONCURRENT_REQUESTS", "MAX_INPUT_LENGTH", "MAX_TOTAL_TOKENS"):
+            if key in env and not env[key].isdigit():
+                raise ValueError(f"environment.{key} must be a positive integer, got {env[key]!r}")
+        limits = ("MAX_INPUT_LENGTH", "MAX_TOTAL_TOKENS")
+        if all(k in env for k in limits) and int(env[limits[0]]) >= int(env[limits[1]]):
+            raise ValueError("environment.MAX_INPUT_LENGTH must be less than MAX_TOTAL_TOKENS")
+        return self
+
+
+class AutoScalingConfig(_Model):
+    min_capacity: int = Field(1, alias="minCapacity", ge=0)
+    max_capacity: int = Field(1, alias="maxCapacity", ge=1)
+    cooldown: int = Field(420, ge=0)
+    default_instance_warmup: int = Field(180, alias="defaultInstanceWarmup", ge=0)
+    target_requests_per_instance: int = Field(30, alias="targetRequestsPerInstance", ge=1)
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> AutoScalingConfig:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError("minCapacity must not exceed maxCapacity")
+        return self
+
+
+class HealthCheckConfig(_Model):
+    path: str = "/health"
+    interval: int = Field(10, ge=5, le=300)
+    timeout: int = Field(5, ge=2, le=120)
+    retries: int = Field(3, ge=1, le=10)
+    start_period: int = Field(300, alias="startPeriod", ge=0, le=300)
+
+
+class EcsModel(_Model):
+    """One self-hosted model (an ECS service in AWS, a CPU worker locally)."""
+
+    model_name: str = Field(alias="modelName")
+    model_id: str = Field(alias="modelId", description="HF id `org/name`; also the weights' S3 prefix")
+    deploy: bool = True
+    instance_type: str = Field("g5.xlarge", alias="instanceType")
+    model_type: ModelType = Field(alias="modelType")
+    inference_container: InferenceContainer = Field(alias="inferenceContainer")
+    container_config: ContainerConfig = Field(alias="containerConfig")
+    auto_scaling_config: AutoScalingConfig = Field(default_factory=AutoScalingConfig, alias="autoScalingConfig")
+    health_check_config: HealthCheckConfig = Field(default_factory=HealthCheckConfig, alias="healthCheckConfig")
+    streaming: bool | None = None
+    endpoint_url: str | None = Field(None, alias="endpointUrl", description="fixed endpoint (local workers)")
+    default_model_kwargs: dict[str, Any] = Field(default_factory=dict, alias="defaultModelKwargs")
+
+    @field_validator("model_name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_id(cls, value: str) -> str:
+        if not MODEL_ID_PATTERN.match(value):
+            raise ValueError(f"must be 'org/name' (a Hugging Face model id), got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _container_fits_type(self) -> EcsModel:
+        textgen = self.inference_container is InferenceContainer.TGI
+        if textgen != (self.model_type is ModelType.TEXTGEN):
+            raise ValueError(
+                f"inferenceContainer {self.inference_container.value!r}"
+                f" cannot serve modelType {self.model_type.value!r}"
+            )
+        return self
+
+    @property
+    def provider(self) -> str:
+        return PROVIDERS[self.inference_container]
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.streaming if self.streaming is not None else self.model_type is ModelType.TEXTGEN
+
+
+class AuthConfig(_Model):
+    authority: str | None = None
+    client_id: str | None = Field(None, alias="clientId")
+    admin_group: str = Field("", alias="adminGroup")
+    jwt_groups_property: str = Field("cognito:groups", alias="jwtGroupsProperty")
+
+    @field_validator("authority")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError("must be an https:// URL (http only for loopback)")
+        return value.rstrip("/") if value else value
+
+
+class RestApiConfig(_Model):
+    api_version: str = Field("v2", alias="apiVersion")
+    ssl_cert_iam_arn: str | None = Field(None, alias="sslCertIamArn")
+    internet_facing: bool = Field(True, alias="internetFacing")
+    domain_name: str | None = Field(None, alias="domainName")
+    router_image: str | None = Field(None, alias="routerImage")
+    router_cpu: int = Field(1024, alias="routerCpu")
+    router_memory: int = Field(2048, alias="routerMemory")
+
+
+class ChunkingConfig(_Model):
+    size: int = Field(512, ge=50, le=8000, description="characters per chunk")
+    overlap: int = Field(51, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_lt_size(self) -> ChunkingConfig:
+        if self.overlap >= self.size:
+            raise ValueError("overlap must be smaller than size")
+        return self
+
+
+class RagRepository(_Model):
+    repository_id: str = Field(alias="repositoryId")
+    type: Literal["pgvector", "opensearch"]
+    connection: dict[str, Any] = Field(default_factory=dict)
+    embedding_model_id: str = Field(alias="embeddingModelId", description="modelName of an embedding model")
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    allowed_groups: list[str] = Field(default_factory=list, alias="allowedGroups")
+
+    @field_validator("repository_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("must be 1-63 letters, digits, '.', '_' or '-'")
+        return value
+
+
+class LisaConfig(_Model):
+    """The whole of config.yaml."""
+
+    deployment_name: str = Field(alias="deploymentName")
+    region: str = "us-east-1"
+    stage: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")] = "dev"
+    aws_account_id: str | None = Field(None, alias="awsAccountId", pattern=r"^\d{12}$")
+    auth_config: AuthConfig = Field(default_factory=AuthConfig, alias="authConfig")
+    ecs_models: list[EcsModel] = Field(default_factory=list, alias="ecsModels")
+    s3_bucket_models: str = Field(alias="s3BucketModels", pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    rest_api_config: RestApiConfig = Field(default_factory=RestApiConfig, alias="restApiConfig")
+    rag_repositories: list[RagRepository] = Field(default_factory=list, alias="ragRepositories")
+
+    @field_validator("deployment_name")
+    @classmethod
+    def _deployment(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("must be 1-63 letters, digits, '.', '_' or '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> LisaConfig:
+        names = [m.model_name for m in self.ecs_models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"ecsModels: duplicate modelName {', '.join(duplicates)}")
+        embedders = {m.model_name for m in self.ecs_models if m.model_type is ModelType.EMBEDDING}
+        for i, repo in enumerate(self.rag_repositories):
+            if repo.embedding_model_id not in embedders:
+                raise ValueError(
+                    f"ragRepositories.{i}.embeddingModelId: {repo.embedding_model_id!r} is not an embedding model"
+                    f" in ecsModels (have: {', '.join(sorted(embedders)) or 'none'})"
+                )
+        return self
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem: `key.path: reason`."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"{path}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> LisaConfig:
+    """Validate already-loaded config data."""
+    try:
+        return LisaConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source} is invalid:\n{format_validation_error(error)}") from None
+
+
+def load_config(path: str | Path) -> LisaConfig:
+    """Read and validate a config.yaml file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be a mapping of keys to values")
+    return parse_config(data, str(path))

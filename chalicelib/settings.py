@@ -1,0 +1,49 @@
+"""Runtime settings from the environment (the Lambda's env vars, or the local runner's)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob a LISA process reads from its environment; names are `LISA_<FIELD>` unless aliased."""
+
+    model_config = SettingsConfigDict(env_prefix="LISA_", extra="ignore", populate_by_name=True)
+
+    deployment_name: str = "lisa"
+    stage: str = "dev"
+    region: str = Field("us-east-1", validation_alias=AliasChoices("LISA_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
+    # One setting points every AWS client at another endpoint (moto server, LocalStack, or unset for real AWS).
+    aws_endpoint_url: str | None = Field(
+        None, validation_alias=AliasChoices("LISA_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL")
+    )
+
+    tokens_table: str = "lisa-api-tokens"
+    models_table: str = "lisa-models"
+    sessions_table: str = "lisa-sessions"
+    rag_documents_table: str = "lisa-rag-documents"
+    models_bucket: str = "lisa-models"
+    docs_bucket: str = "lisa-rag-docs"
+    ingestion_queue_url: str | None = None
+    staging_state_machine_arn: str | None = None
+
+    # OIDC: issuer and audience of accepted JWTs; groups read from a configurable claim.
+    authority: str | None = Field(None, validation_alias=AliasChoices("LISA_AUTHORITY", "AUTHORITY"))
+    client_id: str | None = Field(None, validation_alias=AliasChoices("LISA_CLIENT_ID", "CLIENT_ID"))
+    admin_group: str = Field("", validation_alias=AliasChoices("LISA_ADMIN_GROUP", "ADMIN_GROUP"))
+    jwt_groups_property: str = Field(
+        "cognito:groups", validation_alias=AliasChoices("LISA_JWT_GROUPS_PROPERTY", "JWT_GROUPS_PROPERTY")
+    )
+    # How long an authorizer decision / registry lookup may be served from memory (revocation delay bound).
+    auth_cache_ttl_seconds: float = Field(30.0, ge=0, le=60)
+    registry_cache_ttl_seconds: float = Field(10.0, ge=0, le=300)
+    jwks_cache_ttl_seconds: float = Field(3600.0, ge=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

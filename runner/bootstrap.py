@@ -1,0 +1,62 @@
+"""Create LISA's AWS resources (tables, buckets) on whatever endpoint the settings point at; idempotent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import aws
+from chalicelib.settings import Settings, get_settings
+from chalicelib.tables import TABLES, TableSpec
+
+
+def _table_request(spec: TableSpec, settings: Settings) -> dict[str, Any]:
+    keys = [{"AttributeName": spec.partition_key, "KeyType": "HASH"}]
+    attributes = {spec.partition_key}
+    if spec.sort_key:
+        keys.append({"AttributeName": spec.sort_key, "KeyType": "RANGE"})
+        attributes.add(spec.sort_key)
+    request: dict[str, Any] = {"TableName": spec.name(settings), "KeySchema": keys, "BillingMode": "PAY_PER_REQUEST"}
+    indexes = []
+    for index in spec.indexes:
+        index_keys = [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
+        attributes.add(index.partition_key)
+        if index.sort_key:
+            index_keys.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
+            attributes.add(index.sort_key)
+        indexes.append({"IndexName": index.name, "KeySchema": index_keys, "Projection": {"ProjectionType": "ALL"}})
+    if indexes:
+        request["GlobalSecondaryIndexes"] = indexes
+    request["AttributeDefinitions"] = [{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)]
+    return request
+
+
+def create_tables(settings: Settings | None = None) -> list[str]:
+    """Create every LISA table that does not exist yet; returns the names created."""
+    settings = settings or get_settings()
+    dynamodb = aws.client("dynamodb")
+    existing = set(dynamodb.list_tables()["TableNames"])
+    created = []
+    for spec in TABLES:
+        request = _table_request(spec, settings)
+        if request["TableName"] in existing:
+            continue
+        dynamodb.create_table(**request)
+        dynamodb.get_waiter("table_exists").wait(TableName=request["TableName"])
+        created.append(request["TableName"])
+    return created
+
+
+def create_buckets(settings: Settings | None = None) -> None:
+    """Create the models and documents buckets if missing."""
+    settings = settings or get_settings()
+    s3 = aws.client("s3")
+    existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+    for bucket in (settings.models_bucket, settings.docs_bucket):
+        if bucket not in existing:
+            s3.create_bucket(Bucket=bucket)
+
+
+def bootstrap(settings: Settings | None = None) -> None:
+    """All the AWS resources local LISA needs."""
+    create_tables(settings)
+    create_buckets(settings)

@@ -1,0 +1,57 @@
+"""Shared fixtures: a real moto server on loopback stands in for AWS; LISA's tables and buckets exist in it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+from chalicelib import aws
+from runner.bootstrap import bootstrap
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on loopback; every LISA AWS client points at it. Yields its URL."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in ("LISA_AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(
+        {"LISA_AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    )
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    aws.reset()
+    bootstrap()
+    yield url
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    aws.reset()
+
+
+@pytest.fixture
+def aws_env(moto_server: str) -> str:
+    """A clean moto state for one test: everything reset, then LISA's tables and buckets recreated."""
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10).raise_for_status()
+    aws.reset()
+    bootstrap()
+    return moto_server
