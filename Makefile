@@ -36,7 +36,7 @@ run: install ## LISA locally: UI + API on one port, a default model, a printed A
 	$(PY) -m runner
 
 bench: install ## benchmarks, printed as ratios against a baseline measured in the same run
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .lisa .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,26 @@
+"""`make bench`: run every benchmark module (or those named: `python -m bench auth router`)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+
+
+def main(names: list[str]) -> None:
+    here = Path(__file__).parent
+    available = sorted(
+        m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_")
+    )
+    chosen = names or available
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        sys.exit(f"unknown benchmark(s): {', '.join(unknown)}; have: {', '.join(available)}")
+    for name in chosen:
+        print(f"\n=== bench {name} ===", flush=True)
+        importlib.import_module(f"bench.bench_{name}").run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""`lisa`: the command line for account owners and admins (tokens, models, staging, RAG)."""

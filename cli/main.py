@@ -1,0 +1,19 @@
+"""The `lisa` command: one Typer sub-app per concern."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import models, tokens
+
+app = typer.Typer(help="LISA: self-hosted LLM serving.", no_args_is_help=True)
+app.add_typer(tokens.app, name="tokens")
+app.add_typer(models.app, name="models")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
