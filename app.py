@@ -2,4 +2,7 @@
 
 from chalice import Chalice
 
+from chalicelib.auth.routes import auth_bp
+
 app = Chalice(app_name="lisa")
+app.register_blueprint(auth_bp)  # /tokens (admin); also registers lisa_authorizer

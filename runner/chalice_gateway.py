@@ -8,11 +8,12 @@ request event (with its headers) either way, and decides itself.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalice.app import Chalice
 from chalice.config import Config
-from chalice.local import LambdaContext, LocalGateway, LocalGatewayAuthorizer
+from chalice.local import LambdaContext, LocalGateway, LocalGatewayAuthorizer, NotAuthorizedError
 
 
 class RequestAuthorizerGateway(LocalGatewayAuthorizer):
@@ -28,6 +29,15 @@ class RequestAuthorizerGateway(LocalGatewayAuthorizer):
         event["authorizationToken"] = headers.get("authorization", "")
         event["methodArn"] = arn
         return event
+
+    def _check_can_invoke_view_function(self, arn: str, auth_result: dict[str, Any]) -> bool:
+        # As LISA's deployed ACCESS_DENIED gateway response: a deny is 401 {"message": context.message}.
+        if super()._check_can_invoke_view_function(arn, auth_result):
+            return True
+        message = (auth_result.get("context") or {}).get("message") or "Unauthorized"
+        raise NotAuthorizedError(
+            {"x-amzn-ErrorType": "UnauthorizedException"}, json.dumps({"message": message}).encode()
+        )
 
 
 def make_gateway(app: Chalice, stage: str = "dev") -> LocalGateway:

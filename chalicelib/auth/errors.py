@@ -1,0 +1,20 @@
+"""The one exception every authentication failure raises."""
+
+from __future__ import annotations
+
+
+class AuthError(Exception):
+    """A refused request.
+
+    `status` is 401 for missing or invalid credentials, 403 for an authenticated caller who may not do this, and
+    503 when a credential cannot be checked right now (token store or identity provider unreachable).
+    `message` is safe to show the caller.
+    """
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"AuthError({self.message!r}, status={self.status})"

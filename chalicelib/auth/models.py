@@ -1,0 +1,81 @@
+"""Request bodies of the token administration API (also used by the CLI to validate its options)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from chalicelib.auth.tokens import UNCHANGED, Unchanged
+
+Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
+MAX_EXPIRES_IN = 10 * 365 * 24 * 3600  # ten years
+
+
+def _future(value: int | None) -> int | None:
+    if value is not None and value <= time.time():
+        raise ValueError("must be a UNIX time in the future (seconds)")
+    return value
+
+
+class CreateTokenRequest(BaseModel):
+    """POST /tokens. Give at most one of `tokenExpiration` (UNIX seconds) and `expiresIn` (seconds from now)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    username: Name
+    groups: list[Name] = Field(default_factory=list, max_length=100)
+    is_admin: StrictBool = Field(False, alias="isAdmin")
+    token_expiration: int | None = Field(None, alias="tokenExpiration")
+    expires_in: int | None = Field(None, alias="expiresIn", gt=0, le=MAX_EXPIRES_IN)
+    description: str = Field("", max_length=1024)
+
+    _check_future = field_validator("token_expiration")(_future)
+
+    @model_validator(mode="after")
+    def _one_expiration(self) -> CreateTokenRequest:
+        if self.token_expiration is not None and self.expires_in is not None:
+            raise ValueError("give tokenExpiration or expiresIn, not both")
+        return self
+
+    def expiration(self, now: float) -> int | None:
+        """The absolute expiration (UNIX seconds), or None for a token that never expires."""
+        if self.expires_in is not None:
+            return int(now) + self.expires_in
+        return self.token_expiration
+
+
+class UpdateTokenRequest(BaseModel):
+    """PUT /tokens/{tokenId}: fields present are changed. `tokenExpiration: null` removes the expiration."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    token_expiration: int | None = Field(None, alias="tokenExpiration")
+    expires_in: int | None = Field(None, alias="expiresIn", gt=0, le=MAX_EXPIRES_IN)
+    description: str | None = Field(None, max_length=1024)
+
+    _check_future = field_validator("token_expiration")(_future)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> UpdateTokenRequest:
+        given = self.model_fields_set
+        if not given:
+            raise ValueError("nothing to update: give tokenExpiration, expiresIn or description")
+        if {"token_expiration", "expires_in"} <= given:
+            raise ValueError("give tokenExpiration or expiresIn, not both")
+        if "description" in given and self.description is None:
+            raise ValueError("description must be a string")
+        return self
+
+    def expiration(self, now: float) -> int | Unchanged | None:
+        """The new absolute expiration, None to remove it, or UNCHANGED."""
+        if self.expires_in is not None:
+            return int(now) + self.expires_in
+        if "token_expiration" in self.model_fields_set:
+            return self.token_expiration
+        return UNCHANGED
+
+    def new_description(self) -> str | Unchanged:
+        """The new description, or UNCHANGED."""
+        return self.description if self.description is not None else UNCHANGED

@@ -1,0 +1,46 @@
+"""Who is calling: the result of every successful authorization, passed to handlers via the authorizer context."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. `via` says which credential proved it: an API token or an OIDC JWT."""
+
+    username: str
+    groups: tuple[str, ...]
+    is_admin: bool
+    via: Literal["token", "jwt"]
+
+    def to_context(self) -> dict[str, str]:
+        """Flat string map for an API Gateway authorizer context (values must be scalars; groups JSON-encoded)."""
+        return {
+            "username": self.username,
+            "groups": json.dumps(list(self.groups)),
+            "isAdmin": "true" if self.is_admin else "false",
+            "via": self.via,
+        }
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> Principal:
+        """Rebuild a Principal from an authorizer context (as produced by `to_context`; extra keys ignored)."""
+        groups: Any = context.get("groups", "[]")
+        if isinstance(groups, str):
+            groups = json.loads(groups) if groups else []
+        is_admin: Any = context.get("isAdmin", False)
+        if isinstance(is_admin, str):
+            is_admin = is_admin.lower() == "true"
+        via = context.get("via", "token")
+        if via not in ("token", "jwt"):
+            raise ValueError(f"unknown credential kind in authorizer context: {via!r}")
+        return cls(
+            username=str(context["username"]),
+            groups=tuple(str(g) for g in groups),
+            is_admin=bool(is_admin),
+            via=via,
+        )

@@ -1,0 +1,187 @@
+"""The Chalice authorizer and the token administration API.
+
+`lisa_authorizer` is the one Chalice authorizer every protected route uses (`authorizer=lisa_authorizer`). It reads
+the request headers, so it accepts `Api-Key` as well as `Authorization`. It handles both event shapes:
+- REQUEST events (how LISA deploys it in AWS, and what the local gateway sends): all headers are used;
+- TOKEN events (Chalice's default deployment): only `authorizationToken` exists, read as the Authorization header.
+A valid caller gets an Allow for the whole API (admin checks happen in handlers) and its Principal in the context.
+Anything else gets an explicit Deny whose context carries `message`; API Gateway's ACCESS_DENIED gateway response
+is overridden to `401 {"message": "$context.authorizer.message"}` (the local gateway does the same), so callers see
+why they were refused. API Gateway result caching is off (ttl 0): the in-process decision cache is the cache, and
+a REQUEST authorizer without caching does not demand every identity header.
+
+Token routes (admin only; the blueprint is registered without a prefix so these are the exact paths):
+POST /tokens, GET /tokens[?username=U], PUT /tokens/{tokenId}, DELETE /tokens/{tokenId}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from chalice.app import (
+    AuthRequest,
+    AuthResponse,
+    Blueprint,
+    ChaliceAuthorizer,
+    ForbiddenError,
+    NotFoundError,
+    Request,
+    Response,
+    UnauthorizedError,
+    UserHandlerFuncType,
+)
+
+from chalicelib.auth.authorizer import get_authorizer
+from chalicelib.auth.errors import AuthError
+from chalicelib.auth.principal import Principal
+from chalicelib.auth.tokens import TokenNotFoundError, TokenStore
+
+logger = Logger(child=True)
+
+
+class HeadersAuthRequest(AuthRequest):
+    """Chalice's AuthRequest plus the request headers (empty for a TOKEN event, which carries none)."""
+
+    def __init__(self, auth_type: str, token: str, method_arn: str, headers: Mapping[str, str]) -> None:
+        super().__init__(auth_type, token, method_arn)
+        self.headers = headers
+
+
+class RequestAuthorizer(ChaliceAuthorizer):
+    """A ChaliceAuthorizer that keeps the headers of REQUEST events instead of needing `authorizationToken`."""
+
+    def _transform_event(self, event: dict[str, Any]) -> AuthRequest:
+        token = str(event.get("authorizationToken") or "")
+        headers: Mapping[str, str] = event.get("headers") or {}
+        if not headers and token:
+            headers = {"authorization": token}
+        return HeadersAuthRequest(str(event.get("type", "REQUEST")), token, str(event.get("methodArn", "")), headers)
+
+
+class _AuthBlueprint(Blueprint):
+    """A Blueprint whose @authorizer builds a RequestAuthorizer."""
+
+    def _wrap_handler(
+        self, handler_type: str, handler_name: str, user_handler: UserHandlerFuncType
+    ) -> UserHandlerFuncType:
+        if handler_type == "authorizer":
+            return RequestAuthorizer(handler_name, user_handler)
+        return super()._wrap_handler(handler_type, handler_name, user_handler)
+
+
+auth_bp = _AuthBlueprint(__name__)
+
+
+def _deny(method_arn: str, message: str) -> dict[str, Any]:
+    return {
+        "principalId": "anonymous",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": [method_arn or "*"]}],
+        },
+        "context": {"message": message},
+    }
+
+
+@auth_bp.authorizer(ttl_seconds=0)
+def lisa_authorizer(auth_request: HeadersAuthRequest) -> AuthResponse | dict[str, Any]:
+    """Allow a valid API token or JWT (Principal in the context); deny anything else with a message."""
+    try:
+        principal = get_authorizer().authorize_headers(auth_request.headers)
+    except AuthError as error:
+        return _deny(auth_request.method_arn, error.message)
+    except Exception:  # an unexpected failure must still be a refusal, never a 500
+        logger.exception("authorizer failed")
+        return _deny(auth_request.method_arn, "authorization failed; try again later")
+    return AuthResponse(routes=["*"], principal_id=principal.username, context=principal.to_context())
+
+
+def current_principal(request: Request) -> Principal:
+    """The caller of a route protected by lisa_authorizer."""
+    context = (request.context or {}).get("authorizer")
+    if not context:
+        raise UnauthorizedError("this request was not authorized")
+    try:
+        return Principal.from_context(context)
+    except (KeyError, TypeError, ValueError):
+        raise UnauthorizedError("the authorizer context of this request is invalid") from None
+
+
+def require_admin(request: Request) -> Principal:
+    """The caller, who must be an administrator; otherwise a 403."""
+    principal = current_principal(request)
+    if not principal.is_admin:
+        raise ForbiddenError(f"user {principal.username!r} is not an administrator; this needs the admin group")
+    return principal
+
+
+# ---- token administration ------------------------------------------------------------------------------------
+def _raw_body(request: Request) -> bytes:
+    raw = request.raw_body
+    return raw.encode() if isinstance(raw, str) else raw
+
+
+@auth_bp.route("/tokens", methods=["POST"], authorizer=lisa_authorizer)
+def create_token() -> Response:
+    """Create a token; the response is the only time the token itself is shown."""
+    from chalicelib.auth.models import CreateTokenRequest
+    from chalicelib.validation import parse_body
+
+    request = auth_bp.current_request
+    admin = require_admin(request)
+    body = parse_body(CreateTokenRequest, _raw_body(request))
+    store = TokenStore()
+    token, record = store.create(
+        username=body.username,
+        groups=body.groups,
+        is_admin=body.is_admin,
+        expiration=body.expiration(store.now()),
+        description=body.description,
+        created_by=admin.username,
+    )
+    logger.info("API token created", token_id=record.token_id, username=record.username, by=admin.username)
+    return Response(status_code=201, body={"token": token, **record.to_dict()})
+
+
+@auth_bp.route("/tokens", methods=["GET"], authorizer=lisa_authorizer)
+def list_tokens() -> dict[str, Any]:
+    """Every token's record (no secrets, no hashes); `?username=` filters."""
+    request = auth_bp.current_request
+    require_admin(request)
+    params: Mapping[str, str] = request.query_params or {}
+    username = params.get("username")
+    return {"tokens": [record.to_dict() for record in TokenStore().list(username=username)]}
+
+
+@auth_bp.route("/tokens/{tokenId}", methods=["PUT"], authorizer=lisa_authorizer)
+def update_token(tokenId: str) -> dict[str, Any]:
+    """Change a token's expiration and/or description."""
+    from chalicelib.auth.models import UpdateTokenRequest
+    from chalicelib.validation import parse_body
+
+    request = auth_bp.current_request
+    admin = require_admin(request)
+    body = parse_body(UpdateTokenRequest, _raw_body(request))
+    store = TokenStore()
+    try:
+        record = store.update(tokenId, expiration=body.expiration(store.now()), description=body.new_description())
+    except TokenNotFoundError as error:
+        raise NotFoundError(str(error)) from None
+    get_authorizer().forget(record.token_hash)  # this process sees the change at once; others within the TTL
+    logger.info("API token updated", token_id=tokenId, by=admin.username)
+    return record.to_dict()
+
+
+@auth_bp.route("/tokens/{tokenId}", methods=["DELETE"], authorizer=lisa_authorizer)
+def revoke_token(tokenId: str) -> dict[str, Any]:
+    """Revoke (delete) a token; it is refused everywhere within the authorizer cache TTL."""
+    admin = require_admin(auth_bp.current_request)
+    try:
+        record = TokenStore().revoke(tokenId)
+    except TokenNotFoundError as error:
+        raise NotFoundError(str(error)) from None
+    get_authorizer().forget(record.token_hash)
+    logger.info("API token revoked", token_id=tokenId, by=admin.username)
+    return {"revoked": True, **record.to_dict()}
