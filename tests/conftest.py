@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -24,9 +25,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_DYNAMODB_LOCK = threading.Lock()
+
+
+def serialize_moto_dynamodb() -> None:
+    """Make moto's DynamoDB apply one request at a time, as DynamoDB applies each item write atomically.
+
+    moto reads, evaluates and writes an item without a lock, so concurrent `list_append`/conditional updates
+    lose writes there (measured), which real DynamoDB never does.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "serialized", False):
+        return
+
+    def call_action(self: DynamoHandler) -> object:
+        with _DYNAMODB_LOCK:
+            return original(self)
+
+    call_action.serialized = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign,assignment]
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A moto server on loopback; every LISA AWS client points at it. Yields its URL."""
+    serialize_moto_dynamodb()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
