@@ -3,6 +3,8 @@
 from chalice import Chalice
 
 from chalicelib.auth.routes import auth_bp
+from chalicelib.sessions.routes import sessions_bp
 
 app = Chalice(app_name="lisa")
 app.register_blueprint(auth_bp)  # /tokens (admin); also registers lisa_authorizer
+app.register_blueprint(sessions_bp, url_prefix="/sessions")

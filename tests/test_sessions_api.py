@@ -1,0 +1,269 @@
+"""The sessions API over real HTTP: the Chalice app behind the local front door on loopback, moto server for
+DynamoDB, real API tokens through the real authorizer. Isolation, concurrency (real threads), bad input, 413."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from aiohttp import web
+
+from chalicelib.auth.authorizer import get_authorizer
+from chalicelib.auth.tokens import TokenStore
+from chalicelib.sessions.store import MAX_SESSION_BYTES
+from runner.chalice_gateway import make_gateway
+from runner.front_door import ControlPlane, mount
+from tests.conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def api_url(moto_server: str) -> Iterator[str]:
+    """The control plane (app.py) served on a loopback port by the runner's front door."""
+    from app import app as chalice_app
+
+    control_plane = ControlPlane(make_gateway(chalice_app), workers=16)
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    runner = web.AppRunner(mount(web.Application(), control_plane, None))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}"
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    control_plane.close()
+
+
+class Client:
+    """A user of the API: one token, one requests session."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> requests.Response:
+        kwargs: dict[str, Any] = {"timeout": 30}
+        if raw is not None:
+            kwargs["data"] = raw
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        elif body is not None:
+            kwargs["json"] = body
+        return self.http.request(method, f"{self.base}{path}", **kwargs)
+
+
+@pytest.fixture
+def users(aws_env: str, api_url: str) -> tuple[Client, Client]:
+    get_authorizer().clear_cache()
+    store = TokenStore()
+    alice, _ = store.create(username="alice")
+    bob, _ = store.create(username="bob")
+    return Client(api_url, alice), Client(api_url, bob)
+
+
+def _message(content: str, role: str = "user") -> dict[str, Any]:
+    return {"role": role, "content": content}
+
+
+def _error(response: requests.Response) -> str:
+    return str(response.json().get("Message") or response.json().get("message"))
+
+
+def test_lifecycle_create_list_get_update_append_delete(users: tuple[Client, Client]) -> None:
+    alice, _ = users
+    created = alice.call(
+        "PUT",
+        "/sessions/s1",
+        {"messages": [_message("Hello there")], "parameters": {"model": "smollm2", "temperature": 0.2, "topK": 5}},
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["version"] == 1
+    assert created.json()["name"] == "Hello there"
+    appended = alice.call("POST", "/sessions/s1/messages", {"messages": [_message("Hi! How can I help?", "assistant")]})
+    assert appended.status_code == 200, appended.text
+    assert (appended.json()["firstIndex"], appended.json()["version"]) == (1, 2)
+    renamed = alice.call("PUT", "/sessions/s1", {"name": "Greetings", "version": 2})
+    assert renamed.status_code == 200, renamed.text
+    listed = alice.call("GET", "/sessions").json()["sessions"]
+    assert [(s["sessionId"], s["name"], s["messageCount"]) for s in listed] == [("s1", "Greetings", 2)]
+    assert "messages" not in listed[0]
+    got = alice.call("GET", "/sessions/s1").json()
+    assert [m["content"] for m in got["messages"]] == ["Hello there", "Hi! How can I help?"]
+    assert got["parameters"] == {
+        "model": "smollm2",
+        "systemPrompt": None,
+        "temperature": 0.2,
+        "topK": 5,
+        "topP": None,
+        "maxTokens": None,
+        "ragEnabled": False,
+        "repositoryId": None,
+    }
+    assert alice.call("DELETE", "/sessions/s1").status_code == 200
+    assert alice.call("GET", "/sessions/s1").status_code == 404
+    assert alice.call("DELETE", "/sessions/s1").status_code == 404
+
+
+def test_a_user_can_never_read_overwrite_or_delete_another_users_session(users: tuple[Client, Client]) -> None:
+    alice, bob = users
+    assert alice.call("PUT", "/sessions/private", {"name": "alice's secret", "messages": [_message("s3cr3t")]}).ok
+    assert alice.call("PUT", "/sessions/second", {"name": "alice's other"}).ok
+
+    assert bob.call("GET", "/sessions").json() == {"sessions": []}
+    assert bob.call("GET", "/sessions/private").status_code == 404
+    assert bob.call("PUT", "/sessions/private", {"name": "bob was here", "version": 1}).status_code == 404
+    assert bob.call("POST", "/sessions/private/messages", {"messages": [_message("x")]}).status_code == 404
+    assert bob.call("DELETE", "/sessions/private").status_code == 404
+    # bob may use the same id: it names his own session, not alice's.
+    assert bob.call("PUT", "/sessions/private", {"name": "bob's"}).status_code == 201
+    assert bob.call("DELETE", "/sessions").json() == {"deleted": 1}
+
+    mine = alice.call("GET", "/sessions/private").json()
+    assert (mine["name"], mine["version"], [m["content"] for m in mine["messages"]]) == (
+        "alice's secret",
+        1,
+        ["s3cr3t"],
+    )
+    assert {s["sessionId"] for s in alice.call("GET", "/sessions").json()["sessions"]} == {"private", "second"}
+    assert alice.call("DELETE", "/sessions").json() == {"deleted": 2}
+    assert alice.call("GET", "/sessions").json() == {"sessions": []}
+
+
+def test_requests_without_valid_credentials_are_refused(users: tuple[Client, Client], api_url: str) -> None:
+    assert requests.get(f"{api_url}/sessions", timeout=10).status_code == 401
+    bad = requests.get(f"{api_url}/sessions", headers={"Authorization": "Bearer lisa_not-a-token"}, timeout=10)
+    assert bad.status_code == 401
+    assert bad.json()["message"]
+
+
+def test_concurrent_appends_from_real_threads_never_lose_a_message(users: tuple[Client, Client]) -> None:
+    alice, _ = users
+    assert alice.call("PUT", "/sessions/busy", {"messages": [_message("start")]}).status_code == 201
+    writers, per_writer = 8, 10
+
+    def write(writer: int) -> list[int]:
+        client = Client(alice.base, alice.http.headers["Authorization"].removeprefix("Bearer "))
+        indexes = []
+        for i in range(per_writer):
+            response = client.call("POST", "/sessions/busy/messages", {"messages": [_message(f"w{writer}-{i}")]})
+            assert response.status_code == 200, response.text
+            indexes.append(response.json()["firstIndex"])
+        return indexes
+
+    with ThreadPoolExecutor(writers) as pool:
+        reported = [index for indexes in pool.map(write, range(writers)) for index in indexes]
+
+    session = alice.call("GET", "/sessions/busy").json()
+    contents = [m["content"] for m in session["messages"]]
+    assert len(contents) == 1 + writers * per_writer
+    assert sorted(contents[1:]) == sorted(f"w{w}-{i}" for w in range(writers) for i in range(per_writer))
+    for writer in range(writers):  # each writer's messages keep their order
+        own = [c for c in contents if c.startswith(f"w{writer}-")]
+        assert own == [f"w{writer}-{i}" for i in range(per_writer)]
+    assert sorted(reported) == list(range(1, 1 + writers * per_writer))  # every append got its own slot
+    assert session["version"] == 1 + writers * per_writer
+    assert session["messageCount"] == len(contents)
+
+
+def test_concurrent_versioned_puts_conflict_instead_of_overwriting(users: tuple[Client, Client]) -> None:
+    """Each writer rewrites the whole message list; stale versions get 409 and retry, so none is lost."""
+    alice, _ = users
+    assert alice.call("PUT", "/sessions/edits", {}).status_code == 201
+    writers, conflicts = 6, []
+
+    def write(writer: int) -> None:
+        client = Client(alice.base, alice.http.headers["Authorization"].removeprefix("Bearer "))
+        while True:
+            current = client.call("GET", "/sessions/edits").json()
+            messages = [*current["messages"], _message(f"edit {writer}")]
+            response = client.call("PUT", "/sessions/edits", {"messages": messages, "version": current["version"]})
+            if response.status_code == 409:
+                conflicts.append(_error(response))
+                continue
+            assert response.status_code == 200, response.text
+            return
+
+    with ThreadPoolExecutor(writers) as pool:
+        list(pool.map(write, range(writers)))
+    session = alice.call("GET", "/sessions/edits").json()
+    assert sorted(m["content"] for m in session["messages"]) == sorted(f"edit {w}" for w in range(writers))
+    assert session["version"] == 1 + writers
+    assert all("version" in message for message in conflicts)
+
+
+def test_stale_version_is_409_and_existing_session_cannot_be_recreated(users: tuple[Client, Client]) -> None:
+    alice, _ = users
+    alice.call("PUT", "/sessions/s1", {"name": "one"})
+    alice.call("POST", "/sessions/s1/messages", {"messages": [_message("appended meanwhile")]})
+    stale = alice.call("PUT", "/sessions/s1", {"messages": [], "version": 1})
+    assert stale.status_code == 409
+    assert "version 2" in _error(stale)
+    again = alice.call("PUT", "/sessions/s1", {"name": "dup"})
+    assert again.status_code == 409
+    assert "already exists" in _error(again)
+    assert [m["content"] for m in alice.call("GET", "/sessions/s1").json()["messages"]] == ["appended meanwhile"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        ("PUT", "/sessions/s1", b"{not json", "not valid JSON"),
+        ("PUT", "/sessions/s1", b"[1, 2]", "must be a JSON object"),
+        ("PUT", "/sessions/s1", {"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ("PUT", "/sessions/s1", {"messages": [{"role": "user"}]}, "messages.0.content"),
+        ("PUT", "/sessions/s1", {"messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
+        ("PUT", "/sessions/s1", {"messages": "hello"}, "messages"),
+        ("PUT", "/sessions/s1", {"parameters": {"temperature": 5}}, "parameters.temperature"),
+        ("PUT", "/sessions/s1", {"parameters": {"topP": 0}}, "parameters.topP"),
+        ("PUT", "/sessions/s1", {"parameters": {"maxTokens": -1}}, "parameters.maxTokens"),
+        ("PUT", "/sessions/s1", {"parameters": {"temprature": 1}}, "parameters.temprature"),
+        ("PUT", "/sessions/s1", {"name": ""}, "name"),
+        ("PUT", "/sessions/s1", {"version": 0}, "version"),
+        ("PUT", "/sessions/s1", {"owner": "bob"}, "owner"),
+        ("PUT", "/sessions/s1", b'{"messages": [{"role": "user", "content": "x", "metadata": {"n": NaN}}]}', "finite"),
+        ("PUT", "/sessions/bad.id", {}, "sessionId"),
+        ("PUT", "/sessions/" + "a" * 129, {}, "sessionId"),
+        ("POST", "/sessions/s1/messages", {"messages": []}, "messages"),
+        ("POST", "/sessions/s1/messages", {}, "messages"),
+        ("POST", "/sessions/s1/messages", {"messages": [{"role": "user", "content": "x", "extra": 1}]}, "extra"),
+        ("GET", "/sessions/bad.id", None, "sessionId"),
+        ("DELETE", "/sessions/bad.id", None, "sessionId"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_problem(
+    users: tuple[Client, Client], method: str, path: str, body: Any, expected: str
+) -> None:
+    alice, _ = users
+    alice.call("PUT", "/sessions/s1", {"name": "exists"})
+    raw = body if isinstance(body, bytes) else None
+    response = alice.call(method, path, None if raw is not None else body, raw=raw)
+    assert response.status_code == 400, response.text
+    assert expected in _error(response)
+    assert alice.call("GET", "/sessions/s1").json()["name"] == "exists"  # nothing changed
+
+
+def test_oversized_sessions_are_413_and_never_truncated(users: tuple[Client, Client]) -> None:
+    alice, _ = users
+    huge = alice.call("PUT", "/sessions/big", {"messages": [_message("x" * (MAX_SESSION_BYTES + 1))]})
+    assert huge.status_code == 413
+    assert str(MAX_SESSION_BYTES) in _error(huge)
+    assert alice.call("GET", "/sessions/big").status_code == 404
+
+    assert alice.call("PUT", "/sessions/big", {"messages": [_message("y" * 150_000)]}).status_code == 201
+    over = alice.call("POST", "/sessions/big/messages", {"messages": [_message("z" * 60_000, "assistant")]})
+    assert over.status_code == 413
+    assert "limit" in _error(over)
+    session = alice.call("GET", "/sessions/big").json()
+    assert [len(m["content"]) for m in session["messages"]] == [150_000]
+    replace = alice.call(
+        "PUT", "/sessions/big", {"messages": [_message("y" * 150_000), _message("w" * 60_000)], "version": 1}
+    )
+    assert replace.status_code == 413
+    assert alice.call("GET", "/sessions/big").json()["version"] == 1
