@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalice.app import (
     BadRequestError,
@@ -16,15 +16,15 @@ from chalice.app import (
 )
 
 from chalicelib.auth.routes import current_principal, lisa_authorizer
+from chalicelib.sessions.errors import SessionError, SessionNotFound, SessionTooLarge, VersionConflict
 from chalicelib.sessions.models import SESSION_ID_PATTERN, AppendMessages, SessionPut, wire
-from chalicelib.sessions.store import (
-    SessionError,
-    SessionNotFound,
-    SessionTooLarge,
-    VersionConflict,
-    get_store,
-)
-from chalicelib.validation import parse_body
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from chalicelib.sessions.store import SessionStore
+
+    M = TypeVar("M", bound=BaseModel)
 
 sessions_bp = Blueprint(__name__)
 
@@ -39,9 +39,17 @@ def _user() -> str:
     return current_principal(sessions_bp.current_request).username
 
 
-def _body() -> bytes:
+def _store() -> SessionStore:
+    from chalicelib.sessions.store import get_store  # boto3 loads on first use, not at cold start
+
+    return get_store()
+
+
+def _parse(model: type[M]) -> M:
+    from chalicelib.validation import parse_body
+
     raw = sessions_bp.current_request.raw_body
-    return raw.encode() if isinstance(raw, str) else raw
+    return parse_body(model, raw.encode() if isinstance(raw, str) else raw)
 
 
 def _session_id(raw: str) -> str:
@@ -72,30 +80,30 @@ def _json(body: Any, status: int = 200) -> Response:
 @sessions_bp.route("/", methods=["GET"], authorizer=lisa_authorizer)
 def list_sessions() -> Response:
     """The caller's sessions (no messages), most recently updated first."""
-    sessions = get_store().list_sessions(_user())
+    sessions = _store().list_sessions(_user())
     return _json({"sessions": [wire(s) for s in sessions]})
 
 
 @sessions_bp.route("/", methods=["DELETE"], authorizer=lisa_authorizer)
 def delete_all_sessions() -> Response:
     """Delete every session of the caller."""
-    return _json({"deleted": get_store().delete_all(_user())})
+    return _json({"deleted": _store().delete_all(_user())})
 
 
 @sessions_bp.route("/{sessionId}", methods=["GET"], authorizer=lisa_authorizer)
 def get_session(sessionId: str) -> Response:
     """One of the caller's sessions with its messages."""
     with _store_errors():
-        return _json(wire(get_store().get(_user(), _session_id(sessionId))))
+        return _json(wire(_store().get(_user(), _session_id(sessionId))))
 
 
 @sessions_bp.route("/{sessionId}", methods=["PUT"], authorizer=lisa_authorizer)
 def put_session(sessionId: str) -> Response:
     """Create (body without `version`: 201) or update (body with the version it is based on: 200, 409 if stale)."""
     session_id = _session_id(sessionId)
-    body = parse_body(SessionPut, _body())
+    body = _parse(SessionPut)
     with _store_errors():
-        session, created = get_store().put(_user(), session_id, body)
+        session, created = _store().put(_user(), session_id, body)
     return _json(wire(session), 201 if created else 200)
 
 
@@ -103,9 +111,9 @@ def put_session(sessionId: str) -> Response:
 def append_messages(sessionId: str) -> Response:
     """Atomically append messages; returns the session summary and where the first appended message landed."""
     session_id = _session_id(sessionId)
-    body = parse_body(AppendMessages, _body())
+    body = _parse(AppendMessages)
     with _store_errors():
-        summary, first_index = get_store().append(_user(), session_id, body.messages)
+        summary, first_index = _store().append(_user(), session_id, body.messages)
     return _json({**wire(summary), "firstIndex": first_index})
 
 
@@ -114,5 +122,5 @@ def delete_session(sessionId: str) -> Response:
     """Delete one of the caller's sessions."""
     session_id = _session_id(sessionId)
     with _store_errors():
-        get_store().delete(_user(), session_id)
+        _store().delete(_user(), session_id)
     return _json({"deleted": session_id})

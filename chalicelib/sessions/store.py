@@ -24,6 +24,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from chalicelib import aws
+from chalicelib.sessions.errors import SessionError, SessionNotFound, SessionTooLarge, VersionConflict
 from chalicelib.sessions.models import (
     Message,
     Session,
@@ -32,6 +33,8 @@ from chalicelib.sessions.models import (
     SessionSummary,
 )
 from chalicelib.settings import get_settings
+
+__all__ = ["SessionError", "SessionNotFound", "SessionStore", "SessionTooLarge", "VersionConflict", "get_store"]
 
 logger = Logger(service="lisa-sessions")
 
@@ -49,35 +52,6 @@ _SUMMARY_ATTRIBUTES = (
     "sizeBytes",
     "parameters",
 )
-
-
-class SessionError(Exception):
-    """Base of the store's errors; `message` is meant for the API caller."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class SessionNotFound(SessionError):
-    """No such session for this user."""
-
-
-class VersionConflict(SessionError):
-    """The session changed since the version the write was based on (or already exists on create)."""
-
-    def __init__(self, message: str, current_version: int) -> None:
-        super().__init__(message)
-        self.current_version = current_version
-
-
-class SessionTooLarge(SessionError):
-    """The write would take the session over the size limit."""
-
-    def __init__(self, message: str, size: int, limit: int) -> None:
-        super().__init__(message)
-        self.size = size
-        self.limit = limit
 
 
 def dynamo_size(value: Any) -> int:
