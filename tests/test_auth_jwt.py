@@ -153,6 +153,8 @@ def test_jwts_refused_when_no_issuer_is_configured(idp: OidcIssuer) -> None:
         ({"Authorization": "Basic YWxhZGRpbjpvcGVuc2VzYW1l"}, "must be 'Bearer <token>'"),
         ({"Authorization": "Bearer"}, "must be 'Bearer <token>'"),
         ({"Authorization": "Bearer not.a.jwt"}, "well-formed JWT"),
+        ({"Authorization": "Bearer W10.e30.c2ln"}, "well-formed JWT"),  # header is [], not an object
+        ({"Authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.%%%.x"}, "JWT"),
         ({"Authorization": "Bearer " + "x" * 20_000}, "too long"),
     ],
 )

@@ -111,6 +111,7 @@ class TokenStore:
             table_name = get_settings().tokens_table
         self.table_name = table_name
         self._clock = clock
+        self._cached_table: tuple[Any, Any] | None = None
 
     def now(self) -> float:
         """The store's clock (UNIX seconds)."""
@@ -119,7 +120,11 @@ class TokenStore:
     def _table(self) -> Any:
         from chalicelib import aws  # boto3 is heavy: only a cache miss or an admin call pays for it
 
-        return aws.table(self.table_name)
+        resource = aws.resource("dynamodb")
+        cached = self._cached_table
+        if cached is None or cached[0] is not resource:  # building a Table costs ~0.5 ms: once per resource
+            cached = self._cached_table = (resource, resource.Table(self.table_name))
+        return cached[1]
 
     def create(
         self,
