@@ -58,6 +58,12 @@ def _fetch_json(url: str, timeout: float) -> dict[str, Any]:
     return document
 
 
+def _short(value: Any) -> str:
+    """An attacker-supplied value, quoted and cut short, for an error message."""
+    text = repr(value)
+    return text if len(text) <= 66 else text[:60] + "...'"
+
+
 def _unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header, decoded without touching payload or signature (pyjwt would re-parse the whole token)."""
     try:
@@ -184,7 +190,7 @@ class JwtVerifier:
                 self._load_keys()
                 key = self._find_key(kid, alg)
         if key is None:
-            raise AuthError(f"JWT is signed with an unknown key (kid {kid!r}) for issuer {self.authority}")
+            raise AuthError(f"JWT is signed with an unknown key (kid {_short(kid)}) for issuer {self.authority}")
         return key
 
     def _find_key(self, kid: str | None, alg: str) -> PyJWK | None:
@@ -202,13 +208,13 @@ class JwtVerifier:
         header = _unverified_header(token)
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
-            raise AuthError(f"JWT algorithm {alg!r} is not accepted (accepted: {', '.join(ALLOWED_ALGORITHMS)})")
+            raise AuthError(f"JWT algorithm {_short(alg)} is not accepted (accepted: {', '.join(ALLOWED_ALGORITHMS)})")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise AuthError("JWT header kid must be a string")
         key = self._signing_key(kid, alg)
         if key.key_type != ALLOWED_ALGORITHMS[alg] or getattr(key, "algorithm_name", alg) != alg:
-            raise AuthError(f"JWT algorithm {alg} does not match its signing key (kid {kid!r})")
+            raise AuthError(f"JWT algorithm {alg} does not match its signing key (kid {_short(kid)})")
         try:
             claims = jwt.decode(
                 token,

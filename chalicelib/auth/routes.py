@@ -75,13 +75,15 @@ auth_bp = _AuthBlueprint(__name__)
 
 
 def _deny(method_arn: str, message: str) -> dict[str, Any]:
+    # The message lands in a JSON gateway-response template in AWS: keep it short and free of quotes/backslashes.
+    safe = "".join(c if c.isprintable() and c not in '"\\' else "'" for c in message)[:300]
     return {
         "principalId": "anonymous",
         "policyDocument": {
             "Version": "2012-10-17",
             "Statement": [{"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": [method_arn or "*"]}],
         },
-        "context": {"message": message},
+        "context": {"message": safe},
     }
 
 
