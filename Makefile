@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck pytest bench clean
+.PHONY: install run test lint typecheck pytest bench clean webui browser-deps
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,17 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 
 install: $(STAMP) ## virtualenv with every pinned dependency
 
+# The chat UI: built into webui/dist (served by `make run`); nothing is fetched at run time.
+WEBUI_SRC := $(shell find webui/src -type f 2>/dev/null) webui/index.html webui/vite.config.ts webui/tsconfig.json
+webui/node_modules/.package-lock.json: webui/package.json webui/package-lock.json
+	cd webui && npm ci --no-audit --no-fund
+webui/dist/index.html: webui/node_modules/.package-lock.json $(WEBUI_SRC)
+	cd webui && npm run build
+webui: webui/dist/index.html ## build the chat UI
+
+browser-deps: ## Debian's Chromium for the Playwright browser tests (never a browser download)
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 lint: install ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -27,12 +38,12 @@ lint: install ## ruff
 typecheck: install ## mypy on the Lambda code
 	$(VENV)/bin/mypy
 
-pytest: install
+pytest: install webui browser-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest ## everything CI runs
+test: webui lint typecheck pytest ## everything CI runs
 
-run: install ## LISA locally: UI + API on one port, a default model, a printed API key
+run: install webui ## LISA locally: UI + API on one port, a default model, a printed API key
 	$(PY) -m runner
 
 bench: install ## benchmarks, printed as ratios against a baseline measured in the same run

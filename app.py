@@ -4,7 +4,9 @@ from chalice import Chalice
 
 from chalicelib.auth.routes import auth_bp
 from chalicelib.sessions.routes import sessions_bp
+from chalicelib.webui.routes import webui_bp
 
 app = Chalice(app_name="lisa")
 app.register_blueprint(auth_bp)  # /tokens (admin); also registers lisa_authorizer
 app.register_blueprint(sessions_bp, url_prefix="/sessions")
+app.register_blueprint(webui_bp)  # /ui/config (public)
