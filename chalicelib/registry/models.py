@@ -1,0 +1,229 @@
+"""Wire shapes of the model registry (camelCase on the wire and in the table), validated at the edge.
+
+A registry record's id is its `modelName` (unique); `hfModelId` is the Hugging Face `org/name` its weights come
+from. `provider` is derived from the inference container (`ecs.textgen.tgi`, `ecs.embedding.tei`,
+`ecs.embedding.instructor`) and must agree with `modelType`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from chalicelib.config import (
+    MODEL_ID_PATTERN,
+    NAME_PATTERN,
+    PROVIDERS,
+    ContainerConfig,
+    InferenceContainer,
+    ModelType,
+)
+
+
+class ModelStatus(StrEnum):
+    """Where a model is in its life: being deployed/staged, serving, stopped on purpose, or broken."""
+
+    CREATING = "Creating"
+    IN_SERVICE = "InService"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+ModelSource = Literal["config", "api"]
+"""Who manages a record: `lisa models sync` (config.yaml) or the admin API."""
+
+
+def model_type_of(container: InferenceContainer) -> ModelType:
+    """The only model type an inference container serves (the middle part of its provider name)."""
+    return ModelType(PROVIDERS[container].split(".")[1])
+
+
+def _name(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ValueError("must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value
+
+
+def _hf_model_id(value: str) -> str:
+    if not MODEL_ID_PATTERN.match(value):
+        raise ValueError(f"must be 'org/name' (a Hugging Face model id), got {value!r}")
+    return value
+
+
+def _endpoint(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL with a host, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return value.rstrip("/")
+
+
+def _finite(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("numbers must be finite (no NaN or Infinity)") from None
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(_name)]
+HfModelId = Annotated[str, Field(max_length=200), AfterValidator(_hf_model_id)]
+EndpointUrl = Annotated[str, Field(max_length=2048), AfterValidator(_endpoint)]
+ModelKwargs = Annotated[dict[str, JsonValue], Field(max_length=64), AfterValidator(_finite)]
+InstanceType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9.\-]*$")]
+StatusReason = Annotated[str, Field(max_length=2000)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+
+class ModelRecord(_Wire):
+    """One registered model, exactly as stored and as the API returns it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model_id: ModelName
+    model_name: ModelName
+    hf_model_id: HfModelId
+    provider: str = ""
+    model_type: ModelType
+    inference_container: InferenceContainer
+    endpoint_url: EndpointUrl | None = None
+    status: ModelStatus
+    status_reason: StatusReason | None = None
+    streaming: bool
+    default_model_kwargs: ModelKwargs = Field(default_factory=dict)
+    container_config: ContainerConfig | None = None
+    instance_type: InstanceType | None = None
+    source: ModelSource = "api"
+    created_at: str
+    updated_at: str
+    version: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelRecord:
+        if self.model_id != self.model_name:
+            raise ValueError("modelId must equal modelName")
+        container, model_type = self.inference_container.value, self.model_type.value
+        if model_type_of(self.inference_container) is not self.model_type:
+            raise ValueError(f"inferenceContainer {container!r} cannot serve modelType {model_type!r}")
+        provider = PROVIDERS[self.inference_container]
+        if self.provider and self.provider != provider:
+            raise ValueError(f"provider must be {provider!r} for inferenceContainer {container!r}")
+        object.__setattr__(self, "provider", provider)  # derived; frozen models are set once here
+        return self
+
+    @property
+    def display_name(self) -> str:
+        """`name (provider)`: how LISA's UI and SDK name a model."""
+        return f"{self.model_name} ({self.provider})"
+
+    @property
+    def is_available(self) -> bool:
+        """True when requests can be sent to it: in service with a known endpoint."""
+        return self.status is ModelStatus.IN_SERVICE and self.endpoint_url is not None
+
+    def wire(self) -> dict[str, Any]:
+        """The API shape (camelCase, nulls included so clients see every field)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def public_wire(self) -> dict[str, Any]:
+        """The API shape for non-admins: containerConfig's environment (may hold credentials) left out."""
+        data = self.wire()
+        if data["containerConfig"] is not None:
+            data["containerConfig"].pop("environment", None)
+        return data
+
+
+class CreateModelRequest(_Wire):
+    """POST /models. `modelType` may be left out (the container implies it); the status is decided by the store:
+    `InService` when an `endpointUrl` is given, else `Creating` (weights to stage, a service to start)."""
+
+    model_name: ModelName
+    hf_model_id: HfModelId
+    inference_container: InferenceContainer
+    model_type: ModelType | None = None  # after inferenceContainer: its check reads it
+    endpoint_url: EndpointUrl | None = None
+    streaming: bool | None = None
+    default_model_kwargs: ModelKwargs = Field(default_factory=dict)
+    container_config: ContainerConfig | None = None
+    instance_type: InstanceType | None = None
+
+    @field_validator("model_type")
+    @classmethod
+    def _fits(cls, value: ModelType | None, info: ValidationInfo) -> ModelType | None:
+        container = info.data.get("inference_container")
+        if value is not None and container is not None and model_type_of(container) is not value:
+            raise ValueError(f"inferenceContainer {container.value!r} cannot serve modelType {value.value!r}")
+        return value
+
+    def record_fields(self) -> dict[str, Any]:
+        """The record's fields this request decides (python names)."""
+        model_type = model_type_of(self.inference_container)
+        return {
+            "model_id": self.model_name,
+            "model_name": self.model_name,
+            "hf_model_id": self.hf_model_id,
+            "model_type": model_type,
+            "inference_container": self.inference_container,
+            "endpoint_url": self.endpoint_url,
+            "streaming": self.streaming if self.streaming is not None else model_type is ModelType.TEXTGEN,
+            "default_model_kwargs": self.default_model_kwargs,
+            "container_config": self.container_config,
+            "instance_type": self.instance_type,
+        }
+
+
+class UpdateModelRequest(_Wire):
+    """PUT /models/{modelId}: `version` is the version the change is based on (409 if the model moved on).
+
+    A field left out keeps its value; `null` clears an optional one (endpointUrl, statusReason, containerConfig,
+    instanceType). Changing `status` without a `statusReason` clears the old reason. The name cannot change.
+    """
+
+    version: int = Field(ge=1)
+    hf_model_id: HfModelId | None = None
+    model_type: ModelType | None = None
+    inference_container: InferenceContainer | None = None
+    endpoint_url: EndpointUrl | None = None
+    status: ModelStatus | None = None
+    status_reason: StatusReason | None = None
+    streaming: bool | None = None
+    default_model_kwargs: ModelKwargs | None = None
+    container_config: ContainerConfig | None = None
+    instance_type: InstanceType | None = None
+
+    @field_validator(
+        "hf_model_id", "model_type", "inference_container", "status", "streaming", "default_model_kwargs", mode="before"
+    )
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null (leave the field out to keep its value)")
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateModelRequest:
+        if self.model_fields_set == {"version"}:
+            raise ValueError("nothing to change: give at least one field besides version")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields to change (python names), explicit nulls included."""
+        return {name: getattr(self, name) for name in self.model_fields_set if name != "version"}
