@@ -143,13 +143,14 @@ export class ChatApp {
     });
   }
 
-  private showLogin(message: string): void {
+  /** The login view; focus goes where the user signs in again (the API key field after a refused key). */
+  private showLogin(message: string, refused?: Credential["kind"]): void {
     this.chatView.hidden = true;
     this.loginView.hidden = false;
     byId("loading").hidden = true;
     announce(this.loginError, message);
-    const sso = byId("sso-block");
-    (sso.hidden ? this.apiKeyInput : byId("sso-login")).focus();
+    const ssoAvailable = !byId("sso-block").hidden;
+    (ssoAvailable && refused !== "apikey" ? byId("sso-login") : this.apiKeyInput).focus();
   }
 
   /** Load what the chat needs with the current credential; a refused credential sends the user back to login. */
@@ -181,7 +182,7 @@ export class ChatApp {
     this.credential = null;
     clearCredential();
     const what = kind === "oidc" ? "Your sign-in has expired or was refused" : "Your API key was refused";
-    this.showLogin(`${what} (${error.message}). Please sign in again.`);
+    this.showLogin(`${what} (${error.message}). Please sign in again.`, kind);
   }
 
   private async signOut(): Promise<void> {
@@ -286,6 +287,7 @@ export class ChatApp {
     input.addEventListener("keydown", (event) => {
       if (event.key === "Escape") {
         event.preventDefault();
+        event.stopPropagation(); // cancel the rename only, not the panel around it
         restore();
       }
     });
@@ -519,12 +521,22 @@ export class ChatApp {
 
   private wireToggle(buttonId: string, panel: HTMLElement, openClass?: string): void {
     const button = byId<HTMLButtonElement>(buttonId);
-    button.addEventListener("click", () => {
-      const open = button.getAttribute("aria-expanded") !== "true";
+    const setOpen = (open: boolean) => {
       button.setAttribute("aria-expanded", String(open));
       if (openClass) panel.classList.toggle(openClass, open);
       else panel.hidden = !open;
+    };
+    button.addEventListener("click", () => {
+      const open = button.getAttribute("aria-expanded") !== "true";
+      setOpen(open);
       if (open) panel.querySelector<HTMLElement>("textarea, input, select, button")?.focus();
+    });
+    panel.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && button.getAttribute("aria-expanded") === "true") {
+        event.preventDefault();
+        setOpen(false);
+        button.focus();
+      }
     });
   }
 

@@ -145,7 +145,7 @@ export interface Repository {
   label: string;
 }
 
-/** RAG repositories the user may use; none when RAG is not deployed (404). */
+/** RAG repositories the user may use; none when RAG is not deployed (404, or API Gateway's 403 for no route). */
 export async function loadRepositories(api: ApiClient): Promise<Repository[]> {
   try {
     const records = listOf(await api.get<unknown>("/repositories"), "repositories");
@@ -154,7 +154,7 @@ export async function loadRepositories(api: ApiClient): Promise<Repository[]> {
       .filter(Boolean)
       .map((id) => ({ id, label: id }));
   } catch (error) {
-    if (error instanceof ApiError && error.status === 404) return [];
+    if (error instanceof ApiError && (error.status === 404 || error.status === 403)) return [];
     throw error;
   }
 }
