@@ -531,6 +531,10 @@ export class ChatApp {
       setOpen(open);
       if (open) panel.querySelector<HTMLElement>("textarea, input, select, button")?.focus();
     });
+    panel.querySelector("[data-close]")?.addEventListener("click", () => {
+      setOpen(false);
+      button.focus();
+    });
     panel.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && button.getAttribute("aria-expanded") === "true") {
         event.preventDefault();
