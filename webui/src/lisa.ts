@@ -106,6 +106,14 @@ function num(value: unknown): number | undefined {
   return typeof n === "number" && Number.isFinite(n) ? n : undefined;
 }
 
+/**
+ * How many characters of conversation to send: ~3 characters per token of the container's MAX_INPUT_LENGTH when the
+ * registry shows it (admins see containerConfig.environment), else a budget small models can take (~1000 tokens).
+ */
+function promptBudget(maxInputTokens: number | undefined): number {
+  return maxInputTokens ? maxInputTokens * 3 : 4000;
+}
+
 /** Text-generation models from the registry (GET /models); the OpenAI model list if there is no registry route. */
 export async function loadModels(api: ApiClient): Promise<ModelChoice[]> {
   let records: Array<Record<string, unknown>>;
@@ -114,7 +122,13 @@ export async function loadModels(api: ApiClient): Promise<ModelChoice[]> {
   } catch (error) {
     if (!(error instanceof ApiError) || (error.status !== 404 && error.status !== 403)) throw error;
     const openai = listOf(await api.get<unknown>("/v1/openai/models"), "data");
-    return openai.map((m) => ({ id: String(m.id), label: String(m.id), available: true, defaults: {}, promptChars: 4096 * 3 }));
+    return openai.map((m) => ({
+      id: String(m.id),
+      label: String(m.id),
+      available: true,
+      defaults: {},
+      promptChars: promptBudget(undefined),
+    }));
   }
   return records
     .filter((m) => (m.modelType ?? m.model_type) === "textgen")
@@ -134,7 +148,7 @@ export async function loadModels(api: ApiClient): Promise<ModelChoice[]> {
           topP: num(kwargs.top_p),
           topK: num(kwargs.top_k),
         },
-        promptChars: (num(env.MAX_INPUT_LENGTH) ?? 4096) * 3,
+        promptChars: promptBudget(num(env.MAX_INPUT_LENGTH)),
       };
     })
     .sort((a, b) => Number(b.available) - Number(a.available) || a.id.localeCompare(b.id));
