@@ -88,7 +88,7 @@ export async function streamChat(
   let response: Response;
   try {
     response = await api.fetch("POST", "/v1/openai/chat/completions", {
-      body: { ...request, stream: true },
+      body: { ...request, stream: true, stream_options: { include_usage: true } },
       signal: options.signal,
     });
   } catch (error) {
