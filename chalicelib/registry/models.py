@@ -43,6 +43,20 @@ class ModelStatus(StrEnum):
     FAILED = "Failed"
 
 
+PUBLIC_ENVIRONMENT_KEYS = frozenset(
+    {
+        "MAX_INPUT_LENGTH",
+        "MAX_INPUT_TOKENS",
+        "MAX_TOTAL_TOKENS",
+        "MAX_CONCURRENT_REQUESTS",
+        "MAX_BATCH_PREFILL_TOKENS",
+        "MAX_BATCH_TOTAL_TOKENS",
+        "MAX_BATCH_TOKENS",
+        "MAX_CLIENT_BATCH_SIZE",
+    }
+)
+"""Container environment keys every user may see: TGI/TEI serving limits, never credentials."""
+
 ModelSource = Literal["config", "api"]
 """Who manages a record: `lisa models sync` (config.yaml) or the admin API."""
 
@@ -144,10 +158,12 @@ class ModelRecord(_Wire):
         return self.model_dump(mode="json", by_alias=True)
 
     def public_wire(self) -> dict[str, Any]:
-        """The API shape for non-admins: containerConfig's environment (may hold credentials) left out."""
+        """The API shape for non-admins: of containerConfig's environment (which may hold credentials) only the
+        serving limits clients need (`PUBLIC_ENVIRONMENT_KEYS`, e.g. MAX_INPUT_LENGTH) are shown."""
         data = self.wire()
-        if data["containerConfig"] is not None:
-            data["containerConfig"].pop("environment", None)
+        config = data["containerConfig"]
+        if config is not None:
+            config["environment"] = {k: v for k, v in config["environment"].items() if k in PUBLIC_ENVIRONMENT_KEYS}
         return data
 
 

@@ -1,13 +1,13 @@
 """Model registry API (mounted at /models). Thin: authenticate, validate, call the store, map its errors.
 
-GET /models and GET /models/{modelId}: any authenticated caller; non-admins do not see containerConfig's
-environment (it may hold credentials). POST, PUT (body names the `version` it is based on; 409 if stale) and
-DELETE (optional `?version=`): admins only.
+GET /models and GET /models/{modelId}: any authenticated caller; non-admins see only the serving limits of
+containerConfig's environment (MAX_INPUT_LENGTH etc.), never the rest (it may hold credentials).
+POST, PUT (body names the `version` it is based on; 409 if stale) and DELETE (optional `?version=`): admins only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -74,24 +74,26 @@ def _registry_errors() -> Iterator[None]:
         raise BadRequestError(error.message) from None
 
 
-def _view(record: ModelRecord) -> dict[str, Any]:
-    """The record as the caller may see it."""
+def _viewer() -> Callable[[ModelRecord], dict[str, Any]]:
+    """How the caller may see records: whole for admins, with only the public environment keys otherwise."""
     if current_principal(models_bp.current_request).is_admin:
-        return record.wire()
-    return record.public_wire()
+        return lambda record: record.wire()
+    return lambda record: record.public_wire()
 
 
 @models_bp.route("/", methods=["GET"], authorizer=lisa_authorizer)
 def list_models() -> dict[str, Any]:
     """Every registered model, by name."""
-    return {"models": [_view(record) for record in _store().list()]}
+    view = _viewer()
+    return {"models": [view(record) for record in _store().list()]}
 
 
 @models_bp.route("/{modelId}", methods=["GET"], authorizer=lisa_authorizer)
 def get_model(modelId: str) -> dict[str, Any]:
     """One model."""
+    view = _viewer()
     with _registry_errors():
-        return _view(_store().get(_model_id(modelId)))
+        return view(_store().get(_model_id(modelId)))
 
 
 @models_bp.route("/", methods=["POST"], authorizer=lisa_authorizer)
