@@ -1,0 +1,140 @@
+"""What the TGI and TEI workers share: torch threading, JSON errors, request parsing, admission, serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ValidationError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def get_logger(service: str) -> Logger:
+    """Structured JSON logs on stderr, level from LOG_LEVEL (INFO by default)."""
+    return Logger(service=service, level=os.environ.get("LOG_LEVEL", "INFO"))
+
+
+def configure_torch(threads: int | None = None) -> int:
+    """Intra-op threads: `threads`, else LISA_WORKER_THREADS, else min(2, cores); one inter-op thread."""
+    import torch
+
+    wanted = threads or int(os.environ.get("LISA_WORKER_THREADS", "0")) or min(2, os.cpu_count() or 1)
+    torch.set_num_threads(max(1, wanted))
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)  # only allowed once, before any parallel work
+    return int(torch.get_num_threads())
+
+
+class HTTPError(Exception):
+    """An error answered as `{"error": message, "error_type": kind}` with `status` (the TGI/TEI error shape)."""
+
+    def __init__(self, status: int, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+
+    def response(self) -> web.Response:
+        return json_error(self.status, self.message, self.error_type)
+
+
+def json_error(status: int, message: str, error_type: str) -> web.Response:
+    return web.json_response({"error": message, "error_type": error_type}, status=status)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """`field.path: reason` for the first few problems pydantic found."""
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item.get("loc", ())) or "body"
+        parts.append(f"`{where}`: {item.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+async def parse_json(
+    request: web.Request,
+    model: type[ModelT],
+    *,
+    status: int = 422,
+    error_type: str = "validation",
+    prefix: str = "",
+) -> ModelT:
+    """The request body validated as `model`, or an HTTPError naming the offending field."""
+    raw = await request.read()
+    try:
+        payload: Any = json.loads(raw) if raw else None
+    except ValueError as error:
+        raise HTTPError(status, f"{prefix}request body is not valid JSON: {error}", error_type) from None
+    if not isinstance(payload, dict):
+        raise HTTPError(status, f"{prefix}request body must be a JSON object", error_type)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        raise HTTPError(status, f"{prefix}{describe_validation_error(error)}", error_type) from None
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """HTTPError → its JSON answer; an unexpected exception → a JSON 500 (logged), never an HTML page."""
+    try:
+        return await handler(request)
+    except HTTPError as error:
+        return error.response()
+    except web.HTTPException as error:
+        if error.status >= 400 and error.content_type != "application/json":
+            return json_error(error.status, error.reason, "http")
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as error:
+        request.app["logger"].exception("request failed", extra={"path": request.path})
+        return json_error(500, f"internal error: {error}", "generation")
+
+
+class Admission:
+    """At most `limit` requests in flight (queued or running); beyond that callers get 429 like TGI/TEI."""
+
+    def __init__(self, limit: int, message: str = "Model is overloaded", error_type: str = "overloaded") -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self._message = message
+        self._error_type = error_type
+
+    def __enter__(self) -> Admission:
+        if self.in_flight >= self.limit:
+            raise HTTPError(429, self._message, self._error_type)
+        self.in_flight += 1
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.in_flight -= 1
+
+
+def serve(app: web.Application, host: str, port: int, on_stop: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. A client that disconnects cancels its handler (so its work stops)."""
+
+    async def main() -> None:
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port, backlog=512).start()
+        app["logger"].info("ready", extra={"host": host, "port": port})
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        app["logger"].info("stopping")
+        if on_stop is not None:
+            on_stop()
+        await runner.cleanup()
+
+    asyncio.run(main())
