@@ -116,11 +116,19 @@ def validation_error(error: ValidationError, prefix: str = "") -> ServeError:
     """A 422 for a pydantic error: `field.path: reason; ...`, `param` = the first field."""
     message = format_validation_error(error).replace("\n", "; ")
     first = error.errors()[0]["loc"] if error.errors() else ()
-    param = ".".join(str(part) for part in first) or None
+    param = ".".join(str(part) for part in first if not _is_union_tag(part)) or None
     if prefix:
         message = "; ".join(f"{prefix}.{part}" if not part.startswith("(") else part for part in message.split("; "))
         param = f"{prefix}.{param}" if param else prefix
     return ServeError(422, message, param=param, code="invalid_value")
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def _is_union_tag(part: str | int) -> bool:
+    """pydantic names the union member in an error's location (`content.str`); a `param` leaves it out."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or any(c in part for c in "[(-"))
 
 
 def stop_list(stop: str | list[str] | None, param: str = "stop") -> list[str]:
@@ -165,7 +173,8 @@ def chat_request(req: ChatCompletionRequest, defaults: Mapping[str, Any] | None 
     _refuse_common(req)
     if req.audio is not None or (req.modalities and set(req.modalities) != {"text"}):
         raise unsupported("modalities", "LISA's chat models produce text only")
-    body: dict[str, Any] = {"model": "tgi", "messages": [m.model_dump(exclude_none=True) for m in req.messages]}
+    messages = [m if isinstance(m, dict) else m.model_dump(exclude_none=True) for m in req.messages]
+    body: dict[str, Any] = {"model": "tgi", "messages": messages}
     for key, chat_key in _DEFAULT_TO_CHAT.items():
         if defaults and defaults.get(key) is not None:
             body[chat_key] = defaults[key]

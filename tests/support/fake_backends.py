@@ -55,7 +55,11 @@ class FakeBackend:
         body = json.loads(raw) if raw else None
         self.requests.append((request.path, body))
         if self.mode == "slow":
-            await asyncio.sleep(self.delay)
+            try:
+                await asyncio.sleep(self.delay)
+            except asyncio.CancelledError:  # the caller hung up while we were "generating"
+                self.disconnected.set()
+                raise
         if self.mode == "error":
             payload = {"error": self.error_message, "error_type": "validation"}
             return body, web.json_response(payload, status=self.error_status)

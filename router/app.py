@@ -1,0 +1,80 @@
+"""The router's aiohttp application.
+
+    app = create_app()                       # process-wide authorizer and registry, settings from the env
+    web.run_app(app, port=8080, handler_cancellation=True)
+
+Routes (explicit, so a host may add a catch-all after them): `GET /health` (no auth), the OpenAI-compatible
+`/v1/openai/...` routes and the LISA-native `/v1/...` routes. A host should serve it with `handler_cancellation=True`
+so a client that disconnects during a non-streaming call also cancels the backend call (streams stop either way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from router.auth import AsyncAuthorizer
+from router.backend import Backend, new_session
+from router.catalog import ModelCatalog
+from router.http import guarded, json_response
+from router.native_api import NativeApi
+from router.openai_api import OpenAIApi
+from router.services import ChatAugmenter, Services
+from router.settings import RouterSettings
+
+if TYPE_CHECKING:
+    from chalicelib.auth.authorizer import Authorizer
+    from chalicelib.registry.resolver import CachedRegistry
+
+SERVICES_KEY: web.AppKey[Services] = web.AppKey("lisa_router_services", Services)
+
+
+async def health(_: web.Request) -> web.Response:
+    """Liveness for load balancers: the router itself is up (backends have their own health checks)."""
+    return json_response({"status": "ok"})
+
+
+def create_app(
+    settings: RouterSettings | None = None,
+    *,
+    authorizer: Authorizer | None = None,
+    registry: CachedRegistry | None = None,
+    augment_chat: ChatAugmenter | None = None,
+) -> web.Application:
+    """The router application; `authorizer` / `registry` default to the process-wide ones (per current settings)."""
+    settings = settings or RouterSettings()
+    services = Services(
+        settings=settings,
+        auth=AsyncAuthorizer(authorizer),
+        catalog=ModelCatalog(registry),
+        augment_chat=augment_chat,
+    )
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SERVICES_KEY] = services
+
+    async def client_session(_: web.Application) -> AsyncIterator[None]:
+        session = new_session(settings)
+        services.backend = Backend(session, settings)
+        yield
+        services.backend = None
+        await session.close()
+
+    app.cleanup_ctx.append(client_session)
+
+    openai, native = OpenAIApi(services), NativeApi(services)
+    log = settings.access_log
+    add = app.router
+    add.add_get("/health", health)
+    add.add_get("/v1/openai/models", guarded(openai.models, log))
+    add.add_post("/v1/openai/chat/completions", guarded(openai.chat_completions, log))
+    add.add_post("/v1/openai/completions", guarded(openai.completions, log))
+    add.add_post("/v1/openai/embeddings", guarded(openai.embeddings, log))
+    add.add_get("/v1/listModels", guarded(native.list_models, log))
+    add.add_get("/v1/describeModel", guarded(native.describe_model, log))
+    add.add_get("/v1/describeModels", guarded(native.describe_models, log))
+    add.add_post("/v1/generate", guarded(native.generate, log))
+    add.add_post("/v1/generateStream", guarded(native.generate_stream, log))
+    add.add_post("/v1/embeddings", guarded(native.embeddings, log))
+    return app

@@ -1,0 +1,175 @@
+"""Calls to the inference backends over one shared, pooled aiohttp session.
+
+Failures become `ServeError`s: connection refused / unreachable → 503, no answer in time → 504, the backend
+refusing the request → 400 with its message, a backend failure → 502 (see `chalicelib.serve.errors.from_backend`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from chalicelib.serve import sse
+from chalicelib.serve.errors import ServeError, backend_timeout, backend_unreachable, from_backend
+from router.settings import RouterSettings
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_STREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+
+def new_session(settings: RouterSettings) -> aiohttp.ClientSession:
+    """The router's one client session: pooled keep-alive connections, no per-request DNS, no cookies."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.max_connections,
+        limit_per_host=0,
+        keepalive_timeout=settings.keepalive_seconds,
+        ttl_dns_cache=300,
+        enable_cleanup_closed=False,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=True,
+        skip_auto_headers=("User-Agent",),
+        raise_for_status=False,
+    )
+
+
+class Backend:
+    """POSTs JSON to model backends; `call` for answers, `stream` for server-sent event streams."""
+
+    def __init__(self, session: aiohttp.ClientSession, settings: RouterSettings) -> None:
+        self.session = session
+        self.settings = settings
+        self._call_timeout = aiohttp.ClientTimeout(
+            total=settings.request_timeout, sock_connect=settings.connect_timeout
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.stream_idle_timeout
+        )
+
+    async def call(self, url: str, payload: Any, what: str) -> tuple[Any, dict[str, str]]:
+        """POST `payload` as JSON; returns (the JSON answer, the response headers)."""
+        body = _dumps(payload).encode()
+        for attempt in (1, 2):
+            try:
+                async with self.session.post(
+                    url, data=body, headers=_JSON_HEADERS, timeout=self._call_timeout
+                ) as response:
+                    raw = await response.read()
+                    if response.status >= 400:
+                        raise from_backend(response.status, raw, what)
+                    try:
+                        return json.loads(raw), dict(response.headers)
+                    except ValueError:
+                        raise ServeError(502, f"{what} answered with something other than JSON") from None
+            except aiohttp.ServerDisconnectedError:
+                if attempt == 2:  # a pooled connection the backend had just closed: retry once on a fresh one
+                    raise ServeError(502, f"{what} closed the connection without answering") from None
+            except aiohttp.ClientError as error:
+                raise self._client_error(error, what, self.settings.request_timeout) from None
+            except TimeoutError:
+                raise backend_timeout(what, self.settings.request_timeout) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @asynccontextmanager
+    async def stream(self, url: str, payload: Any, what: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST `payload` and yield the open streaming response once it answered 2xx (closed on exit)."""
+        body = _dumps(payload).encode()
+        response: aiohttp.ClientResponse | None = None
+        for attempt in (1, 2):
+            try:
+                response = await self.session.post(
+                    url, data=body, headers=_STREAM_HEADERS, timeout=self._stream_timeout
+                )
+                break
+            except aiohttp.ServerDisconnectedError:
+                if attempt == 2:
+                    raise ServeError(502, f"{what} closed the connection without answering") from None
+            except aiohttp.ClientError as error:
+                raise self._client_error(error, what, self.settings.stream_idle_timeout) from None
+            except TimeoutError:
+                raise backend_timeout(what, self.settings.stream_idle_timeout) from None
+        assert response is not None
+        try:
+            if response.status >= 400:
+                try:
+                    raw = await response.read()
+                except (aiohttp.ClientError, TimeoutError):
+                    raw = b""
+                raise from_backend(response.status, raw, what)
+            yield response
+        finally:
+            response.close()  # never back to the pool half-read: the backend sees the disconnect and stops
+
+    async def events(self, response: aiohttp.ClientResponse, what: str) -> AsyncIterator[sse.Event]:
+        """The server-sent events of an open stream; a silence longer than the idle timeout or a broken
+        connection raises ServeError (504 / 502)."""
+        decoder = sse.SSEDecoder()
+        try:
+            async for chunk in response.content.iter_any():
+                for event in decoder.feed(chunk):
+                    yield event
+        except (aiohttp.ServerTimeoutError, TimeoutError):
+            raise ServeError(
+                504,
+                f"{what} sent nothing for {self.settings.stream_idle_timeout:g} s",
+                code="backend_timeout",
+            ) from None
+        except aiohttp.ClientError as error:
+            raise ServeError(502, f"{what} broke off the stream: {error or type(error).__name__}") from None
+        for event in decoder.close():
+            yield event
+
+    @staticmethod
+    def _client_error(error: aiohttp.ClientError, what: str, timeout: float) -> ServeError:
+        if isinstance(error, aiohttp.ConnectionTimeoutError):
+            return backend_unreachable(what, "connecting timed out")
+        if isinstance(error, aiohttp.ServerTimeoutError):
+            return backend_timeout(what, timeout)
+        if isinstance(error, aiohttp.ClientConnectorError):
+            return backend_unreachable(what, f"cannot connect to {error.host}:{error.port} ({error.os_error})")
+        if isinstance(error, aiohttp.ClientConnectionError):
+            return ServeError(502, f"{what}: connection failed ({error or type(error).__name__})")
+        return ServeError(502, f"{what}: {error or type(error).__name__}")
+
+
+async def merge(streams: list[AsyncIterator[Any]]) -> AsyncIterator[tuple[int, Any]]:
+    """Items of several async iterators as they come, tagged with the iterator's index; the first error
+    raised by any of them is raised here (the others are cancelled)."""
+    if len(streams) == 1:
+        async for item in streams[0]:
+            yield 0, item
+        return
+    queue: asyncio.Queue[tuple[int, Any] | BaseException | None] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[Any]) -> None:
+        try:
+            async for item in stream:
+                await queue.put((index, item))
+        except Exception as error:
+            await queue.put(error)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,107 @@
+"""HTTP plumbing of the router: JSON and error responses, SSE responses, and the per-handler error guard.
+
+Errors are answered in OpenAI's shape `{"error": {"message", "type", "param", "code"}}` on every route, the
+LISA-native ones included. The guard wraps each of the router's handlers (not the whole application), so routes the
+local runner adds after the router's (the control plane, the web UI) keep their own behaviour.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aws_lambda_powertools import Logger
+
+from chalicelib.auth.errors import AuthError
+from chalicelib.serve import sse
+from chalicelib.serve.errors import SERVER, ServeError, error_body
+
+logger = Logger(service="lisa-router")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+SSE_HEADERS = {"Content-Type": sse.CONTENT_TYPE, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+LOG_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("lisa_log", dict)
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A compact JSON response."""
+    return web.Response(body=_dumps(payload).encode(), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(error: ServeError) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="lisa"'} if error.status == 401 else None
+    return json_response(error.body(), error.status, headers)
+
+
+def auth_error(error: AuthError) -> ServeError:
+    """The authorizer's refusal as a ServeError (401 / 403 / 503)."""
+    codes = {401: "invalid_api_key", 403: "forbidden", 503: "auth_unavailable"}
+    return ServeError(error.status, error.message, code=codes.get(error.status))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body; 413 if it exceeds the router's limit."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.client_max_size
+        raise ServeError(413, f"request body is larger than the limit of {limit} bytes", code="too_large") from None
+
+
+async def open_sse(request: web.Request) -> web.StreamResponse:
+    """Start a 200 `text/event-stream` response (headers sent now)."""
+    response = web.StreamResponse(status=200, headers=SSE_HEADERS)
+    await response.prepare(request)
+    return response
+
+
+def note(request: web.Request, **fields: Any) -> None:
+    """Add fields to the request's access-log line (model, tokens, ...)."""
+    log = request.get(LOG_KEY)
+    if log is not None:
+        log.update(fields)
+
+
+def guarded(handler: Handler, access_log: bool = True) -> Handler:
+    """`handler` with LISA's error contract: ServeError/AuthError → their JSON error; anything else → logged 500."""
+
+    async def guard(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        log: dict[str, Any] = {}
+        request[LOG_KEY] = log
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except ServeError as error:
+            status = error.status
+            log["error"] = error.message
+            return error_response(error)
+        except AuthError as error:
+            status = error.status
+            log["error"] = error.message
+            return error_response(auth_error(error))
+        except web.HTTPException:
+            raise
+        except Exception:
+            logger.exception("unhandled error", path=request.path)
+            return json_response(error_body("internal error; it has been logged", SERVER, code="internal"), 500)
+        finally:
+            if access_log or status >= 500:
+                level = logger.info if status < 500 else logger.warning
+                level(
+                    "request",
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    ms=round((time.perf_counter() - started) * 1000, 2),
+                    **log,
+                )
+
+    return guard

@@ -1,0 +1,152 @@
+"""The LISA-native v1 API of the `lisapy` SDK.
+
+- `GET /v1/listModels[?modelTypes=textgen&modelTypes=embedding]` → `{"textgen": {"ecs.textgen.tgi": ["name"]}, ...}`
+- `GET /v1/describeModel?provider=P&modelName=N` → `{"provider", "modelName", "modelType", "modelKwargs", "streaming"}`
+- `GET /v1/describeModels[?modelTypes=...]` → `{"textgen": {"ecs.textgen.tgi": [<describeModel>, ...]}, ...}`
+- `POST /v1/generate` `{"provider", "modelName", "text", "modelKwargs"}` → `{"generatedText", "generatedTokens",
+  "finishReason"}` (TGI's finish reasons: `length`, `eos_token`, `stop_sequence`)
+- `POST /v1/generateStream` (same body) → `data: {"token": {"text", "special"}}` per token, ending with
+  `data: {"token": {"text": "", "special": true}, "generatedTokens", "finishReason"}`. No `[DONE]` line: lisapy parses
+  every `data:` line as JSON. A failure mid-stream is a final `data: {"error": {...}}` event.
+- `POST /v1/embeddings` (same body; `text` a string or a list) → `{"embeddings": [[...], ...]}`
+
+Listings show the models that can be called now; describeModel describes any registered model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from chalicelib.config import ModelType
+from chalicelib.serve import mapping, sse
+from chalicelib.serve.errors import ServeError, invalid
+from chalicelib.serve.types import NativeRequest
+from router.http import json_response, note
+from router.services import Services, backend_event, backend_name, relay
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from chalicelib.registry.models import ModelRecord
+
+_TYPES = tuple(t.value for t in ModelType)
+
+
+def _model_types(request: web.Request) -> list[str]:
+    wanted = request.query.getall("modelTypes", [])
+    for value in wanted:
+        if value not in _TYPES:
+            raise ServeError(
+                422,
+                f"modelTypes: {value!r} is not one of {', '.join(_TYPES)}",
+                param="modelTypes",
+                code="invalid_value",
+            )
+    return list(dict.fromkeys(wanted)) or list(_TYPES)
+
+
+def metadata(record: ModelRecord) -> dict[str, Any]:
+    """A model as describeModel shows it: its complete default `modelKwargs` included."""
+    return {
+        "provider": record.provider,
+        "modelName": record.model_name,
+        "modelType": record.model_type.value,
+        "modelKwargs": mapping.default_model_kwargs(record.provider, record.default_model_kwargs),
+        "streaming": record.streaming,
+    }
+
+
+class NativeApi:
+    """Handlers of the LISA-native v1 routes."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def _available(self, request: web.Request) -> tuple[list[str], list[ModelRecord]]:
+        await self.s.caller(request)
+        types = _model_types(request)
+        records = [r for r in await self.s.catalog.records() if r.is_available and r.model_type.value in types]
+        return types, records
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        types, records = await self._available(request)
+        listing: dict[str, dict[str, list[str]]] = {t: {} for t in types}
+        for record in records:
+            listing[record.model_type.value].setdefault(record.provider, []).append(record.model_name)
+        return json_response(listing)
+
+    async def describe_models(self, request: web.Request) -> web.Response:
+        types, records = await self._available(request)
+        described: dict[str, dict[str, list[dict[str, Any]]]] = {t: {} for t in types}
+        for record in records:
+            described[record.model_type.value].setdefault(record.provider, []).append(metadata(record))
+        return json_response(described)
+
+    async def describe_model(self, request: web.Request) -> web.Response:
+        await self.s.caller(request)
+        provider, name = request.query.get("provider", ""), request.query.get("modelName", "")
+        for param, value in (("provider", provider), ("modelName", name)):
+            if not value:
+                raise invalid(f"query parameter {param!r} is required", param, code="missing_parameter")
+        record = await self.s.catalog.resolve(name)
+        self._check_provider(record, provider)
+        return json_response(metadata(record))
+
+    @staticmethod
+    def _check_provider(record: ModelRecord, provider: str) -> None:
+        if record.provider != provider:
+            raise ServeError(
+                404,
+                f"model {record.model_name!r} is not served by provider {provider!r}"
+                f" (its provider is {record.provider!r})",
+                param="provider",
+                code="model_not_found",
+            )
+
+    async def _request(self, request: web.Request, model_type: ModelType) -> tuple[NativeRequest, ModelRecord]:
+        await self.s.caller(request)
+        req = mapping.validate(NativeRequest, await self.s.body(request))
+        record = await self.s.model(req.model_name, model_type, request, param="modelName")
+        self._check_provider(record, req.provider)
+        return req, record
+
+    async def generate(self, request: web.Request) -> web.Response:
+        req, record = await self._request(request, ModelType.TEXTGEN)
+        text = mapping.native_text(req.text)
+        params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
+        answer, _ = await self.s.http.call(
+            f"{record.endpoint_url}/generate", {"inputs": text, "parameters": params}, backend_name(record)
+        )
+        response = mapping.native_generate_response(answer)
+        note(request, tokens=response["generatedTokens"])
+        return json_response(response)
+
+    async def generate_stream(self, request: web.Request) -> web.StreamResponse:
+        req, record = await self._request(request, ModelType.TEXTGEN)
+        if not record.streaming:
+            raise ServeError(
+                400, f"model {record.model_name!r} does not stream", param="modelName", code="no_streaming"
+            )
+        text = mapping.native_text(req.text)
+        params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
+        what = backend_name(record)
+        body = {"inputs": text, "parameters": params, "stream": True}
+        async with self.s.http.stream(f"{record.endpoint_url}/generate_stream", body, what) as upstream:
+            return await relay(request, self._events(request, upstream, what), done=False)
+
+    async def _events(self, request: web.Request, upstream: aiohttp.ClientResponse, what: str) -> AsyncIterator[bytes]:
+        async for event in self.s.http.events(upstream, what):
+            payload = backend_event(event.data, what)
+            for out in mapping.native_stream_events(payload):
+                if "generatedTokens" in out:
+                    note(request, tokens=out["generatedTokens"])
+                yield sse.encode(out)
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        req, record = await self._request(request, ModelType.EMBEDDING)
+        texts = mapping.native_texts(req.text)
+        vectors, _ = await self.s.embed(record, texts, req.model_kwargs)
+        return json_response({"embeddings": vectors})

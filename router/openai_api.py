@@ -1,0 +1,210 @@
+"""The OpenAI-compatible API: /v1/openai/models, /chat/completions, /completions, /embeddings.
+
+Chat goes to TGI's Messages API (the model's own chat template renders the messages); completions go to TGI's
+/generate(_stream), one request per prompt; embeddings go to TEI's /embed or an instructor container. Parameters are
+mapped and refused by one policy, documented in `chalicelib.serve.mapping`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from chalicelib.config import ModelType
+from chalicelib.serve import mapping, sse
+from chalicelib.serve.errors import ServeError
+from chalicelib.serve.types import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from router.backend import merge
+from router.http import json_response, note
+from router.services import Services, backend_event, backend_name, first_error, relay
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from chalicelib.registry.models import ModelRecord
+
+
+def _refuse_non_streaming(record: ModelRecord) -> None:
+    if not record.streaming:
+        raise ServeError(
+            400, f"model {record.model_name!r} does not stream; send stream: false", param="stream", code="no_streaming"
+        )
+
+
+def _epoch(timestamp: str) -> int:
+    try:
+        return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+class OpenAIApi:
+    """Handlers of the OpenAI-compatible routes."""
+
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def models(self, request: web.Request) -> web.Response:
+        """GET /v1/openai/models: the models that can be called now (text generation and embedding)."""
+        await self.s.caller(request)
+        data = [
+            {
+                "id": record.model_name,
+                "object": "model",
+                "created": _epoch(record.created_at),
+                "owned_by": "lisa",
+                "provider": record.provider,
+                "model_type": record.model_type.value,
+                "streaming": record.streaming,
+            }
+            for record in await self.s.catalog.records()
+            if record.is_available
+        ]
+        return json_response({"object": "list", "data": data})
+
+    # -- chat ----------------------------------------------------------------------------------------------------
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/openai/chat/completions."""
+        principal = await self.s.caller(request)
+        data = await self.s.body(request)
+        req = mapping.validate(ChatCompletionRequest, data)
+        record = await self.s.model(req.model, ModelType.TEXTGEN, request)
+        if self.s.augment_chat is not None:
+            req = await self.s.augment_chat(principal, data, req, record)
+        body = mapping.chat_request(req, record.default_model_kwargs)
+        url = f"{record.endpoint_url}/v1/chat/completions"
+        what = backend_name(record)
+        if not req.stream:
+            answer, _ = await self.s.http.call(url, body, what)
+            if not isinstance(answer, dict):
+                raise ServeError(502, f"{what} answered an unexpected chat completion")
+            completion = mapping.chat_completion(answer, mapping.new_id("chatcmpl"), record.model_name)
+            note(request, tokens=completion["usage"].get("completion_tokens"))
+            return json_response(completion)
+        _refuse_non_streaming(record)
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        async with self.s.http.stream(url, body, what) as upstream:
+            events = self._chat_events(request, upstream, record, what, include_usage)
+            return await relay(request, events, done=True)
+
+    async def _chat_events(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        record: ModelRecord,
+        what: str,
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        completion_id, created, model = mapping.new_id("chatcmpl"), int(time.time()), record.model_name
+        async for event in self.s.http.events(upstream, what):
+            if event.data == sse.DONE_DATA:
+                break
+            chunk = backend_event(event.data, what)
+            if not chunk.get("choices"):  # the usage chunk TGI sends last
+                usage = chunk.get("usage")
+                if isinstance(usage, dict):
+                    note(request, tokens=usage.get("completion_tokens"))
+                if not include_usage:
+                    continue
+            yield sse.encode(mapping.chat_chunk(chunk, completion_id, model, created))
+
+    # -- completions ---------------------------------------------------------------------------------------------
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/openai/completions."""
+        await self.s.caller(request)
+        req = mapping.validate(CompletionRequest, await self.s.body(request))
+        record = await self.s.model(req.model, ModelType.TEXTGEN, request)
+        prompts = mapping.completion_prompts(req)
+        params = mapping.generate_parameters(req, record.default_model_kwargs)
+        what = backend_name(record)
+        if not req.stream:
+            url = f"{record.endpoint_url}/generate"
+            calls = [self.s.http.call(url, {"inputs": p, "parameters": params}, what) for p in prompts]
+            results = await first_error(calls)
+            choices = [
+                mapping.completion_choice(i, prompts[i], answer, req.echo, req.logprobs)
+                for i, (answer, _) in enumerate(results)
+            ]
+            prompt_tokens = sum(int(headers.get("x-prompt-tokens", "0") or 0) for _, headers in results)
+            generated = sum(((answer.get("details") or {}).get("generated_tokens") or 0) for answer, _ in results)
+            note(request, tokens=generated)
+            return json_response(
+                {
+                    "id": mapping.new_id("cmpl"),
+                    "object": "text_completion",
+                    "created": int(time.time()),
+                    "model": record.model_name,
+                    "choices": choices,
+                    "usage": mapping.usage(prompt_tokens, generated),
+                }
+            )
+        _refuse_non_streaming(record)
+        url = f"{record.endpoint_url}/generate_stream"
+        async with AsyncExitStack() as stack:
+            upstreams = [
+                await stack.enter_async_context(
+                    self.s.http.stream(url, {"inputs": p, "parameters": params, "stream": True}, what)
+                )
+                for p in prompts
+            ]
+            events = self._completion_events(request, req, record, prompts, upstreams, what)
+            return await relay(request, events, done=True)
+
+    async def _completion_events(
+        self,
+        request: web.Request,
+        req: CompletionRequest,
+        record: ModelRecord,
+        prompts: list[str],
+        upstreams: list[aiohttp.ClientResponse],
+        what: str,
+    ) -> AsyncIterator[bytes]:
+        base: dict[str, Any] = {
+            "id": mapping.new_id("cmpl"),
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": record.model_name,
+        }
+        offsets = [0] * len(prompts)
+        if req.echo:
+            for index, prompt in enumerate(prompts):
+                offsets[index] = len(prompt)
+                choice = {"index": index, "text": prompt, "logprobs": None, "finish_reason": None}
+                yield sse.encode({**base, "choices": [choice]})
+        prompt_tokens = generated = 0
+        streams = [self.s.http.events(upstream, what) for upstream in upstreams]
+        async for index, event in merge(streams):
+            payload = backend_event(event.data, what)
+            token = payload.get("token") or {}
+            text = "" if token.get("special") else str(token.get("text", ""))
+            details = payload.get("details")
+            logprobs = None
+            if req.logprobs is not None:
+                tops = [payload.get("top_tokens") or []] if req.logprobs else None
+                logprobs = mapping.completion_logprobs([{**token, "text": text}], tops, offsets[index])
+            offsets[index] += len(text)
+            reason = None
+            if details:
+                reason = mapping.finish_reason(details.get("finish_reason"))
+                prompt_tokens += details.get("input_length") or 0
+                generated += details.get("generated_tokens") or 0
+            choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}
+            yield sse.encode({**base, "choices": [choice]})
+        note(request, tokens=generated)
+        if req.stream_options and req.stream_options.include_usage:
+            yield sse.encode({**base, "choices": [], "usage": mapping.usage(prompt_tokens, generated)})
+
+    # -- embeddings ----------------------------------------------------------------------------------------------
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """POST /v1/openai/embeddings."""
+        await self.s.caller(request)
+        req = mapping.validate(EmbeddingRequest, await self.s.body(request))
+        record = await self.s.model(req.model, ModelType.EMBEDDING, request)
+        texts = mapping.embedding_inputs(req)
+        vectors, tokens = await self.s.embed(record, texts, {})
+        return json_response(mapping.embeddings_response(vectors, record.model_name, req.encoding_format, tokens))

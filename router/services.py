@@ -1,0 +1,173 @@
+"""What the router's handlers share: their dependencies, model checks, embedding calls and SSE relaying."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+
+from chalicelib.config import ModelType
+from chalicelib.serve import mapping, sse
+from chalicelib.serve.errors import SERVER, ServeError, error_body
+from router.auth import AsyncAuthorizer
+from router.backend import Backend
+from router.catalog import ModelCatalog
+from router.http import logger, note, open_sse, read_body
+from router.settings import RouterSettings
+
+if TYPE_CHECKING:
+    from chalicelib.auth.principal import Principal
+    from chalicelib.registry.models import ModelRecord
+    from chalicelib.serve.types import ChatCompletionRequest
+
+T = TypeVar("T")
+
+ChatAugmenter = Callable[
+    ["Principal", dict[str, Any], "ChatCompletionRequest", "ModelRecord"], Awaitable["ChatCompletionRequest"]
+]
+"""The RAG seam: called with (caller, raw request body, validated chat request, model) before a chat request is sent
+to the model; returns the request to send (e.g. with retrieved context inserted as a system message when the body
+names a repository). None: requests are sent as they are."""
+
+
+@dataclass
+class Services:
+    """The handlers' dependencies (the backend is attached when the application starts)."""
+
+    settings: RouterSettings
+    auth: AsyncAuthorizer
+    catalog: ModelCatalog
+    augment_chat: ChatAugmenter | None = None
+    backend: Backend | None = field(default=None)
+
+    @property
+    def http(self) -> Backend:
+        assert self.backend is not None, "the router's client session starts with the application"
+        return self.backend
+
+    async def caller(self, request: web.Request) -> Principal:
+        """The authorized caller (AuthError otherwise), noted in the access log."""
+        principal = await self.auth.authorize(request.headers)
+        note(request, user=principal.username)
+        return principal
+
+    async def body(self, request: web.Request) -> dict[str, Any]:
+        """The request body as a JSON object (400 / 413 otherwise)."""
+        return mapping.parse_json_object(await read_body(request))
+
+    async def model(self, name: str, model_type: ModelType, request: web.Request, param: str = "model") -> ModelRecord:
+        """The registered, available model `name` of `model_type`; 404 / 400 / 503 otherwise."""
+        record = await self.catalog.resolve(name)
+        note(request, model=record.model_name)
+        if record.model_type is not model_type:
+            use = "/v1/openai/embeddings" if record.model_type is ModelType.EMBEDDING else "a text generation route"
+            raise ServeError(
+                400,
+                f"model {record.model_name!r} is a {record.model_type.value} model, "
+                f"this route needs a {model_type.value} model (use {use})",
+                param=param,
+                code="wrong_model_type",
+            )
+        if not record.is_available:
+            reason = f": {record.status_reason}" if record.status_reason else ""
+            raise ServeError(
+                503,
+                f"model {record.model_name!r} is not available (status {record.status.value}{reason})",
+                param=param,
+                code="model_unavailable",
+            )
+        return record
+
+    async def embed(
+        self, record: ModelRecord, texts: Sequence[str], model_kwargs: Mapping[str, Any]
+    ) -> tuple[list[list[float]], int]:
+        """Embed `texts` with an embedding model: (vectors, prompt tokens as counted by the backend, else 0)."""
+        base = record.endpoint_url
+        what = backend_name(record)
+        defaults = record.default_model_kwargs
+        if record.provider == "ecs.embedding.instructor":
+            kwargs = mapping.instructor_kwargs(model_kwargs, defaults)
+            payload, headers = await self.http.call(
+                f"{base}/predictions/model", {"instruction": kwargs.instruction, "text": list(texts)}, what
+            )
+        else:
+            tei = mapping.tei_kwargs(model_kwargs, defaults)
+            payload, headers = await self.http.call(
+                f"{base}/embed", {"inputs": list(texts), "normalize": tei.normalize, "truncate": tei.truncate}, what
+            )
+        vectors = mapping.check_vectors(payload, len(texts))
+        tokens = headers.get("x-compute-tokens") or headers.get("x-prompt-tokens") or "0"
+        return vectors, int(tokens) if tokens.isdigit() else 0
+
+
+def backend_name(record: ModelRecord) -> str:
+    """How errors name a model's backend."""
+    return f"the backend of model {record.model_name!r}"
+
+
+async def first_error(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and raise that failure."""
+    if len(coroutines) == 1:
+        return [await coroutines[0]]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+    except ExceptionGroup as errors:
+        raise errors.exceptions[0] from None
+    return [t.result() for t in tasks]
+
+
+def backend_event(data: str, what: str) -> dict[str, Any]:
+    """A backend stream event's JSON; a malformed event or an error event raises ServeError(502)."""
+    try:
+        payload = json.loads(data)
+    except ValueError:
+        raise ServeError(502, f"{what} sent a malformed stream event") from None
+    if not isinstance(payload, dict):
+        raise ServeError(502, f"{what} sent a malformed stream event")
+    error = payload.get("error")
+    if error is not None and "choices" not in payload and "token" not in payload:
+        message = error.get("message") if isinstance(error, dict) else error
+        raise ServeError(502, f"{what} failed mid-stream: {message}", code="backend_error")
+    return payload
+
+
+async def relay(request: web.Request, events: AsyncIterator[bytes], *, done: bool) -> web.StreamResponse:
+    """Send `events` (encoded SSE) as a 200 event stream as they come.
+
+    A ServeError while streaming (the backend failing, going silent or dropping the connection) is sent as an
+    `{"error": {...}}` event, then the stream ends cleanly (`data: [DONE]` when `done`). A client that disconnects
+    stops the relay, which closes the backend connection, so the backend stops generating.
+    """
+    response = await open_sse(request)
+    try:
+        try:
+            async for payload in events:
+                await response.write(payload)
+        except ServeError as error:
+            note(request, error=error.message, stream_status=error.status)
+            await response.write(sse.encode(error.body()))
+        except ConnectionResetError:
+            raise
+        except Exception:
+            logger.exception("error while streaming", path=request.path)
+            note(request, stream_status=500)
+            await response.write(sse.encode(error_body("internal error while streaming; it has been logged", SERVER)))
+        if done:
+            await response.write(sse.DONE)
+        await response.write_eof()
+    except ConnectionResetError:
+        note(request, disconnected=True)
+    finally:
+        await _close(events)
+    return response
+
+
+async def _close(events: AsyncIterator[bytes]) -> None:
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
