@@ -3,6 +3,7 @@
 from chalice import Chalice
 
 from chalicelib.auth.routes import auth_bp
+from chalicelib.rag.routes import rag_bp
 from chalicelib.registry.routes import models_bp
 from chalicelib.sessions.routes import sessions_bp
 from chalicelib.webui.routes import webui_bp
@@ -11,4 +12,5 @@ app = Chalice(app_name="lisa")
 app.register_blueprint(auth_bp)  # /tokens (admin); also registers lisa_authorizer
 app.register_blueprint(models_bp, url_prefix="/models")
 app.register_blueprint(sessions_bp, url_prefix="/sessions")
+app.register_blueprint(rag_bp, url_prefix="/repositories")  # also the ingestion queue handler
 app.register_blueprint(webui_bp)  # /ui/config (public)

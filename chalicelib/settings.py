@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     models_bucket: str = "lisa-models"
     docs_bucket: str = "lisa-rag-docs"
     ingestion_queue_url: str | None = None
+    # RAG: repositories table, the S3 → SQS ingestion queue (and its DLQ), the local pgvector DSN, limits.
+    rag_repositories_table: str = "lisa-rag-repositories"
+    ingestion_queue: str = "lisa-rag-ingestion"
+    ingestion_dlq: str = "lisa-rag-ingestion-dlq"
+    rag_pg_dsn: str | None = None
+    rag_max_document_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    rag_embedding_batch_size: int = Field(32, ge=1, le=1024)
     staging_state_machine_arn: str | None = None
 
     # OIDC: issuer and audience of accepted JWTs; groups read from a configurable claim.

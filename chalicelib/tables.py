@@ -33,4 +33,5 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("models_table", "modelId"),
     TableSpec("sessions_table", "userId", "sessionId"),
     TableSpec("rag_documents_table", "repositoryId", "documentId", indexes=(Index("bySource", "source"),)),
+    TableSpec("rag_repositories_table", "repositoryId"),
 )

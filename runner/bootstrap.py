@@ -56,7 +56,50 @@ def create_buckets(settings: Settings | None = None) -> None:
             s3.create_bucket(Bucket=bucket)
 
 
+def create_ingestion_queue(settings: Settings | None = None) -> str:
+    """The RAG ingestion queue (with its DLQ) fed by the docs bucket's ObjectCreated/ObjectRemoved events.
+
+    The queue only exists to be consumed by the ingestion Lambda (locally: runner/sqs_poller.py); returns its URL.
+    """
+    import json
+
+    settings = settings or get_settings()
+    sqs = aws.client("sqs")
+    dlq_url = sqs.create_queue(QueueName=settings.ingestion_dlq, Attributes={"MessageRetentionPeriod": "1209600"})
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url["QueueUrl"], AttributeNames=["QueueArn"])["Attributes"]
+    redrive = {"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": "5"}
+    url: str = sqs.create_queue(
+        QueueName=settings.ingestion_queue,
+        Attributes={"VisibilityTimeout": "900", "RedrivePolicy": json.dumps(redrive)},
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bucket_arn = f"arn:aws:s3:::{settings.docs_bucket}"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": bucket_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    aws.client("s3").put_bucket_notification_configuration(
+        Bucket=settings.docs_bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], "Id": "lisa-rag-ingestion"}
+            ]
+        },
+    )
+    return url
+
+
 def bootstrap(settings: Settings | None = None) -> None:
     """All the AWS resources local LISA needs."""
     create_tables(settings)
     create_buckets(settings)
+    create_ingestion_queue(settings)

@@ -13,6 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from chalicelib import aws
 from runner.bootstrap import bootstrap
+from tests.support.postgres import postgres_dsn  # noqa: F401  (session fixture: embedded PostgreSQL + pgvector)
 from tests.support.workers import tei_worker, tgi_worker  # noqa: F401  (session fixtures: real CPU model workers)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
