@@ -61,7 +61,8 @@ def test_tokens_are_unique(store: TokenStore) -> None:
 def test_list_update_revoke(store: TokenStore) -> None:
     _, first = store.create("alice", description="one")
     token, second = store.create("bob", expiration=int(time.time()) + 100)
-    assert [r.token_id for r in store.list()] == [first.token_id, second.token_id]
+    oldest_first = sorted([first, second], key=lambda r: (r.created_at, r.token_id))  # same second: by id
+    assert [r.token_id for r in store.list()] == [r.token_id for r in oldest_first]
     assert [r.username for r in store.list(username="bob")] == ["bob"]
     assert all(r.token_hash is None for r in store.list())  # never even read
 
