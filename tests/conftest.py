@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -13,8 +12,11 @@ from moto.server import ThreadedMotoServer
 
 from chalicelib import aws
 from runner.bootstrap import bootstrap
+from runner.moto_fixes import serialize_moto_dynamodb
 from tests.support.postgres import postgres_dsn  # noqa: F401  (session fixture: embedded PostgreSQL + pgvector)
 from tests.support.workers import tei_worker, tgi_worker  # noqa: F401  (session fixtures: real CPU model workers)
+
+__all__ = ["free_port", "serialize_moto_dynamodb"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -25,29 +27,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-_DYNAMODB_LOCK = threading.Lock()
-
-
-def serialize_moto_dynamodb() -> None:
-    """Make moto's DynamoDB apply one request at a time, as DynamoDB applies each item write atomically.
-
-    moto reads, evaluates and writes an item without a lock, so concurrent `list_append`/conditional updates
-    lose writes there (measured), which real DynamoDB never does.
-    """
-    from moto.dynamodb.responses import DynamoHandler
-
-    original = DynamoHandler.call_action
-    if getattr(original, "serialized", False):
-        return
-
-    def call_action(self: DynamoHandler) -> object:
-        with _DYNAMODB_LOCK:
-            return original(self)
-
-    call_action.serialized = True  # type: ignore[attr-defined]
-    DynamoHandler.call_action = call_action  # type: ignore[method-assign,assignment]
 
 
 @pytest.fixture(scope="session")

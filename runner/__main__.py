@@ -1,0 +1,65 @@
+"""`python -m runner` (`make run`): all of LISA on one port, with a default model and a printed API key."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from runner.stack import LocalLisa, StackOptions
+
+
+def _arguments(argv: list[str] | None) -> StackOptions:
+    defaults = StackOptions()
+    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__)
+    parser.add_argument("--port", type=int, default=defaults.port, help="the one port (default %(default)s)")
+    parser.add_argument("--host", default=defaults.host, help="interface to listen on (default %(default)s)")
+    parser.add_argument("--config", type=Path, default=defaults.config_path, help="config.yaml to serve")
+    parser.add_argument(
+        "--aws-endpoint-url",
+        default=None,
+        help="use this AWS endpoint (LocalStack, real AWS...) instead of the embedded moto server",
+    )
+    args = parser.parse_args(argv)
+    return StackOptions(port=args.port, host=args.host, config_path=args.config, aws_endpoint_url=args.aws_endpoint_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _arguments(argv)
+    console = Console(stderr=True, highlight=False)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the embedded moto server's access log
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+
+    stack = LocalLisa(options)
+    try:
+        stack.start(progress=lambda step: console.print(f"[dim]…[/dim] {step}"))
+    except Exception as error:
+        console.print(f"[red]LISA did not start:[/red] {error}")
+        return 1
+    assert stack.config is not None
+    model = next((m.model_name for m in stack.config.ecs_models if m.model_type == "textgen"), "MODEL")
+    out = Console(highlight=False, soft_wrap=True)
+    out.print(f"\nLISA is running at [bold]{stack.url}[/bold]  (chat UI: open it in a browser)")
+    out.print(f"API key (admin, shown once): [bold]{stack.api_key}[/bold]\n")
+    out.print(
+        f"curl -s {stack.url}/v1/openai/chat/completions -H 'Authorization: Bearer {stack.api_key}' "
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "What is the capital of France?"}}]}}\''
+    )
+    out.print("\nPress Ctrl-C to stop.")
+    stopping.wait()
+    console.print("stopping…")
+    stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

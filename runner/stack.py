@@ -1,0 +1,246 @@
+"""The whole of local LISA in one object: AWS stand-in, model workers, registry, one front door.
+
+    stack = LocalLisa(StackOptions(port=8080)).start()   # stack.url, stack.api_key
+    ...
+    stack.stop()
+
+`make run` (runner/__main__.py) starts it and waits for Ctrl-C; tests start the same stack in a fixture.
+Setting `aws_endpoint_url` (or LISA_AWS_ENDPOINT_URL: LocalStack, real AWS...) replaces the embedded moto server
+with no code change; everything else talks to AWS only through chalicelib.aws.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from aiohttp import web
+from moto.server import ThreadedMotoServer
+
+from chalicelib import aws
+from chalicelib.config import EcsModel, LisaConfig, load_config
+from runner.bootstrap import bootstrap
+from runner.moto_fixes import serialize_moto_dynamodb
+from runner.processes import ManagedProcess
+from workers.launch import free_port, worker_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_USER = "local-admin"
+logger = logging.getLogger("lisa.runner")
+
+
+@dataclass
+class StackOptions:
+    """What to start and where."""
+
+    port: int = 8080
+    host: str = "127.0.0.1"
+    config_path: Path = ROOT / "config.yaml"
+    state_dir: Path = ROOT / ".lisa"  # logs, database files, the weights workers serve
+    models_dir: Path = ROOT / ".lisa" / "models"  # prepared local models (built once, shared by every stack)
+    aws_endpoint_url: str | None = None  # None: the embedded moto server
+    webui_dir: Path | None = ROOT / "webui" / "dist"
+    worker_timeout: float = 300.0
+
+
+@dataclass
+class LocalLisa:
+    """Start with `start()`, stop with `stop()` (also on a failed start); `url` and `api_key` are set once started."""
+
+    options: StackOptions = field(default_factory=StackOptions)
+    url: str = ""
+    api_key: str = ""
+    config: LisaConfig | None = None
+    endpoints: dict[str, str] = field(default_factory=dict)  # modelName → worker URL
+    _moto: ThreadedMotoServer | None = None
+    _processes: list[ManagedProcess] = field(default_factory=list)
+    _stoppers: list[Callable[[], None]] = field(default_factory=list)
+    _env_added: list[str] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _runner: web.AppRunner | None = None
+
+    def start(self, progress: Callable[[str], None] = logger.info) -> LocalLisa:
+        try:
+            self.config = load_config(self.options.config_path)
+            self._configure_environment(self.config)
+            progress("AWS: starting the embedded moto server" if not self._endpoint() else f"AWS: {self._endpoint()}")
+            self._start_aws()
+            bootstrap()
+            progress("models: preparing local weights")
+            folders = self._model_folders(self.config)
+            progress(f"workers: starting {', '.join(m.model_name for m in _deployed(self.config))}")
+            self.endpoints = self._start_workers(self.config, folders)
+            self._sync_registry(self.config)
+            self._start_front_door()
+            self.api_key = self._create_admin_token()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    # -- environment and AWS ---------------------------------------------------------------------------------
+    def _configure_environment(self, config: LisaConfig) -> None:
+        """Settings the Lambdas get from their stage config, taken from config.yaml (the caller's env wins)."""
+        auth = config.auth_config
+        defaults = {
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": config.region,
+            "LISA_REGION": config.region,
+            "LISA_STAGE": config.stage,
+            "LISA_DEPLOYMENT_NAME": config.deployment_name,
+            "LISA_MODELS_BUCKET": config.s3_bucket_models,
+            "LISA_ADMIN_GROUP": auth.admin_group,
+            "LISA_JWT_GROUPS_PROPERTY": auth.jwt_groups_property,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+        }
+        if auth.authority:
+            defaults["LISA_AUTHORITY"] = auth.authority
+        if auth.client_id:
+            defaults["LISA_CLIENT_ID"] = auth.client_id
+        for key, value in defaults.items():
+            if value and key not in os.environ:
+                os.environ[key] = str(value)
+                self._env_added.append(key)
+        aws.reset()
+
+    def _endpoint(self) -> str | None:
+        return self.options.aws_endpoint_url or os.environ.get("LISA_AWS_ENDPOINT_URL") or None
+
+    def _start_aws(self) -> None:
+        endpoint = self._endpoint()
+        if not endpoint:
+            serialize_moto_dynamodb()
+            port = free_port()
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            self._moto.start()
+            endpoint = f"http://127.0.0.1:{port}"
+            config = {"stepfunctions": {"execute_state_machine": True}}
+            requests.post(f"{endpoint}/moto-api/config", json=config, timeout=10).raise_for_status()
+        os.environ["LISA_AWS_ENDPOINT_URL"] = endpoint
+        aws.reset()
+
+    # -- models ----------------------------------------------------------------------------------------------
+    def _model_folders(self, config: LisaConfig) -> dict[str, Path]:
+        """modelName → the HF folder its worker serves."""
+        from workers.prepare import ensure_local_models
+
+        prepared = ensure_local_models(self.options.models_dir)
+        folders: dict[str, Path] = {}
+        for model in _deployed(config):
+            if model.model_id not in prepared:
+                raise RuntimeError(
+                    f"ecsModels: {model.model_name} ({model.model_id}) has no local weights; local LISA can serve "
+                    f"{', '.join(sorted(prepared))} (or give the model an endpointUrl)"
+                )
+            folders[model.model_name] = prepared[model.model_id]
+        return folders
+
+    def _start_workers(self, config: LisaConfig, folders: dict[str, Path]) -> dict[str, str]:
+        """Start one CPU worker per deployed model (all at once, then wait for each); modelName → URL."""
+        log_dir = self.options.state_dir / "logs"
+        started: dict[str, tuple[ManagedProcess, str]] = {}
+        for model in _deployed(config):
+            if model.model_name not in folders:
+                continue
+            spec = worker_spec(
+                model.inference_container.value,
+                model.model_id,
+                folders[model.model_name],
+                free_port(),
+                environment=model.container_config.environment,
+            )
+            process = ManagedProcess(model.model_name, spec.module, spec.args, spec.health_url, log_dir, spec.env)
+            self._processes.append(process.start())
+            started[model.model_name] = (process, spec.url)
+        for process, _ in started.values():
+            process.wait_healthy(self.options.worker_timeout)
+        return {name: url for name, (_, url) in started.items()}
+
+    def _sync_registry(self, config: LisaConfig) -> None:
+        from chalicelib.registry.resolver import reset_registry
+        from chalicelib.registry.sync import sync_models
+
+        sync_models(config, self.endpoints, prune=True)
+        reset_registry()
+
+    # -- front door ------------------------------------------------------------------------------------------
+    def _front_door_app(self) -> web.Application:
+        """The router's application plus the web UI and the Chalice control plane behind the same port."""
+        from app import app as chalice_app
+        from router.app import create_app
+        from router.settings import RouterSettings
+        from runner.chalice_gateway import make_gateway
+        from runner.front_door import ControlPlane, mount
+
+        assert self.config is not None
+        control_plane = ControlPlane(make_gateway(chalice_app, self.config.stage))
+        self._stoppers.append(control_plane.close)
+        settings = RouterSettings(host=self.options.host, port=self.options.port)
+        return mount(create_app(settings), control_plane, self.options.webui_dir)
+
+    def _start_front_door(self) -> None:
+        loop = asyncio.new_event_loop()
+        app = self._front_door_app()
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, self.options.host, self.options.port)
+        loop.run_until_complete(site.start())
+        self._loop, self._runner = loop, runner
+        self._thread = threading.Thread(target=loop.run_forever, name="lisa-front-door", daemon=True)
+        self._thread.start()
+        self.url = f"http://{self.options.host}:{self.options.port}"
+
+    def _create_admin_token(self) -> str:
+        from chalicelib.auth.tokens import TokenStore
+
+        token, _ = TokenStore().create(ADMIN_USER, is_admin=True, description="created by the local runner")
+        return token
+
+    # -- teardown --------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop everything started, newest first; safe to call twice or after a failed start."""
+        loop, runner, thread = self._loop, self._runner, self._thread
+        self._loop = self._runner = self._thread = None
+        if loop is not None and runner is not None:
+            if thread is not None and thread.is_alive():
+                asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=10)
+            else:
+                loop.run_until_complete(runner.cleanup())
+            loop.close()
+        for stopper in reversed(self._stoppers):
+            _quietly(stopper)
+        self._stoppers.clear()
+        for process in reversed(self._processes):
+            _quietly(process.stop)
+        self._processes.clear()
+        if self._moto is not None:
+            _quietly(self._moto.stop)
+            self._moto = None
+            os.environ.pop("LISA_AWS_ENDPOINT_URL", None)
+        for key in self._env_added:
+            os.environ.pop(key, None)
+        self._env_added.clear()
+        aws.reset()
+
+
+def _deployed(config: LisaConfig) -> list[EcsModel]:
+    return [m for m in config.ecs_models if m.deploy and not m.endpoint_url]
+
+
+def _quietly(stop: Callable[[], Any]) -> None:
+    try:
+        stop()
+    except Exception:  # one part failing to stop must not keep the others running
+        logger.exception("while stopping the local stack")

@@ -1,0 +1,212 @@
+"""The local stack (`make run`): one front door for UI, control plane and data plane, auth on both, clean stop.
+
+Most tests run `runner.stack.LocalLisa` in-process with a model served by a scriptable fake backend (fast);
+`test_make_run_*` runs `python -m runner` itself with the default config.yaml and the real CPU workers, and talks
+to it with the unmodified `openai` SDK, as a user following the README would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import psutil
+import pytest
+import requests
+import yaml
+
+from chalicelib.config import ConfigError
+from runner.stack import LocalLisa, StackOptions
+from tests.conftest import free_port
+from tests.support.fake_backends import FakeBackend
+from tests.support.servers import AppThread
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path: Path, endpoint: str) -> Path:
+    """config.yaml with one text model served at `endpoint` (nothing for the stack to start)."""
+    config = {
+        "deploymentName": "lisa-test",
+        "s3BucketModels": "lisa-models",
+        "authConfig": {"adminGroup": "admins"},
+        "ecsModels": [
+            {
+                "modelName": "fake-chat",
+                "modelId": "test/fake-chat",
+                "modelType": "textgen",
+                "inferenceContainer": "tgi",
+                "endpointUrl": endpoint,
+                "containerConfig": {"image": "tgi:test"},
+            }
+        ],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def fake_backend() -> Iterator[str]:
+    server = AppThread(FakeBackend().app)
+    yield server.start()
+    server.stop()
+
+
+@pytest.fixture
+def stack(aws_env: str, fake_backend: str, tmp_path: Path) -> Iterator[LocalLisa]:
+    webui = tmp_path / "webui"
+    (webui / "assets").mkdir(parents=True)
+    (webui / "index.html").write_text("<!doctype html><title>LISA</title><div id=app></div>")
+    (webui / "assets" / "app.js").write_text("console.log('lisa')")
+    options = StackOptions(
+        port=free_port(), config_path=_config(tmp_path, fake_backend), state_dir=tmp_path / "state", webui_dir=webui
+    )
+    lisa = LocalLisa(options).start()
+    yield lisa
+    lisa.stop()
+
+
+def test_one_port_serves_ui_control_plane_and_data_plane(stack: LocalLisa) -> None:
+    page = requests.get(stack.url + "/", timeout=10)
+    assert page.status_code == 200
+    assert "<title>LISA</title>" in page.text
+    assert requests.get(stack.url + "/assets/app.js", timeout=10).text == "console.log('lisa')"
+
+    auth = {"Authorization": f"Bearer {stack.api_key}"}
+    models = requests.get(stack.url + "/models", headers=auth, timeout=10)  # Chalice control plane
+    assert models.status_code == 200
+    assert [m["modelName"] for m in models.json()["models"]] == ["fake-chat"]
+
+    client = openai.OpenAI(base_url=stack.url + "/v1/openai", api_key=stack.api_key)  # router data plane
+    assert [m.id for m in client.models.list()] == ["fake-chat"]
+    answer = client.chat.completions.create(model="fake-chat", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "echo: hi"  # the fake backend echoes the last message
+
+
+def test_the_authorizer_guards_both_planes(stack: LocalLisa) -> None:
+    for path in ("/models", "/sessions", "/v1/openai/models", "/v1/listModels"):
+        refused = requests.get(stack.url + path, headers={"Api-Key": "lisa_not-a-token"}, timeout=10)
+        assert refused.status_code == 401, path
+        assert "message" in refused.text, path
+    assert requests.get(stack.url + "/health", timeout=10).status_code == 200
+
+
+def test_the_printed_key_is_an_admin_key(stack: LocalLisa) -> None:
+    created = requests.post(
+        stack.url + "/tokens",
+        headers={"Api-Key": stack.api_key},
+        json={"username": "bob", "expiresIn": 3600},
+        timeout=10,
+    )
+    assert created.status_code in (200, 201), created.text
+    bob = created.json()["token"]
+    client = openai.OpenAI(base_url=stack.url + "/v1/openai", api_key=bob)
+    assert [m.id for m in client.models.list()] == ["fake-chat"]
+    forbidden = requests.get(stack.url + "/tokens", headers={"Api-Key": bob}, timeout=10)
+    assert forbidden.status_code == 403
+
+
+def test_stop_closes_the_port_and_is_idempotent(aws_env: str, fake_backend: str, tmp_path: Path) -> None:
+    port = free_port()
+    options = StackOptions(port=port, config_path=_config(tmp_path, fake_backend), state_dir=tmp_path, webui_dir=None)
+    lisa = LocalLisa(options).start()
+    assert _listening(port)
+    lisa.stop()
+    assert not _listening(port)
+    lisa.stop()
+
+
+def test_a_bad_config_fails_before_anything_starts(aws_env: str, tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text(yaml.safe_dump({"deploymentName": "x", "ecsModels": [{"modelName": "m", "modelType": "chat"}]}))
+    port = free_port()
+    with pytest.raises(ConfigError, match=r"ecsModels\.0"):
+        LocalLisa(StackOptions(port=port, config_path=bad, state_dir=tmp_path)).start()
+    assert not _listening(port)
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+    """`python -m runner` as `make run` starts it (own moto server, default config.yaml, real CPU workers)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISA_", "AWS_"))}
+    log = tmp_path_factory.mktemp("make-run") / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "runner", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    assert process.stdout is not None
+    key = ""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        line = process.stdout.readline()
+        if found := re.search(r"API key \(admin, shown once\): (\S+)", line):
+            key = found.group(1)
+        if line.startswith("Press Ctrl-C"):
+            break
+    if not key:
+        process.kill()
+        pytest.fail(f"`python -m runner` did not start:\n{log.read_text()[-3000:]}")
+    yield f"http://127.0.0.1:{port}", key, process
+    if process.poll() is None:
+        process.kill()
+
+
+def test_make_run_serves_the_default_models_to_the_openai_sdk(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
+    url, key, _ = make_run
+    client = openai.OpenAI(base_url=url + "/v1/openai", api_key=key)
+    names = {m.id for m in client.models.list()}
+    assert {"smollm2-135m-instruct", "all-minilm-l6-v2"} <= names
+
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    answer = client.chat.completions.create(
+        model="smollm2-135m-instruct", messages=question, max_tokens=30, temperature=0
+    )
+    assert "Paris" in (answer.choices[0].message.content or "")
+    assert answer.usage is not None
+    assert answer.usage.completion_tokens > 0
+
+    pieces = [
+        chunk.choices[0].delta.content or ""
+        for chunk in client.chat.completions.create(
+            model="smollm2-135m-instruct", messages=question, max_tokens=30, temperature=0, stream=True
+        )
+        if chunk.choices
+    ]
+    assert len(pieces) > 2
+    assert "Paris" in "".join(pieces)
+
+    vectors = client.embeddings.create(model="all-minilm-l6-v2", input=["Paris is in France", "a cat"])
+    assert [len(item.embedding) for item in vectors.data] == [384, 384]
+
+
+def test_make_run_stops_everything_on_ctrl_c(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
+    url, _, process = make_run
+    children = psutil.Process(process.pid).children(recursive=True)
+    workers = [p for p in children if "workers." in " ".join(p.cmdline())]
+    assert len(workers) == 2
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    _gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url + "/health", timeout=5)
