@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         "-H 'Content-Type: application/json' "
         f'-d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "What is the capital of France?"}}]}}\''
     )
+    credentials = " AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local" if stack.embedded_aws else ""
+    out.print(f"\nFor the `lisa` CLI: export LISA_AWS_ENDPOINT_URL={stack.aws_endpoint_url}{credentials}")
     out.print("\nPress Ctrl-C to stop.")
     stopping.wait()
     console.print("stopping…")

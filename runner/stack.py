@@ -59,6 +59,7 @@ class LocalLisa:
     api_key: str = ""
     config: LisaConfig | None = None
     endpoints: dict[str, str] = field(default_factory=dict)  # modelName → worker URL
+    aws_endpoint_url: str = ""
     _moto: ThreadedMotoServer | None = None
     _processes: list[ManagedProcess] = field(default_factory=list)
     _stoppers: list[Callable[[], None]] = field(default_factory=list)
@@ -126,7 +127,7 @@ class LocalLisa:
             endpoint = f"http://127.0.0.1:{port}"
             config = {"stepfunctions": {"execute_state_machine": True}}
             requests.post(f"{endpoint}/moto-api/config", json=config, timeout=10).raise_for_status()
-        os.environ["LISA_AWS_ENDPOINT_URL"] = endpoint
+        os.environ["LISA_AWS_ENDPOINT_URL"] = self.aws_endpoint_url = endpoint
         aws.reset()
 
     # -- models ----------------------------------------------------------------------------------------------
@@ -205,6 +206,11 @@ class LocalLisa:
 
         token, _ = TokenStore().create(ADMIN_USER, is_admin=True, description="created by the local runner")
         return token
+
+    @property
+    def embedded_aws(self) -> bool:
+        """Whether AWS is the embedded moto server (any credentials work) rather than an endpoint given."""
+        return self._moto is not None
 
     # -- teardown --------------------------------------------------------------------------------------------
     def stop(self) -> None:
