@@ -17,7 +17,6 @@ from chalice.app import (
 
 from chalicelib.auth.routes import current_principal, lisa_authorizer
 from chalicelib.sessions.errors import SessionError, SessionNotFound, SessionTooLarge, VersionConflict
-from chalicelib.sessions.models import SESSION_ID_PATTERN, AppendMessages, SessionPut, wire
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -52,7 +51,15 @@ def _parse(model: type[M]) -> M:
     return parse_body(model, raw.encode() if isinstance(raw, str) else raw)
 
 
+def _wire(model: BaseModel) -> dict[str, Any]:
+    from chalicelib.sessions.models import wire  # pydantic loads on first use, not at cold start
+
+    return wire(model)
+
+
 def _session_id(raw: str) -> str:
+    from chalicelib.sessions.models import SESSION_ID_PATTERN
+
     if not SESSION_ID_PATTERN.match(raw):
         raise BadRequestError("sessionId: must be 1-128 characters of letters, digits, '-' or '_'")
     return raw
@@ -81,7 +88,7 @@ def _json(body: Any, status: int = 200) -> Response:
 def list_sessions() -> Response:
     """The caller's sessions (no messages), most recently updated first."""
     sessions = _store().list_sessions(_user())
-    return _json({"sessions": [wire(s) for s in sessions]})
+    return _json({"sessions": [_wire(s) for s in sessions]})
 
 
 @sessions_bp.route("/", methods=["DELETE"], authorizer=lisa_authorizer)
@@ -94,27 +101,31 @@ def delete_all_sessions() -> Response:
 def get_session(sessionId: str) -> Response:
     """One of the caller's sessions with its messages."""
     with _store_errors():
-        return _json(wire(_store().get(_user(), _session_id(sessionId))))
+        return _json(_wire(_store().get(_user(), _session_id(sessionId))))
 
 
 @sessions_bp.route("/{sessionId}", methods=["PUT"], authorizer=lisa_authorizer)
 def put_session(sessionId: str) -> Response:
     """Create (body without `version`: 201) or update (body with the version it is based on: 200, 409 if stale)."""
     session_id = _session_id(sessionId)
+    from chalicelib.sessions.models import SessionPut
+
     body = _parse(SessionPut)
     with _store_errors():
         session, created = _store().put(_user(), session_id, body)
-    return _json(wire(session), 201 if created else 200)
+    return _json(_wire(session), 201 if created else 200)
 
 
 @sessions_bp.route("/{sessionId}/messages", methods=["POST"], authorizer=lisa_authorizer)
 def append_messages(sessionId: str) -> Response:
     """Atomically append messages; returns the session summary and where the first appended message landed."""
     session_id = _session_id(sessionId)
+    from chalicelib.sessions.models import AppendMessages
+
     body = _parse(AppendMessages)
     with _store_errors():
         summary, first_index = _store().append(_user(), session_id, body.messages)
-    return _json({**wire(summary), "firstIndex": first_index})
+    return _json({**_wire(summary), "firstIndex": first_index})
 
 
 @sessions_bp.route("/{sessionId}", methods=["DELETE"], authorizer=lisa_authorizer)

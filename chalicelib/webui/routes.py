@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from chalice.app import Blueprint, Response
 
-from chalicelib.settings import get_settings
-
 webui_bp = Blueprint(__name__)
 
 OIDC_SCOPE = "openid profile email"
@@ -18,6 +16,8 @@ OIDC_SCOPE = "openid profile email"
 @webui_bp.route("/ui/config", methods=["GET"])
 def ui_config() -> Response:
     """Where the UI's single sign-on goes: `authority` and `clientId` are null when only API keys are used."""
+    from chalicelib.settings import get_settings  # pydantic-settings loads on first use, not at cold start
+
     settings = get_settings()
     sso = bool(settings.authority and settings.client_id)
     body = {
