@@ -7,7 +7,6 @@ the runner's gateway (REQUEST-style, as deployed: Api-Key alone works, denials a
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,15 +33,11 @@ def idp() -> Iterator[OidcIssuer]:
 def oidc_env(aws_env: str, idp: OidcIssuer) -> Iterator[None]:
     """Settings pointing at the test issuer, with `admins` as the admin group."""
     values = {"LISA_AUTHORITY": idp.issuer, "LISA_CLIENT_ID": idp.client_id, "LISA_ADMIN_GROUP": "admins"}
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    aws.reset()
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in values.items():
+            env.setenv(key, value)
+        aws.reset()
+        yield
     aws.reset()
 
 

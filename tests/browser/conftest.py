@@ -8,7 +8,6 @@ Screenshots go to test-artifacts/screenshots/.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
@@ -40,7 +39,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 UI_CLIENT_ID = "lisa-webui"
-_ENV_KEYS = ("LISA_AUTHORITY", "LISA_CLIENT_ID", "LISA_AWS_ENDPOINT_URL")
 
 
 @pytest.fixture(scope="package")
@@ -57,23 +55,18 @@ def lisa(oidc_idp: OidcIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iter
     webui = ROOT / "webui" / "dist"
     if not (webui / "index.html").is_file():
         pytest.fail("the web UI is not built: run `make webui`")
-    saved = {key: os.environ.get(key) for key in _ENV_KEYS}
-    os.environ["LISA_AUTHORITY"] = oidc_idp.issuer
-    os.environ["LISA_CLIENT_ID"] = oidc_idp.client_id
-    serialize_moto_dynamodb()
-    aws.reset()
-    stack = LocalLisa(StackOptions(port=free_port(), state_dir=tmp_path_factory.mktemp("lisa"), webui_dir=webui))
-    try:
-        _off_the_event_loop(stack.start)
-        yield stack
-    finally:
-        _off_the_event_loop(stack.stop)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LISA_AUTHORITY", oidc_idp.issuer)
+        env.setenv("LISA_CLIENT_ID", oidc_idp.client_id)
+        serialize_moto_dynamodb()
         aws.reset()
+        stack = LocalLisa(StackOptions(port=free_port(), state_dir=tmp_path_factory.mktemp("lisa"), webui_dir=webui))
+        try:
+            _off_the_event_loop(stack.start)
+            yield stack
+        finally:
+            _off_the_event_loop(stack.stop)
+    aws.reset()
 
 
 def _off_the_event_loop(call: Callable[[], object]) -> None:
