@@ -18,31 +18,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.common import err, fail, run
+
 app = typer.Typer(help="Create, list, update and revoke API tokens.", no_args_is_help=True)
-err = Console(stderr=True)
 T = TypeVar("T")
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def _run(action: Callable[[], T]) -> T:
-    """Run a store call; turn known failures (unknown token, AWS unreachable) into a message and exit code 1."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """Run a store call; an unknown token or AWS failure becomes a message and exit code 1."""
     from chalicelib.auth.tokens import TokenNotFoundError
     from chalicelib.settings import get_settings
 
-    try:
-        return action()
-    except TokenNotFoundError as error:
-        raise _fail(str(error)) from None
-    except (BotoCoreError, ClientError) as error:
-        settings = get_settings()
-        where = settings.aws_endpoint_url or f"AWS {settings.region}"
-        raise _fail(f"tokens table {settings.tokens_table!r} at {where}: {error}") from None
+    return run(action, f"tokens table {get_settings().tokens_table!r}", {TokenNotFoundError: 1})
 
 
 def _validate(model: type[Any], data: dict[str, Any]) -> Any:
@@ -53,7 +40,7 @@ def _validate(model: type[Any], data: dict[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise _fail(format_validation_error(error).replace("\n", "; "), code=2) from None
+        raise fail(format_validation_error(error).replace("\n", "; "), code=2) from None
 
 
 def _when(timestamp: int | None) -> str:
@@ -178,7 +165,7 @@ def update(
     from chalicelib.auth.models import UpdateTokenRequest
 
     if no_expiry and (expires_in is not None or expires_at is not None):
-        raise _fail("give --no-expiry or --expires-in/--expires-at, not both", code=2)
+        raise fail("give --no-expiry or --expires-in/--expires-at, not both", code=2)
     fields = _expiry_fields(expires_in, expires_at)
     if no_expiry:
         fields["tokenExpiration"] = None
