@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -15,18 +14,12 @@ from runner.bootstrap import bootstrap
 from runner.moto_fixes import serialize_moto_dynamodb
 from tests.support.postgres import postgres_dsn  # noqa: F401  (session fixture: embedded PostgreSQL + pgvector)
 from tests.support.workers import tei_worker, tgi_worker  # noqa: F401  (session fixtures: real CPU model workers)
+from workers.launch import free_port
 
 __all__ = ["free_port", "serialize_moto_dynamodb"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,18 @@ TGI/TEI launchers do, so a model behaves the same locally and in AWS.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
 
 MODULES = {"tgi": "workers.tgi", "tei": "workers.tei", "instructor": "workers.tei"}
 
