@@ -6,11 +6,13 @@ from chalicelib.auth.routes import auth_bp
 from chalicelib.rag.routes import rag_bp
 from chalicelib.registry.routes import models_bp
 from chalicelib.sessions.routes import sessions_bp
+from chalicelib.staging.routes import staging_bp
 from chalicelib.webui.routes import webui_bp
 
 app = Chalice(app_name="lisa")
 app.register_blueprint(auth_bp)  # /tokens (admin); also registers lisa_authorizer
 app.register_blueprint(models_bp, url_prefix="/models")
+app.register_blueprint(staging_bp, url_prefix="/models")  # /models/{id}/stage (admin); the staging Lambda tasks
 app.register_blueprint(sessions_bp, url_prefix="/sessions")
 app.register_blueprint(rag_bp, url_prefix="/repositories")  # also the ingestion queue handler
 app.register_blueprint(webui_bp)  # /ui/config (public)

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     rag_max_document_bytes: int = Field(50 * 1024 * 1024, gt=0)
     rag_embedding_batch_size: int = Field(32, ge=1, le=1024)
     staging_state_machine_arn: str | None = None
+    # Weight staging: the largest PyTorch shard one conversion Lambda takes (10 GB memory and /tmp at most).
+    staging_max_shard_bytes: int = Field(4 * 1024**3, gt=0)
 
     # OIDC: issuer and audience of accepted JWTs; groups read from a configurable claim.
     authority: str | None = Field(None, validation_alias=AliasChoices("LISA_AUTHORITY", "AUTHORITY"))

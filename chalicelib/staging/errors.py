@@ -1,0 +1,36 @@
+"""Staging failures. A task raises one; its class name is the error name the ASL's Retry/Catch match on
+(Lambda reports an unhandled exception's class name as `errorType`), and its message is the reason recorded."""
+
+from __future__ import annotations
+
+
+class StagingError(Exception):
+    """A staging failure that will not go away by retrying."""
+
+
+class InvalidModelName(StagingError):
+    """The model id is not `org/name`."""
+
+
+class SourceNotFound(StagingError):
+    """Nothing to stage where the source points (missing folder, empty prefix, unknown hub repo)."""
+
+
+class UnsupportedFile(StagingError):
+    """Weights in a format LISA cannot convert to safetensors, or a file that is not a state dict."""
+
+
+class CorruptShard(StagingError):
+    """A weights file that cannot be read, is incomplete, or whose conversion does not match bit for bit."""
+
+
+class ShardTooLarge(StagingError):
+    """A shard bigger than a conversion Lambda can hold (see docs/staging.md for the route for those)."""
+
+
+class StagingInProgress(StagingError):
+    """Another execution is staging the same model."""
+
+
+class TransientStagingError(Exception):
+    """A failure worth retrying (throttling, a dropped connection); the ASL retries it with backoff."""

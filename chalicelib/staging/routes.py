@@ -1,0 +1,131 @@
+"""Weight staging API (mounted at /models, admins only) and the workflow's Lambda task functions. Thin: the
+logic is in `service` and `tasks`, which (with boto3, pydantic, torch) load on first use, not at cold start.
+
+POST /models/{modelId}/stage   start staging the model's weights (`hfModelId` prefix) → 202 with the execution
+GET  /models/{modelId}/stage   the latest staging: status, current step, shards done, failure reason, manifest
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from chalice.app import BadRequestError, Blueprint, ChaliceViewError, ConflictError, NotFoundError, Response
+
+from chalicelib.auth.routes import lisa_authorizer, require_admin
+from chalicelib.staging import FUNCTIONS
+
+logger = Logger(child=True)
+
+staging_bp = Blueprint(__name__)
+
+
+class ServiceUnavailableError(ChaliceViewError):
+    STATUS_CODE = 503
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    from chalicelib.registry.errors import ModelNotFound
+    from chalicelib.staging.errors import StagingInProgress
+    from chalicelib.staging.service import StagingNotConfigured
+
+    try:
+        yield
+    except ModelNotFound as error:
+        raise NotFoundError(error.message) from None
+    except StagingInProgress as error:
+        raise ConflictError(str(error)) from None
+    except StagingNotConfigured as error:
+        raise ServiceUnavailableError(str(error)) from None
+
+
+def _model_id(raw: str) -> str:
+    from chalicelib.config import NAME_PATTERN
+
+    if not NAME_PATTERN.match(raw):
+        raise BadRequestError("modelId: must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return raw
+
+
+def _hf_model_id(model_id: str) -> str:
+    from chalicelib.registry.store import ModelStore
+
+    return ModelStore().get(model_id).hf_model_id
+
+
+@staging_bp.route("/{modelId}/stage", methods=["POST"], authorizer=lisa_authorizer)
+def start_staging(modelId: str) -> Response:
+    """Stage a registered model's weights; body (optional): {"source": {...}, "force": false}."""
+    from chalicelib.staging.models import StageModelRequest
+    from chalicelib.staging.service import start_staging
+    from chalicelib.validation import parse_body
+
+    admin = require_admin(staging_bp.current_request)
+    model_id = _model_id(modelId)
+    raw = staging_bp.current_request.raw_body
+    body = parse_body(StageModelRequest, (raw.encode() if isinstance(raw, str) else raw) or b"{}")
+    with _errors():
+        started = start_staging(_hf_model_id(model_id), model_ids=[model_id], source=body.source, force=body.force)
+    logger.info("staging requested", model_id=model_id, execution=started.execution_name, by=admin.username)
+    return Response(status_code=202, body={**started.wire(), "modelId": model_id, "status": "RUNNING"})
+
+
+@staging_bp.route("/{modelId}/stage", methods=["GET"], authorizer=lisa_authorizer)
+def get_staging(modelId: str) -> dict[str, Any]:
+    """The latest staging of a registered model's weights; 404 if they were never staged."""
+    from chalicelib.staging.service import latest_status
+
+    require_admin(staging_bp.current_request)
+    model_id = _model_id(modelId)
+    with _errors():
+        hf_model_id = _hf_model_id(model_id)
+        status = latest_status(hf_model_id)
+    if status is None:
+        raise NotFoundError(f"the weights of {model_id!r} ({hf_model_id}) were never staged")
+    return {"modelId": model_id, **status.wire()}
+
+
+# -- the workflow's Lambda tasks (stepfunctions/staging.json; Resource ARNs from DefinitionSubstitutions) -------
+@staging_bp.lambda_function(name=FUNCTIONS["FetchFromHubFunctionArn"])
+def staging_fetch_from_hub(event: dict[str, Any], context: Any) -> Any:
+    from chalicelib.staging import tasks
+
+    return tasks.fetch_from_hub(event)
+
+
+@staging_bp.lambda_function(name=FUNCTIONS["ResolveFunctionArn"])
+def staging_resolve(event: dict[str, Any], context: Any) -> Any:
+    from chalicelib.staging import tasks
+
+    return tasks.resolve(event)
+
+
+@staging_bp.lambda_function(name=FUNCTIONS["ConvertShardFunctionArn"])
+def staging_convert_shard(event: dict[str, Any], context: Any) -> Any:
+    from chalicelib.staging import tasks
+
+    return tasks.convert_shard(event)
+
+
+@staging_bp.lambda_function(name=FUNCTIONS["PublishFunctionArn"])
+def staging_publish(event: dict[str, Any], context: Any) -> Any:
+    from chalicelib.staging import tasks
+
+    return tasks.publish(event)
+
+
+@staging_bp.lambda_function(name=FUNCTIONS["MarkInServiceFunctionArn"])
+def staging_mark_in_service(event: dict[str, Any], context: Any) -> Any:
+    from chalicelib.staging import tasks
+
+    return tasks.mark_in_service(event)
+
+
+@staging_bp.lambda_function(name=FUNCTIONS["RecordFailureFunctionArn"])
+def staging_record_failure(event: dict[str, Any], context: Any) -> Any:
+    from chalicelib.staging import tasks
+
+    return tasks.record_failure(event)
