@@ -1,0 +1,34 @@
+"""`python -m router` as the container runs it: serves on the given port and writes one access-log line a request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import requests
+
+from chalicelib.auth.tokens import TokenStore
+from runner.processes import ManagedProcess
+from tests.conftest import free_port
+
+
+def test_python_m_router_serves_and_logs_each_request_once(aws_env: str, tmp_path: Path) -> None:
+    token, _ = TokenStore().create("alice", groups=["users"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    router = ManagedProcess("router", "router", ["--host", "127.0.0.1", "--port", str(port)], f"{url}/health", tmp_path)
+    router.start()
+    try:
+        router.wait_healthy(60)
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(3):
+            response = requests.get(f"{url}/v1/openai/models", headers=headers, timeout=10)
+            assert response.status_code == 200, response.text
+        assert requests.get(f"{url}/v1/openai/models", timeout=10).status_code == 401
+    finally:
+        router.stop()
+    lines = router.log_path.read_text().splitlines()
+    access = [json.loads(line) for line in lines if line.startswith("{") and '"message":"request"' in line]
+    assert [(a["path"], a["status"]) for a in access] == [("/v1/openai/models", 200)] * 3 + [("/v1/openai/models", 401)]
+    assert access[0]["user"] == "alice"
+    assert not [line for line in lines if line.startswith("INFO:")], "a Powertools record was printed twice"
