@@ -115,3 +115,82 @@ def list_models(as_json: bool = AsJson) -> None:
             str(r.version),
         )
     Console(width=200).print(table)
+
+
+@app.command()
+def stage(
+    model_id: str = typer.Argument(..., help="The weights' Hugging Face id, org/name (also their S3 prefix)."),
+    from_dir: Path | None = typer.Option(
+        None, "--from", help="A folder holding <org>/<name>/ (the airgapped path): uploaded, then staged."
+    ),
+    prefix: str | None = typer.Option(None, "--prefix", help="Stage from this S3 prefix of the models bucket."),
+    hub: bool = typer.Option(False, "--hub", help="Download from the Hugging Face hub (connected systems)."),
+    revision: str = typer.Option("main", "--revision", help="Hub revision (with --hub)."),
+    model: list[str] = typer.Option(
+        [], "--model", "-m", help="Registry model to mark (repeatable; default: every model with this hfModelId)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Stage again even if already staged."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the workflow, with a progress bar."),
+    as_json: bool = AsJson,
+) -> None:
+    """Stage weights into the models bucket as safetensors (the Step Functions workflow) and wait for it."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from chalicelib.staging.errors import InvalidModelName, StagingError
+    from chalicelib.staging.models import HubSource, S3Source, StagingStatus
+    from chalicelib.staging.service import mirror_folder, registry_ids_for, start_staging, wait_for
+
+    if [from_dir is not None, prefix is not None, hub].count(True) > 1:
+        raise _fail("give one of --from, --prefix or --hub", code=2)
+    source: S3Source | HubSource | None = None
+    if hub:
+        source = HubSource(kind="hub", revision=revision)
+    elif prefix is not None:
+        source = S3Source(prefix=prefix)
+    elif from_dir is not None:
+        folder = from_dir / model_id
+        with Progress(TextColumn("upload"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err) as bar:
+            task = bar.add_task("upload", total=None)
+            try:
+                mirrored = _run(
+                    lambda: mirror_folder(
+                        model_id,
+                        folder,
+                        on_bytes=lambda n: bar.advance(task, n),
+                        total=lambda n: bar.update(task, total=n),
+                    )
+                )
+                source = mirrored.source
+            except InvalidModelName:
+                source = S3Source(origin=f"local folder {folder}")  # the workflow records the bad name
+    ids = model or _run(lambda: registry_ids_for(model_id) if "/" in model_id else [])
+    try:
+        started = _run(lambda: start_staging(model_id, model_ids=ids, source=source, force=force))
+    except StagingError as error:
+        raise _fail(str(error), code=2) from None
+    if not wait:
+        typer.echo(json.dumps(started.wire()) if as_json else f"started {started.execution_name}")
+        return
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} shards"), console=err
+    ) as bar:
+        task = bar.add_task("staging", total=None)
+
+        def show(status: StagingStatus) -> None:
+            bar.update(
+                task,
+                description=status.current_step or "starting",
+                total=status.shards_total,
+                completed=status.shards_done,
+            )
+
+        final = _run(lambda: wait_for(started.execution_arn, on_progress=show))
+    if as_json:
+        typer.echo(json.dumps(final.wire()))
+    elif final.status == "SUCCEEDED":
+        files = len((final.manifest or {}).get("files", []))
+        what = "already staged, nothing to do" if final.action == "skip" else f"{final.shards_done} shard(s)"
+        typer.echo(f"Staged {model_id}: {what}; {files} file(s) in the manifest.")
+    if final.status != "SUCCEEDED":
+        err.print(f"[red]staging failed[/red] at {final.failed_step}: {final.reason}", highlight=False)
+        raise typer.Exit(1)

@@ -157,13 +157,6 @@ class LocalStepFunctions:
         self.stop()
 
 
-def registry_ids_for(hf_model_id: str) -> list[str]:
-    """Registry records whose weights are `hf_model_id`."""
-    from chalicelib.registry.store import ModelStore
-
-    return [record.model_id for record in ModelStore().list() if record.hf_model_id == hf_model_id]
-
-
 def stage_local_folder(
     model_id: str,
     folder: Path,
@@ -181,7 +174,7 @@ def stage_local_folder(
     is `model_id`; pass `()` for none). `in_place`: upload straight to `<org>/<name>/` (one copy of the weights
     in the bucket; for folders already in safetensors, like the local default model). Needs a configured state
     machine (a started `LocalStepFunctions`, or LISA_STAGING_STATE_MACHINE_ARN against real AWS)."""
-    from chalicelib.staging.service import mirror_folder, start_staging, wait_for
+    from chalicelib.staging.service import mirror_folder, registry_ids_for, start_staging, wait_for
 
     ids = list(registry_ids) if registry_ids is not None else registry_ids_for(model_id)
     try:

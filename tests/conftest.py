@@ -13,6 +13,7 @@ from chalicelib import aws
 from runner.bootstrap import bootstrap
 from runner.moto_fixes import serialize_moto_dynamodb
 from tests.support.postgres import postgres_dsn  # noqa: F401  (session fixture: embedded PostgreSQL + pgvector)
+from tests.support.staging import sfn, staging_sfn, tiny  # noqa: F401  (staging state machine, tiny LM)
 from tests.support.workers import tei_worker, tgi_worker  # noqa: F401  (session fixtures: real CPU model workers)
 from workers.launch import free_port
 

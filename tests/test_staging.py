@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,70 +18,12 @@ from chalicelib.registry.store import ModelStore
 from chalicelib.settings import get_settings
 from chalicelib.staging.service import execution_status, read_manifest, start_staging, wait_for
 from runner.stepfunctions_local import LocalStepFunctions, stage_local_folder
+from tests.support.staging import TINY_MODEL, tiny_model
 
-MODEL = "lisa-test/tiny-llama"
-
-
-# -- fixtures -----------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def local_sfn(moto_server: str) -> Iterator[LocalStepFunctions]:
-    sfn = LocalStepFunctions(moto_server).start()
-    yield sfn
-    sfn.stop()
+MODEL = TINY_MODEL
 
 
-@pytest.fixture
-def sfn(aws_env: str, local_sfn: LocalStepFunctions) -> LocalStepFunctions:
-    """A clean moto with the staging state machine deployed (a moto reset forgets it)."""
-    local_sfn.deploy()
-    return local_sfn
-
-
-def _tiny_model() -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(1234)
-    return LlamaForCausalLM(config).eval()
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
-    """A tiny random causal LM and a folder with its weights as 3 `pytorch_model-*.bin` shards plus an index;
-    the tied embedding and lm_head share storage inside shard 1 (as torch.save keeps them)."""
-    model = _tiny_model()
-    folder = tmp_path_factory.mktemp("models") / MODEL
-    folder.mkdir(parents=True)
-    model.config.save_pretrained(folder)
-    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 64}))
-    state = model.state_dict()
-    assert state["lm_head.weight"].data_ptr() == state["model.embed_tokens.weight"].data_ptr()
-    names = list(state)
-    groups = [
-        [n for n in names if n in ("lm_head.weight", "model.embed_tokens.weight", "model.norm.weight")],
-        [n for n in names if n.startswith("model.layers.0.")],
-        [n for n in names if n.startswith("model.layers.1.")],
-    ]
-    assert sum(len(g) for g in groups) == len(names)
-    weight_map = {}
-    for i, group in enumerate(groups, start=1):
-        shard = f"pytorch_model-{i:05d}-of-00003.bin"
-        torch.save({n: state[n] for n in group}, folder / shard)
-        weight_map |= dict.fromkeys(group, shard)
-    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
-    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
-    return model, folder
-
-
+# -- fixtures (the state machine and the tiny model: tests/support/staging.py) ---------------------------
 @pytest.fixture
 def registered() -> str:
     """A registry record whose weights are MODEL (status Creating until staged)."""
@@ -204,7 +145,7 @@ def test_rerun_on_a_staged_model_does_no_work(sfn: LocalStepFunctions, tiny: tup
 
 
 def test_a_model_already_in_safetensors_is_only_verified(sfn: LocalStepFunctions, tmp_path: Path) -> None:
-    model = _tiny_model()
+    model = tiny_model()
     folder = tmp_path / "src" / "lisa-test" / "tiny-safe"
     model.save_pretrained(folder, max_shard_size="20KB")
     local = {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -225,7 +166,7 @@ def test_a_model_already_in_safetensors_is_only_verified(sfn: LocalStepFunctions
 def test_in_place_staging_of_a_safetensors_folder(sfn: LocalStepFunctions, tmp_path: Path) -> None:
     """How the local runner stages its default model: one copy of the weights in the bucket, idempotent."""
     folder = tmp_path / "m"
-    _tiny_model().save_pretrained(folder)
+    tiny_model().save_pretrained(folder)
     first = stage_local_folder("lisa-test/in-place", folder, in_place=True, registry_ids=())
     assert first.status == "SUCCEEDED", first.reason
     assert _objects("_uploads/") == {}

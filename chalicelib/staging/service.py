@@ -173,6 +173,13 @@ def latest_status(hf_model_id: str, state_machine_arn: str | None = None) -> Sta
     return None
 
 
+def registry_ids_for(hf_model_id: str) -> list[str]:
+    """Registry records whose weights are `hf_model_id` (the ones a staging of it marks)."""
+    from chalicelib.registry.store import ModelStore
+
+    return [record.model_id for record in ModelStore().list() if record.hf_model_id == hf_model_id]
+
+
 def read_manifest(hf_model_id: str) -> dict[str, Any] | None:
     """The manifest of a staged model, or None."""
     try:
