@@ -165,6 +165,26 @@ class RestApiConfig(_Model):
     router_memory: int = Field(2048, alias="routerMemory")
 
 
+class VpcConfig(_Model):
+    """An existing VPC to deploy into (accounts that bring their own network); no lookup, so synth stays offline."""
+
+    vpc_id: str = Field(alias="vpcId", pattern=r"^vpc-[0-9a-f]{8,17}$")
+    availability_zones: list[str] = Field(alias="availabilityZones", min_length=1)
+    private_subnet_ids: list[str] = Field(alias="privateSubnetIds", min_length=1)
+    public_subnet_ids: list[str] = Field(default_factory=list, alias="publicSubnetIds")
+
+    @model_validator(mode="after")
+    def _one_subnet_per_zone(self) -> VpcConfig:
+        zones = len(self.availability_zones)
+        for key, subnets in (
+            ("privateSubnetIds", self.private_subnet_ids),
+            ("publicSubnetIds", self.public_subnet_ids),
+        ):
+            if subnets and len(subnets) != zones:
+                raise ValueError(f"{key} must list one subnet per availability zone ({zones}), got {len(subnets)}")
+        return self
+
+
 class ChunkingConfig(_Model):
     size: int = Field(512, ge=50, le=8000, description="characters per chunk")
     overlap: int = Field(51, ge=0)
@@ -204,6 +224,10 @@ class LisaConfig(_Model):
     s3_bucket_models: str = Field(alias="s3BucketModels", pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
     rest_api_config: RestApiConfig = Field(default_factory=RestApiConfig, alias="restApiConfig")
     rag_repositories: list[RagRepository] = Field(default_factory=list, alias="ragRepositories")
+    vpc_config: VpcConfig | None = Field(None, alias="vpcConfig", description="import this VPC instead of creating one")
+    lambda_layers: dict[str, str] = Field(
+        default_factory=dict, alias="lambdaLayers", description="layer name -> pre-built layer zip (layers/<name>/)"
+    )
 
     @field_validator("deployment_name")
     @classmethod

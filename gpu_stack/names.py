@@ -1,0 +1,70 @@
+"""Names of a deployment's AWS resources, derived once from config.yaml.
+
+The Lambdas find their resources through `Settings` (`LISA_<FIELD>` environment variables); the stacks create the
+resources under these names, and the IAM policies are scoped to them. One function, so the three never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib.config import LisaConfig
+from chalicelib.settings import Settings
+from chalicelib.tables import TABLES
+
+_DEFAULTS = Settings.model_fields
+
+
+def _suffix(setting: str) -> str:
+    """`lisa-api-tokens` (the Settings default) → `api-tokens`."""
+    default = str(_DEFAULTS[setting].default)
+    return default.removeprefix("lisa-")
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """Every name a stage of a deployment uses: `<deploymentName>-<stage>-<what>`."""
+
+    deployment: str
+    stage: str
+    tables: dict[str, str]  # Settings field (e.g. "tokens_table") -> table name
+    models_bucket: str
+    docs_bucket: str
+    ingestion_queue: str
+    ingestion_dlq: str
+    state_machines: dict[str, str]  # stepfunctions/<stem>.json -> state machine name
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.deployment}-{self.stage}"
+
+    def state_machine_setting(self, stem: str) -> str:
+        """The Settings field holding a state machine's ARN (`staging` → `staging_state_machine_arn`)."""
+        return f"{stem}_state_machine_arn"
+
+    def environment(self, state_machine_arns: dict[str, str]) -> dict[str, str]:
+        """The Lambdas' environment (`LISA_*`), given each state machine's ARN."""
+        env = {"LISA_DEPLOYMENT_NAME": self.deployment, "LISA_STAGE": self.stage}
+        env.update({f"LISA_{setting.upper()}": name for setting, name in self.tables.items()})
+        env["LISA_MODELS_BUCKET"] = self.models_bucket
+        env["LISA_DOCS_BUCKET"] = self.docs_bucket
+        env["LISA_INGESTION_QUEUE"] = self.ingestion_queue
+        env["LISA_INGESTION_DLQ"] = self.ingestion_dlq
+        for stem, arn in sorted(state_machine_arns.items()):
+            env[f"LISA_{self.state_machine_setting(stem).upper()}"] = arn
+        return env
+
+
+def resource_names(config: LisaConfig, state_machines: tuple[str, ...] = ()) -> ResourceNames:
+    """The names for `config`'s deployment and stage; `state_machines` are the ASL file stems."""
+    prefix = f"{config.deployment_name}-{config.stage}"
+    return ResourceNames(
+        deployment=config.deployment_name,
+        stage=config.stage,
+        tables={spec.setting: f"{prefix}-{_suffix(spec.setting)}" for spec in TABLES},
+        models_bucket=config.s3_bucket_models,
+        docs_bucket=f"{prefix}-{_suffix('docs_bucket')}",
+        ingestion_queue=f"{prefix}-{_suffix('ingestion_queue')}",
+        ingestion_dlq=f"{prefix}-{_suffix('ingestion_dlq')}",
+        state_machines={stem: f"{prefix}-{stem}" for stem in state_machines},
+    )

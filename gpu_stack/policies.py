@@ -1,0 +1,231 @@
+"""Least-privilege IAM policies for the Chalice functions: each function gets only the tables, buckets, queue and
+state machines it uses, by name. One renderer for both `.chalice/policy-<stage>-<function>.json` (plain
+`chalice package/deploy`, written by `python -m gpu_stack.policies`) and the CDK app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpu_stack.functions import API_HANDLER, AppFunctions, app_functions
+from gpu_stack.names import ResourceNames
+
+TABLE_READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"]
+TABLE_WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
+OBJECT_READ = ["s3:GetObject"]
+OBJECT_WRITE = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+QUEUE_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one function touches. Tables are Settings fields (`tokens_table`); buckets are `models`/`docs`."""
+
+    tables_read: tuple[str, ...] = ()
+    tables_write: tuple[str, ...] = ()
+    buckets_read: tuple[str, ...] = ()
+    buckets_write: tuple[str, ...] = ()
+    consume_ingestion_queue: bool = False
+    start_state_machines: bool = False
+    read_secrets: bool = False  # vector-store passwords: Secrets Manager `<prefix>-*`, SSM `/<deployment>/<stage>/*`
+
+
+_ALL_TABLES = ("tokens_table", "models_table", "sessions_table", "rag_documents_table", "rag_repositories_table")
+_RAG_TABLES = ("rag_documents_table", "rag_repositories_table")
+
+# Function (exact name, or a prefix ending in "_") -> access. A new function without an entry fails the build.
+ACCESS: dict[str, Access] = {
+    API_HANDLER: Access(
+        tables_read=_ALL_TABLES,
+        tables_write=_ALL_TABLES,
+        buckets_read=("docs", "models"),
+        buckets_write=("docs",),
+        start_state_machines=True,
+        read_secrets=True,
+    ),
+    "lisa_authorizer": Access(tables_read=("tokens_table",)),
+    "ingest_documents": Access(
+        tables_read=(*_RAG_TABLES, "models_table"),
+        tables_write=_RAG_TABLES,
+        buckets_read=("docs",),
+        consume_ingestion_queue=True,
+        read_secrets=True,
+    ),
+    "staging_": Access(
+        tables_read=("models_table",),
+        tables_write=("models_table",),
+        buckets_read=("models",),
+        buckets_write=("models",),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ArnParts:
+    """Partition, region and account for ARNs: `*` for static files, CloudFormation pseudo parameters in CDK."""
+
+    partition: str = "aws"
+    region: str = "*"
+    account: str = "*"
+
+    def arn(self, service: str, resource: str, *, regional: bool = True) -> str:
+        region, account = (self.region, self.account) if regional else ("", "")
+        return f"arn:{self.partition}:{service}:{region}:{account}:{resource}"
+
+
+def access_for(function: str) -> Access:
+    """The access entry of `function` (exact name first, then the longest matching prefix)."""
+    if function in ACCESS:
+        return ACCESS[function]
+    prefixes = [p for p in ACCESS if p.endswith("_") and function.startswith(p)]
+    if not prefixes:
+        raise KeyError(f"no IAM access declared for Lambda function {function!r}: add it to gpu_stack/policies.py")
+    return ACCESS[max(prefixes, key=len)]
+
+
+def policy_document(function: str, names: ResourceNames, parts: ArnParts | None = None) -> dict[str, Any]:
+    """The IAM policy document of one function: named resources only, no wildcard actions."""
+    parts = parts or ArnParts()
+    access = access_for(function)
+    buckets = {"models": names.models_bucket, "docs": names.docs_bucket}
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "Logs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [parts.arn("logs", f"log-group:/aws/lambda/{names.prefix}-*")],
+        },
+    ]
+
+    def table_arns(settings: tuple[str, ...]) -> list[str]:
+        arns = []
+        for setting in settings:
+            table = parts.arn("dynamodb", f"table/{names.tables[setting]}")
+            arns += [table, f"{table}/index/*"]
+        return arns
+
+    if access.tables_read:
+        statements.append(
+            {"Sid": "TablesRead", "Effect": "Allow", "Action": TABLE_READ, "Resource": table_arns(access.tables_read)}
+        )
+    if access.tables_write:
+        statements.append(
+            {
+                "Sid": "TablesWrite",
+                "Effect": "Allow",
+                "Action": TABLE_WRITE,
+                "Resource": [a for a in table_arns(access.tables_write) if "/index/" not in a],
+            }
+        )
+    listed = sorted(set(access.buckets_read) | set(access.buckets_write))
+    if listed:
+        statements.append(
+            {
+                "Sid": "BucketsList",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [parts.arn("s3", buckets[b], regional=False) for b in listed],
+            }
+        )
+    for sid, actions, chosen in (
+        ("ObjectsRead", OBJECT_READ, access.buckets_read),
+        ("ObjectsWrite", OBJECT_WRITE, access.buckets_write),
+    ):
+        if chosen:
+            resources = [parts.arn("s3", f"{buckets[b]}/*", regional=False) for b in sorted(chosen)]
+            statements.append({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources})
+    if access.consume_ingestion_queue:
+        statements.append(
+            {
+                "Sid": "IngestionQueue",
+                "Effect": "Allow",
+                "Action": QUEUE_CONSUME,
+                "Resource": [parts.arn("sqs", names.ingestion_queue)],
+            }
+        )
+    if access.start_state_machines and names.state_machines:
+        machines = sorted(names.state_machines.values())
+        statements.append(
+            {
+                "Sid": "StateMachines",
+                "Effect": "Allow",
+                "Action": ["states:StartExecution", "states:ListExecutions"],
+                "Resource": [parts.arn("states", f"stateMachine:{m}") for m in machines],
+            }
+        )
+        statements.append(
+            {
+                "Sid": "Executions",
+                "Effect": "Allow",
+                "Action": ["states:DescribeExecution"],
+                "Resource": [parts.arn("states", f"execution:{m}:*") for m in machines],
+            }
+        )
+    if access.read_secrets:
+        statements.append(
+            {
+                "Sid": "VectorStoreSecrets",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": [parts.arn("secretsmanager", f"secret:{names.prefix}-*")],
+            }
+        )
+        statements.append(
+            {
+                "Sid": "VectorStoreParameters",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter"],
+                "Resource": [parts.arn("ssm", f"parameter/{names.deployment}/{names.stage}/*")],
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def policy_file(stage: str, function: str) -> str:
+    """The file name under .chalice/ (`iam_policy_file` is relative to .chalice/)."""
+    return f"policy-{stage}-{function}.json"
+
+
+def render_chalice_config(project_dir: Path, stages: dict[str, ResourceNames], functions: AppFunctions) -> None:
+    """Write the stages' environment and per-function policy files into `<project_dir>/.chalice/`."""
+    chalice_dir = project_dir / ".chalice"
+    config_path = chalice_dir / "config.json"
+    config = json.loads(config_path.read_text())
+    for stage, names in stages.items():
+        stage_config = config.setdefault("stages", {}).setdefault(stage, {})
+        arns = {stem: ArnParts().arn("states", f"stateMachine:{m}") for stem, m in names.state_machines.items()}
+        stage_config["environment_variables"] = {
+            **stage_config.get("environment_variables", {}),
+            **names.environment(arns),
+        }
+        per_function = stage_config.setdefault("lambda_functions", {})
+        for function in functions.all:
+            per_function.setdefault(function, {})["iam_policy_file"] = policy_file(stage, function)
+            document = policy_document(function, names)
+            (chalice_dir / policy_file(stage, function)).write_text(json.dumps(document, indent=2) + "\n")
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m gpu_stack.policies [--config config.yaml]`: refresh .chalice/ for the dev and prod stages."""
+    from chalicelib.config import load_config
+    from gpu_stack.functions import state_machine_stems
+    from gpu_stack.names import resource_names
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--config", default="config.yaml")
+    parser.add_argument("--project-dir", default=".")
+    args = parser.parse_args(argv)
+    project = Path(args.project_dir)
+    config = load_config(args.config)
+    stems = state_machine_stems(project / "stepfunctions")
+    stages = {stage: resource_names(config.model_copy(update={"stage": stage}), stems) for stage in ("dev", "prod")}
+    render_chalice_config(project, stages, app_functions(project))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One stack per concern; each deploys on its own (`make deploy STACK=<name>`)."""

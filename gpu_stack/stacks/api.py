@@ -1,0 +1,201 @@
+"""The control plane: the Chalice app (packaged by `chalice.cdk`, the CDK v2 construct shipped with chalice), the
+Step Functions state machines from `stepfunctions/*.json` (embedded unchanged, Lambda ARNs substituted), and the
+data-plane routes of the same REST API proxied through the VPC link to the router (response streaming)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from chalice.cdk import Chalice
+from chalice.utils import to_cfn_resource_name
+from constructs import Construct
+
+from chalicelib.config import LisaConfig
+from gpu_stack.functions import (
+    AppFunctions,
+    asl_placeholders,
+    logical_id,
+    state_machine_stems,
+    substitution_function,
+)
+from gpu_stack.names import ResourceNames
+from gpu_stack.policies import ArnParts, policy_document
+from gpu_stack.stacks.data import DataStack
+
+# The paths API Gateway hands to the router (the data plane); everything else is the Chalice app.
+DATA_PLANE_PATHS = ("/v1/{proxy+}",)
+_CHALICE_DEFAULT_QUEUE = "lisa-rag-ingestion"  # Settings.ingestion_queue's default, baked in if the env was unset
+_LARGE_TMP_PREFIXES = ("staging_",)  # functions that need 10 GB of /tmp (weight shards)
+
+
+@contextlib.contextmanager
+def _working_dir() -> Iterator[None]:
+    """chalice.cdk writes its package under `./chalice.out`; keep that out of the source tree."""
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="lisa-chalice-") as scratch:
+        os.chdir(scratch)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+
+class _StageChalice(Chalice):
+    """chalice.cdk's construct packages the stage named like its scope; LISA names the stage from config.yaml."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, stage: str, **kwargs: Any) -> None:
+        self._lisa_stage = stage
+        with _working_dir():
+            super().__init__(scope, construct_id, **kwargs)
+
+    def _package_app(self) -> None:
+        self.stage_name = self._lisa_stage
+        super()._package_app()
+
+
+class ApiStack(cdk.Stack):
+    """Exposes `chalice` (the construct), `state_machines` (stem → CfnStateMachine) and `api_url`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: LisaConfig,
+        names: ResourceNames,
+        project_dir: Path,
+        functions: AppFunctions,
+        data: DataStack,
+        vpc: ec2.IVpc,
+        router_endpoint: tuple[str, str] | None,
+        **kwargs: Any,
+    ) -> None:
+        """`router_endpoint` is (VPC link id, NLB DNS name), or None for a control-plane-only API."""
+        super().__init__(scope, construct_id, **kwargs)
+        stems = state_machine_stems(project_dir / "stepfunctions")
+        machine_arns = {
+            stem: self.format_arn(
+                service="states",
+                resource="stateMachine",
+                resource_name=names.state_machines[stem],
+                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+            )
+            for stem in stems
+        }
+        self.lambda_security_group = ec2.SecurityGroup(
+            self, "LambdaSecurityGroup", vpc=vpc, description="LISA Lambdas (egress to models, vector stores)"
+        )
+        layers = [
+            lambda_.LayerVersion(
+                self,
+                f"Layer-{name}",
+                code=lambda_.Code.from_asset(str(Path(path).resolve())),
+                compatible_runtimes=[lambda_.Runtime.PYTHON_3_11],
+                description=f"LISA layer {name} (layers/{name})",
+            ).layer_version_arn
+            for name, path in sorted(config.lambda_layers.items())
+        ]
+        stage_config: dict[str, Any] = {
+            "environment_variables": names.environment(machine_arns),
+            "subnet_ids": [subnet.subnet_id for subnet in vpc.private_subnets],
+            "security_group_ids": [self.lambda_security_group.security_group_id],
+        }
+        if layers:
+            stage_config["layers"] = layers
+        self.chalice = _StageChalice(
+            self, "Chalice", stage=config.stage, source_dir=str(project_dir), stage_config=stage_config
+        )
+
+        parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
+        vpc_access = iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
+        for function in functions.all:
+            resource = self.chalice.get_resource(logical_id(function))
+            resource.add_property_override("FunctionName", f"{names.prefix}-{function}")
+            if function.startswith(_LARGE_TMP_PREFIXES):
+                resource.add_property_override("EphemeralStorage", {"Size": 10240})
+            role = self.chalice.get_resource(f"{to_cfn_resource_name(function)}Role")
+            role.add_property_override(
+                "Policies",
+                [{"PolicyName": f"{function}Policy", "PolicyDocument": policy_document(function, names, parts)}],
+            )
+            role.add_property_override("ManagedPolicyArns", [vpc_access.managed_policy_arn])
+        for source in functions.event_handlers:
+            events = self.chalice.get_resource(logical_id(source))
+            # The SQS event source is named when the app is imported; point it at this deployment's queue.
+            events.add_property_override(
+                f"Events.{logical_id(source)}SqsEventSource.Properties.Queue", data.ingestion_queue.queue_arn
+            )
+
+        self.state_machines: dict[str, sfn.CfnStateMachine] = {}
+        for stem in stems:
+            self.state_machines[stem] = self._state_machine(project_dir, stem, names, functions)
+
+        if router_endpoint is not None:
+            self._data_plane_routes(*router_endpoint)
+        rest_api = self.chalice.get_resource("RestAPI")
+        self.api_url = cdk.Fn.sub(
+            "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + config.stage + "/",
+            {"Api": rest_api.ref},
+        )
+        cdk.CfnOutput(self, "ApiUrl", value=self.api_url, description="LISA's front door (set as --url)")
+
+    def _state_machine(
+        self, project_dir: Path, stem: str, names: ResourceNames, functions: AppFunctions
+    ) -> sfn.CfnStateMachine:
+        definition = (project_dir / "stepfunctions" / f"{stem}.json").read_text()
+        arns = {
+            key: self.chalice.get_function(logical_id(substitution_function(stem, key, functions))).function_arn
+            for key in asl_placeholders(definition)
+        }
+        role = iam.Role(
+            self,
+            f"StateMachineRole-{stem}",
+            assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
+            description=f"Step Functions {stem}: invoke its own task Lambdas only",
+        )
+        if arns:
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"],
+                    resources=[*arns.values(), *(f"{arn}:*" for arn in arns.values())],
+                )
+            )
+        return sfn.CfnStateMachine(
+            self,
+            f"StateMachine-{stem}",
+            state_machine_name=names.state_machines[stem],
+            role_arn=role.role_arn,
+            definition_string=definition,
+            definition_substitutions=arns,
+        )
+
+    def _data_plane_routes(self, vpc_link_id: str, nlb_dns: str) -> None:
+        rest_api = self.chalice.get_resource("RestAPI")
+        for path in DATA_PLANE_PATHS:
+            target = path.replace("{proxy+}", "{proxy}")
+            integration = {
+                "type": "http_proxy",
+                "httpMethod": "ANY",
+                "uri": f"http://{nlb_dns}{target}",
+                "connectionType": "VPC_LINK",
+                "connectionId": vpc_link_id,
+                "passthroughBehavior": "when_no_match",
+                "requestParameters": {"integration.request.path.proxy": "method.request.path.proxy"},
+                "responseTransferMode": "STREAM",  # SSE token streams pass through as they are produced
+            }
+            method = {
+                "parameters": [{"name": "proxy", "in": "path", "required": True, "type": "string"}],
+                "responses": {},
+                "x-amazon-apigateway-integration": integration,
+            }
+            rest_api.add_property_override(f"DefinitionBody.paths.{path}", {"x-amazon-apigateway-any-method": method})

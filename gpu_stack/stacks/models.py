@@ -1,0 +1,234 @@
+"""The GPU inference tier: an ECS cluster with GPU capacity (one Auto Scaling group per instance type, ECS
+GPU-optimized AMI) and one service per `ecsModels` entry with `deploy: true`, each behind its own internal ALB.
+
+A task first syncs the model's weights from `s3://<models bucket>/<org>/<name>/` into a task volume (an init
+container with the AWS CLI), then starts the TGI/TEI container on them with one GPU.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_autoscaling as autoscaling
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from chalicelib.config import EcsModel, LisaConfig
+from gpu_stack.images import container_image
+
+CONTAINER_PORT = 8080
+MODEL_DIR = "/data/model"
+WEIGHTS_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.50"
+
+
+def _id(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+def deployed_models(config: LisaConfig) -> list[EcsModel]:
+    return [model for model in config.ecs_models if model.deploy]
+
+
+class ModelsStack(cdk.Stack):
+    """Exposes `endpoints` (modelName → internal URL of its ALB) and `services` (modelName → Ec2Service)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: LisaConfig,
+        vpc: ec2.IVpc,
+        models_bucket: s3.IBucket,
+        config_dir: Path,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        models = deployed_models(config)
+        self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        self.clients = ec2.SecurityGroup(self, "ModelClients", vpc=vpc, description="may call the model endpoints")
+        providers: dict[str, ecs.AsgCapacityProvider] = {}
+        for instance_type in sorted({m.instance_type for m in models}):
+            members = [m for m in models if m.instance_type == instance_type]
+            group = autoscaling.AutoScalingGroup(
+                self,
+                f"Gpu{_id(instance_type)}",
+                vpc=vpc,
+                vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+                if config.vpc_config is None
+                else ec2.SubnetSelection(subnets=vpc.private_subnets),
+                launch_template=ec2.LaunchTemplate(
+                    self,
+                    f"Gpu{_id(instance_type)}Template",
+                    instance_type=ec2.InstanceType(instance_type),
+                    machine_image=ecs.EcsOptimizedImage.amazon_linux2(ecs.AmiHardwareType.GPU),
+                    security_group=ec2.SecurityGroup(
+                        self, f"Gpu{_id(instance_type)}SecurityGroup", vpc=vpc, description="GPU container instances"
+                    ),
+                    role=iam.Role(
+                        self, f"Gpu{_id(instance_type)}Role", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com")
+                    ),
+                    user_data=ec2.UserData.for_linux(),
+                    require_imdsv2=True,
+                    block_devices=[
+                        ec2.BlockDevice(
+                            device_name="/dev/xvda",
+                            volume=ec2.BlockDeviceVolume.ebs(
+                                200, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3
+                            ),
+                        )
+                    ],
+                ),
+                min_capacity=sum(m.auto_scaling_config.min_capacity for m in members),
+                max_capacity=sum(m.auto_scaling_config.max_capacity for m in members),
+                default_instance_warmup=cdk.Duration.seconds(
+                    max(m.auto_scaling_config.default_instance_warmup for m in members)
+                ),
+                new_instances_protected_from_scale_in=False,
+            )
+            provider = ecs.AsgCapacityProvider(
+                self,
+                f"Capacity{_id(instance_type)}",
+                auto_scaling_group=group,
+                enable_managed_termination_protection=False,
+            )
+            self.cluster.add_asg_capacity_provider(provider)
+            providers[instance_type] = provider
+
+        self.endpoints: dict[str, str] = {}
+        self.services: dict[str, ecs.Ec2Service] = {}
+        for model in models:
+            self._service(model, config, vpc, models_bucket, providers[model.instance_type], config_dir)
+
+    def _service(
+        self,
+        model: EcsModel,
+        config: LisaConfig,
+        vpc: ec2.IVpc,
+        bucket: s3.IBucket,
+        provider: ecs.AsgCapacityProvider,
+        config_dir: Path,
+    ) -> None:
+        name = _id(model.model_name)
+        health = model.health_check_config
+        task = ecs.Ec2TaskDefinition(self, f"{name}Task", network_mode=ecs.NetworkMode.BRIDGE)
+        task.add_volume(name="weights")
+        bucket.grant_read(task.task_role, f"{model.model_id}/*")
+        log_group = logs.LogGroup(
+            self, f"{name}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+
+        fetch = task.add_container(
+            "fetch-weights",
+            image=ecs.ContainerImage.from_registry(WEIGHTS_IMAGE),
+            essential=False,
+            memory_reservation_mib=512,
+            command=["s3", "sync", "--no-progress", f"s3://{bucket.bucket_name}/{model.model_id}", MODEL_DIR],
+            logging=ecs.LogDriver.aws_logs(stream_prefix="fetch-weights", log_group=log_group),
+        )
+        fetch.add_mount_points(ecs.MountPoint(container_path="/data", source_volume="weights", read_only=False))
+
+        environment = {
+            **model.container_config.environment,
+            "MODEL_ID": MODEL_DIR,
+            "PORT": str(CONTAINER_PORT),
+            "HUGGINGFACE_HUB_CACHE": "/data/cache",
+            "HF_HUB_OFFLINE": "1",
+        }
+        environment.setdefault("HOSTNAME", "0.0.0.0")  # noqa: S104 - TGI/TEI listen on the bridge address
+        server = task.add_container(
+            "model",
+            image=container_image(self, f"{name}Image", model.container_config.image, config_dir),
+            essential=True,
+            gpu_count=1,
+            memory_reservation_mib=8192,
+            environment=environment,
+            linux_parameters=ecs.LinuxParameters(
+                self, f"{name}Linux", shared_memory_size=model.container_config.shared_memory_size
+            ),
+            port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, host_port=0)],
+            health_check=ecs.HealthCheck(
+                command=["CMD-SHELL", f"curl -fsS http://localhost:{CONTAINER_PORT}{health.path} || exit 1"],
+                interval=cdk.Duration.seconds(health.interval),
+                timeout=cdk.Duration.seconds(health.timeout),
+                retries=health.retries,
+                start_period=cdk.Duration.seconds(health.start_period),
+            ),
+            logging=ecs.LogDriver.aws_logs(stream_prefix=model.model_name, log_group=log_group),
+        )
+        server.add_mount_points(ecs.MountPoint(container_path="/data", source_volume="weights", read_only=False))
+        server.add_container_dependencies(
+            ecs.ContainerDependency(container=fetch, condition=ecs.ContainerDependencyCondition.SUCCESS)
+        )
+
+        scaling_config = model.auto_scaling_config
+        service = ecs.Ec2Service(
+            self,
+            f"{name}Service",
+            cluster=self.cluster,
+            task_definition=task,
+            desired_count=scaling_config.min_capacity,
+            min_healthy_percent=0 if scaling_config.max_capacity == 1 else 50,
+            max_healthy_percent=200,
+            capacity_provider_strategies=[
+                ecs.CapacityProviderStrategy(capacity_provider=provider.capacity_provider_name, weight=1)
+            ],
+            health_check_grace_period=cdk.Duration.seconds(health.start_period),
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+        )
+
+        balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            f"{name}Alb",
+            vpc=vpc,
+            internet_facing=False,
+            vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
+        )
+        balancer.connections.allow_from(self.clients, ec2.Port.tcp(80), "model clients")
+        listener = balancer.add_listener(f"{name}Listener", port=80, open=False)
+        target_group = listener.add_targets(
+            f"{name}Targets",
+            port=CONTAINER_PORT,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            targets=[service.load_balancer_target(container_name="model", container_port=CONTAINER_PORT)],
+            health_check=elbv2.HealthCheck(
+                path=health.path,
+                port="traffic-port",  # the container's dynamic host port (cfn-lint E3049)
+                interval=cdk.Duration.seconds(max(health.interval, health.timeout + 1)),
+                timeout=cdk.Duration.seconds(health.timeout),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=max(2, health.retries),
+            ),
+            deregistration_delay=cdk.Duration.seconds(30),
+        )
+        provider.auto_scaling_group.connections.allow_from(balancer, ec2.Port.tcp_range(32768, 65535), "ALB")
+        scaling = service.auto_scale_task_count(
+            min_capacity=scaling_config.min_capacity, max_capacity=scaling_config.max_capacity
+        )
+        scaling.scale_on_request_count(
+            f"{name}Requests",
+            requests_per_target=scaling_config.target_requests_per_instance,
+            target_group=target_group,
+            scale_in_cooldown=cdk.Duration.seconds(scaling_config.cooldown),
+            scale_out_cooldown=cdk.Duration.seconds(scaling_config.cooldown),
+        )
+        endpoint = f"http://{balancer.load_balancer_dns_name}"
+        # The registry sync (`lisa models sync`) reads the endpoint of each deployed model from here.
+        ssm.StringParameter(
+            self,
+            f"{name}Endpoint",
+            parameter_name=f"/{config.deployment_name}/{config.stage}/models/{model.model_name}/endpoint",
+            string_value=endpoint,
+        )
+        cdk.CfnOutput(self, f"{name}EndpointUrl", value=endpoint, description=f"{model.model_name} ({model.provider})")
+        self.endpoints[model.model_name] = endpoint
+        self.services[model.model_name] = service

@@ -1,0 +1,130 @@
+"""The data-plane router on ECS Fargate behind an internal NLB, and the API Gateway VPC link to it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from chalicelib.config import LisaConfig
+from gpu_stack.images import container_image
+from gpu_stack.names import ResourceNames
+
+ROUTER_PORT = 8080
+# Only what the router image needs; the rest of the repository (.venv, node_modules, models) stays out of the asset.
+_ROUTER_ASSET_EXCLUDE = [
+    "*",
+    "!requirements.txt",
+    "!router",
+    "!router/**",
+    "!chalicelib",
+    "!chalicelib/**",
+    "**/__pycache__",
+]
+
+
+class RouterStack(cdk.Stack):
+    """Exposes `vpc_link`, `load_balancer` and `service`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: LisaConfig,
+        names: ResourceNames,
+        vpc: ec2.IVpc,
+        tables: dict[str, dynamodb.ITable],
+        model_clients: ec2.ISecurityGroup,
+        project_dir: Path,
+        config_dir: Path,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        rest = config.rest_api_config
+        cluster = ecs.Cluster(self, "Cluster", vpc=vpc)
+        task = ecs.FargateTaskDefinition(self, "Task", cpu=rest.router_cpu, memory_limit_mib=rest.router_memory)
+        if rest.router_image:
+            image = container_image(self, "RouterImage", rest.router_image, config_dir)
+        else:
+            image = ecs.ContainerImage.from_asset(
+                str(project_dir), file="router/Dockerfile", exclude=_ROUTER_ASSET_EXCLUDE
+            )
+        environment = names.environment({})
+        environment["LISA_REGION"] = cdk.Aws.REGION
+        environment["LISA_ROUTER_PORT"] = str(ROUTER_PORT)
+        auth = config.auth_config
+        for key, value in (
+            ("LISA_AUTHORITY", auth.authority),
+            ("LISA_CLIENT_ID", auth.client_id),
+            ("LISA_ADMIN_GROUP", auth.admin_group),
+            ("LISA_JWT_GROUPS_PROPERTY", auth.jwt_groups_property),
+        ):
+            if value:
+                environment[key] = value
+        task.add_container(
+            "router",
+            image=image,
+            environment=environment,
+            port_mappings=[ecs.PortMapping(container_port=ROUTER_PORT)],
+            logging=ecs.LogDriver.aws_logs(
+                stream_prefix="router",
+                log_group=logs.LogGroup(
+                    self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
+                ),
+            ),
+        )
+        # The router authenticates (tokens, JWTs) and resolves models from the registry: read-only on both tables.
+        tables["tokens_table"].grant_read_data(task.task_role)
+        tables["models_table"].grant_read_data(task.task_role)
+
+        self.load_balancer_security_group = ec2.SecurityGroup(
+            self, "NlbSecurityGroup", vpc=vpc, description="LISA router NLB (API Gateway VPC link)"
+        )
+        self.load_balancer_security_group.add_ingress_rule(ec2.Peer.ipv4("0.0.0.0/0"), ec2.Port.tcp(80), "VPC link")
+        self.load_balancer = elbv2.NetworkLoadBalancer(
+            self,
+            "Nlb",
+            vpc=vpc,
+            internet_facing=False,
+            vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
+            security_groups=[self.load_balancer_security_group],
+            enforce_security_group_inbound_rules_on_private_link_traffic=False,
+            cross_zone_enabled=True,
+        )
+        service_group = ec2.SecurityGroup(self, "RouterSecurityGroup", vpc=vpc, description="LISA router tasks")
+        service_group.add_ingress_rule(self.load_balancer_security_group, ec2.Port.tcp(ROUTER_PORT), "from the NLB")
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=task,
+            desired_count=2,
+            min_healthy_percent=50,
+            vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
+            security_groups=[service_group, model_clients],
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+        )
+        listener = self.load_balancer.add_listener("Listener", port=80)
+        listener.add_targets(
+            "Router",
+            port=ROUTER_PORT,
+            targets=[self.service],
+            health_check=elbv2.HealthCheck(
+                protocol=elbv2.Protocol.HTTP, path="/health", port="traffic-port", interval=cdk.Duration.seconds(10)
+            ),
+            deregistration_delay=cdk.Duration.seconds(30),
+        )
+        scaling = self.service.auto_scale_task_count(min_capacity=2, max_capacity=10)
+        scaling.scale_on_cpu_utilization("Cpu", target_utilization_percent=60)
+        self.vpc_link = apigateway.VpcLink(
+            self, "VpcLink", targets=[self.load_balancer], description="API Gateway → LISA router NLB"
+        )
