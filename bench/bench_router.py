@@ -264,8 +264,35 @@ def _run_load(target: Target, stream: bool, **spec: Any) -> dict[str, Any]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+def _cpu_seconds(session: int) -> float:
+    """CPU time used so far by the processes of a session (a child started with start_new_session)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session:  # the session id (fields counted after the command name)
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _settle(sessions: list[int], timeout: float = 60.0) -> float:
+    """Wait until the given children stop using CPU (start-up work after their health check answers, e.g. LiteLLM's,
+    would otherwise run on the core of the proxy being measured). Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = sum(_cpu_seconds(s) for s in sessions)
+        time.sleep(1.0)
+        if sum(_cpu_seconds(s) for s in sessions) - before < 0.03:
+            break
+    return time.monotonic() - started
+
+
 @contextmanager
-def _process(name: str, argv: list[str], health: str, log_dir: Path, env: dict[str, str]) -> Iterator[None]:
+def _process(name: str, argv: list[str], health: str, log_dir: Path, env: dict[str, str]) -> Iterator[int]:
     """A child process (own session, output to a log) that must answer `health` within 120 s."""
     import requests
 
@@ -286,7 +313,7 @@ def _process(name: str, argv: list[str], health: str, log_dir: Path, env: dict[s
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} not healthy after 120 s; see {log.name}")
             time.sleep(0.2)
-        yield
+        yield process.pid
     finally:
         process.terminate()
         try:
@@ -493,7 +520,7 @@ def run() -> None:
         )
         env = stack.enter_context(_moto())
         token = _lisa_state(mock_url)
-        stack.enter_context(
+        router = stack.enter_context(
             _process(
                 "router",
                 [*_pin(PROXY_CORE), python, "-m", "router", "--host", "127.0.0.1", "--port", str(router_port)],
@@ -504,7 +531,7 @@ def run() -> None:
         )
         litellm_env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
         litellm_argv = [str(litellm), "--config", str(config), "--host", "127.0.0.1", "--port", str(litellm_port)]
-        stack.enter_context(
+        litellm_session = stack.enter_context(
             _process(
                 "litellm",
                 [*_pin(PROXY_CORE), *litellm_argv, "--num_workers", "1"],
@@ -513,7 +540,12 @@ def run() -> None:
                 litellm_env,
             )
         )
-        print(f"LiteLLM {LITELLM_VERSION} (1 uvicorn worker), router (1 process, uvloop); logs in {log_dir}")
+        waited = _settle([router, litellm_session])
+        print(
+            f"LiteLLM {LITELLM_VERSION} (1 uvicorn worker), router (1 process, uvloop); both idle after "
+            f"{waited:.0f} s of start-up work; logs in {log_dir}",
+            flush=True,
+        )
         # The router runs as deployed; LiteLLM gets its OpenAI-compatible route and the master key.
         targets = [
             Target("direct", mock_port, "/v1/chat/completions", "none", body),
