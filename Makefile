@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck pytest bench clean webui browser-deps models
+.PHONY: install run test lint typecheck pytest bench clean webui browser-deps models list-stacks deploy
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,14 @@ run: install webui ## LISA locally: UI + API on one port, a default model, a pri
 
 bench: install ## benchmarks, printed as ratios against a baseline measured in the same run
 	$(PY) -m bench $(BENCH)
+
+CDK ?= npx --yes aws-cdk@3.0.0
+CONFIG ?= config.yaml
+list-stacks: ## the gpu_stack stacks of CONFIG, in deployment order
+	$(PY) -m gpu_stack --config $(CONFIG)
+
+deploy: install ## deploy STACK=<name> (see list-stacks), or every stack; needs AWS credentials + `cdk bootstrap`
+	cd gpu_stack && LISA_CONFIG=$(abspath $(CONFIG)) $(CDK) deploy $(or $(STACK),--all) --require-approval broadening
 
 clean:
 	rm -rf $(VENV) .lisa .mypy_cache .ruff_cache .pytest_cache

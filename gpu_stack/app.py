@@ -15,7 +15,7 @@ import aws_cdk as cdk
 
 from chalicelib.config import LisaConfig, load_config
 from gpu_stack.functions import app_functions, state_machine_stems
-from gpu_stack.names import ResourceNames, resource_names
+from gpu_stack.names import STACKS, ResourceNames, resource_names
 from gpu_stack.stacks.api import ApiStack
 from gpu_stack.stacks.data import DataStack
 from gpu_stack.stacks.models import ModelsStack
@@ -98,6 +98,7 @@ def build_app(
         env=env,
     )
     api.add_stack_dependency(router)
+    assert [s.stack_name for s in (network, data, models, router, api)] == [f"{prefix}-{s}" for s, _ in STACKS]
     for stack in (network, data, models, router, api):
         cdk.Tags.of(stack).add("lisa:deployment", config.deployment_name)
         cdk.Tags.of(stack).add("lisa:stage", config.stage)
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--outdir", default=os.environ.get("CDK_OUTDIR"))
     args = parser.parse_args(argv)
     config_path = Path(args.config).resolve()
-    built = build_app(load_config(config_path), config_dir=config_path.parent, outdir=args.outdir)
+    config = load_config(config_path)
+    built = build_app(config, config_dir=config_path.parent, outdir=args.outdir)
     built.app.synth()
 
 

@@ -13,6 +13,14 @@ from chalicelib.settings import Settings
 from chalicelib.tables import TABLES
 
 _DEFAULTS = Settings.model_fields
+# The stacks of a deployment (`<deploymentName>-<stage>-<suffix>`), in the order they deploy.
+STACKS = (
+    ("network", "VPC (created, or imported from vpcConfig)"),
+    ("data", "DynamoDB tables, models + RAG documents buckets, ingestion queue + DLQ"),
+    ("models", "ECS cluster with GPU capacity, one service + internal ALB per deployed ecsModels entry"),
+    ("router", "data-plane router on Fargate, internal NLB, API Gateway VPC link"),
+    ("api", "Chalice app (REST API, authorizer, Lambdas), Step Functions, data-plane routes"),
+)
 
 
 def _suffix(setting: str) -> str:

@@ -38,6 +38,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[
     data.update(stage="prod", deploymentName="acme", s3BucketModels="acme-prod-models", awsAccountId="123456789012")
     extra = dict(data["ecsModels"][0], modelName="not-deployed", deploy=False)
     data["ecsModels"].append(extra)
+    certificate = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+    data["restApiConfig"] = {"domainName": "lisa.example.com", "sslCertIamArn": certificate}
     config_path = base / "config.yaml"
     config_path.write_text(yaml.safe_dump(data))
     built = build_app(load_config(config_path), config_dir=base, outdir=str(base / "cdk.out"))
@@ -60,7 +62,22 @@ def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]
 
 
 def test_every_stack_is_synthesized_and_listed(templates: dict[str, dict[str, Any]]) -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "gpu_stack", "--config", str(PROJECT_DIR / "config.yaml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert sorted(templates) == sorted(f"acme-prod-{s}" for s in ("network", "data", "models", "router", "api"))
+    assert [word for word in listed if word.startswith("lisa-dev-")] == [
+        f"lisa-dev-{s}" for s in ("network", "data", "models", "router", "api")
+    ]
+
+
+def test_custom_domain_uses_the_configured_certificate(templates: dict[str, dict[str, Any]]) -> None:
+    domain = templates["acme-prod-api"]["Resources"]["RestAPI"]["Properties"]["Domain"]
+    assert domain["DomainName"] == "lisa.example.com"
+    assert domain["CertificateArn"].startswith("arn:aws:acm:")
 
 
 def test_cfn_lint_accepts_every_template(deployment: tuple[LisaApp, dict[str, dict[str, Any]], Path]) -> None:

@@ -143,6 +143,19 @@ class ApiStack(cdk.Stack):
         if router_endpoint is not None:
             self._data_plane_routes(*router_endpoint)
         rest_api = self.chalice.get_resource("RestAPI")
+        rest = config.rest_api_config
+        if rest.domain_name and rest.ssl_cert_iam_arn:
+            # A custom domain with an ACM certificate (for dev stages: scripts/dev_tls.py, imported into ACM).
+            rest_api.add_property_override(
+                "Domain",
+                {
+                    "DomainName": rest.domain_name,
+                    "CertificateArn": rest.ssl_cert_iam_arn,
+                    "EndpointConfiguration": "REGIONAL",
+                    "SecurityPolicy": "TLS_1_2",
+                },
+            )
+            cdk.CfnOutput(self, "CustomDomain", value=f"https://{rest.domain_name}/")
         self.api_url = cdk.Fn.sub(
             "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + config.stage + "/",
             {"Api": rest_api.ref},
