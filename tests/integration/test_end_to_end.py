@@ -66,11 +66,7 @@ def test_chat_completion_stream(sdk: openai.OpenAI, catalog: dict[str, Any]) -> 
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert len(chunks) > 2  # tokens arrive as separate events, not one buffered body
     assert text
-    assert (
-        chunks[-1].choices == []
-        or chunks[-1].choices[0].finish_reason is not None
-        or any(c.choices and c.choices[0].finish_reason for c in chunks)
-    )
+    assert any(c.choices and c.choices[0].finish_reason for c in chunks)  # the stream ends properly
 
 
 def test_embeddings(sdk: openai.OpenAI, catalog: dict[str, Any]) -> None:
