@@ -32,3 +32,26 @@ def drop_rag_tables(dsn: str) -> None:
         names = [row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE 'rag\\_%'")]
         for name in names:
             conn.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def rag_env(aws_env: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A clean RAG world for one test: fresh moto state (tables, buckets, ingestion queue), LISA's settings pointed
+    at the session's PostgreSQL (`LISA_RAG_PG_DSN`) with no repository tables in it, and no cached repositories,
+    stores or registry. Yields the DSN."""
+    from chalicelib import aws
+    from chalicelib.rag.repositories import RepositoryStore
+    from chalicelib.rag.vectorstores import forget_stores
+    from chalicelib.registry.resolver import reset_registry
+
+    monkeypatch.setenv("LISA_RAG_PG_DSN", postgres_dsn)
+    aws.reset()
+    drop_rag_tables(postgres_dsn)
+    RepositoryStore.clear_cache()
+    forget_stores()
+    reset_registry()
+    yield postgres_dsn
+    RepositoryStore.clear_cache()
+    forget_stores()
+    reset_registry()
+    aws.reset()

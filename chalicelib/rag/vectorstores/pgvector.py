@@ -294,6 +294,7 @@ class PgVectorStore:
     # -- writes ----------------------------------------------------------------------------------------------
     def replace_document(self, write: DocumentWrite, still_current: Callable[[], bool]) -> WriteResult:
         from pgvector import Vector
+        from psycopg.types.json import Jsonb
 
         dimensions = {len(c.embedding) for c in write.chunks}
         if len(dimensions) > 1:
@@ -334,7 +335,7 @@ class PgVectorStore:
                                     chunk.index,
                                     chunk.text,
                                     write.source,
-                                    json.dumps(dict(chunk.metadata)),
+                                    Jsonb(dict(chunk.metadata)),
                                     Vector(list(chunk.embedding)),
                                 )
                             )
