@@ -146,7 +146,8 @@ class Ingestor:
 
         seen = record.generation if record else None
         attempts = (record.attempts + 1) if record and record.content_hash == content_hash else 1
-        progress = {**base, "generation": seen or 0, "attempts": attempts, "updated_at": now()}
+        progress_generation = seen or 0
+        progress = {**base, "generation": progress_generation, "attempts": attempts, "updated_at": now()}
         recorded = self.documents.put_progress(DocumentRecord(**progress, status=DocumentStatus.INGESTING), seen)
         still_current: Callable[[], bool] = lambda: _etag(bucket, key) == obj.etag  # noqa: E731
         try:
@@ -162,7 +163,7 @@ class Ingestor:
             retrying = DocumentRecord(**progress, status=DocumentStatus.RETRYING, status_reason=str(message)[:1000])
             try:
                 if recorded:  # the INGESTING record written above (at its generation) becomes RETRYING
-                    self.documents.put_progress(retrying, int(progress["generation"]))
+                    self.documents.put_progress(retrying, progress_generation)
             except Exception:  # the record is best effort; the message will be redelivered either way
                 logger.exception("could not record the retry", document_id=doc_id)
             raise
