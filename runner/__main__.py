@@ -31,7 +31,7 @@ def _arguments(argv: list[str] | None) -> StackOptions:
 
 def main(argv: list[str] | None = None) -> int:
     options = _arguments(argv)
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the embedded moto server's access log
     stopping = threading.Event()

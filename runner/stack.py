@@ -77,6 +77,7 @@ class LocalLisa:
             bootstrap()
             progress("models: preparing local weights")
             folders = self._model_folders(self.config)
+            self._stage_models(self.config, folders, progress)
             progress(f"workers: starting {', '.join(m.model_name for m in _deployed(self.config))}")
             self.endpoints = self._start_workers(self.config, folders)
             self._sync_registry(self.config)
@@ -145,6 +146,29 @@ class LocalLisa:
                 )
             folders[model.model_name] = prepared[model.model_id]
         return folders
+
+    def _stage_models(self, config: LisaConfig, folders: dict[str, Path], progress: Callable[[str], None]) -> None:
+        """Stage each model's weights into the models bucket through the staging workflow, as in AWS.
+
+        On the embedded moto server the same ASL runs on moto's interpreter with in-process Lambda tasks. Against
+        another endpoint it needs a deployed state machine (LISA_STAGING_STATE_MACHINE_ARN); without one the
+        weights are served as they are and staging is skipped (said in the progress output).
+        """
+        from runner.stepfunctions_local import LocalStepFunctions, stage_local_folder
+
+        if self._moto is not None:
+            local = LocalStepFunctions(self.aws_endpoint_url, stage=config.stage).start()
+            self._stoppers.append(local.stop)
+        elif not os.environ.get("LISA_STAGING_STATE_MACHINE_ARN"):
+            progress("staging: skipped (no LISA_STAGING_STATE_MACHINE_ARN for this AWS endpoint)")
+            return
+        for model in _deployed(config):
+            if model.model_name not in folders:
+                continue
+            progress(f"staging: {model.model_id} → s3://{config.s3_bucket_models}/{model.model_id}/")
+            status = stage_local_folder(model.model_id, folders[model.model_name], in_place=True)
+            if status.status != "SUCCEEDED":
+                raise RuntimeError(f"staging {model.model_id} failed at {status.failed_step}: {status.reason}")
 
     def _start_workers(self, config: LisaConfig, folders: dict[str, Path]) -> dict[str, str]:
         """Start one CPU worker per deployed model (all at once, then wait for each); modelName → URL."""

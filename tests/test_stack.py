@@ -195,6 +195,12 @@ def test_make_run_serves_the_default_models_to_the_openai_sdk(make_run: tuple[st
     assert len(pieces) > 2
     assert "Paris" in "".join(pieces)
 
+    for name in ("smollm2-135m-instruct", "all-minilm-l6-v2"):  # weights went through the staging workflow
+        staged = requests.get(f"{url}/models/{name}/stage", headers={"Api-Key": key}, timeout=10)
+        assert staged.status_code == 200, staged.text
+        assert staged.json()["status"] == "SUCCEEDED"
+        assert staged.json()["manifest"]["files"]
+
     vectors = client.embeddings.create(model="all-minilm-l6-v2", input=["Paris is in France", "a cat"])
     assert [len(item.embedding) for item in vectors.data] == [384, 384]
 
