@@ -6,7 +6,6 @@ refusing the request → 400 with its message, a backend failure → 502 (see `c
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -138,38 +137,3 @@ class Backend:
         if isinstance(error, aiohttp.ClientConnectionError):
             return ServeError(502, f"{what}: connection failed ({error or type(error).__name__})")
         return ServeError(502, f"{what}: {error or type(error).__name__}")
-
-
-async def merge(streams: list[AsyncIterator[Any]]) -> AsyncIterator[tuple[int, Any]]:
-    """Items of several async iterators as they come, tagged with the iterator's index; the first error
-    raised by any of them is raised here (the others are cancelled)."""
-    if len(streams) == 1:
-        async for item in streams[0]:
-            yield 0, item
-        return
-    queue: asyncio.Queue[tuple[int, Any] | BaseException | None] = asyncio.Queue()
-
-    async def pump(index: int, stream: AsyncIterator[Any]) -> None:
-        try:
-            async for item in stream:
-                await queue.put((index, item))
-        except Exception as error:
-            await queue.put(error)
-        finally:
-            await queue.put(None)
-
-    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            item = await queue.get()
-            if item is None:
-                remaining -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -18,8 +18,8 @@ from aiohttp import web
 from chalicelib.config import ModelType
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import ServeError
+from chalicelib.serve.streams import merge
 from chalicelib.serve.types import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from router.backend import merge
 from router.http import json_response, note
 from router.services import Services, backend_event, backend_name, first_error, relay
 

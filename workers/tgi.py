@@ -18,7 +18,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.serve.streams import merge
 from workers.common import Admission, HTTPError, configure_torch, error_middleware, get_logger, parse_json, serve
 
 if TYPE_CHECKING:  # torch and transformers load only when the worker starts, not for `--help`
@@ -35,9 +35,7 @@ if TYPE_CHECKING:  # torch and transformers load only when the worker starts, no
         Final,
         GenerationEngine,
         GenerationRequest,
-        GenerationStream,
         SamplingParams,
-        TokenEvent,
         TokenInfo,
     )
 
@@ -663,7 +661,7 @@ class TGIService:
         completion_id, created = _completion_id("cmpl"), int(time.time())
         prompt_tokens = completion_tokens = 0
         try:
-            async for index, event in _merge_streams(streams):
+            async for index, event in merge(streams):
                 final = event.final
                 chunk = {
                     "id": completion_id,
@@ -793,35 +791,6 @@ async def _open_sse(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     return response
-
-
-async def _merge_streams(streams: list[GenerationStream]) -> AsyncIterator[tuple[int, TokenEvent]]:
-    """Events of several generation streams as they come, tagged with the stream's index."""
-    queue: asyncio.Queue[tuple[int, TokenEvent] | BaseException | None] = asyncio.Queue()
-
-    async def pump(index: int, stream: GenerationStream) -> None:
-        try:
-            async for event in stream:
-                await queue.put((index, event))
-        except Exception as error:
-            await queue.put(error)
-        finally:
-            await queue.put(None)
-
-    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            item = await queue.get()
-            if item is None:
-                remaining -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield item
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 # -- application --------------------------------------------------------------------------------------------------
