@@ -21,7 +21,7 @@ from chalicelib.serve.errors import ServeError
 from chalicelib.serve.streams import merge
 from chalicelib.serve.types import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from router.http import json_response, note
-from router.services import Services, backend_event, backend_name, first_error, relay
+from router.services import Services, augmented, backend_event, backend_name, first_error, relay
 
 if TYPE_CHECKING:
     import aiohttp
@@ -74,8 +74,9 @@ class OpenAIApi:
         data = await self.s.body(request)
         req = mapping.validate(ChatCompletionRequest, data)
         record = await self.s.model(req.model, ModelType.TEXTGEN, request)
+        extra: dict[str, Any] = {}
         if self.s.augment_chat is not None:
-            req = await self.s.augment_chat(principal, data, req, record)
+            req, extra = augmented(await self.s.augment_chat(principal, data, req, record))
         body = mapping.chat_request(req, record.default_model_kwargs)
         url = f"{record.endpoint_url}/v1/chat/completions"
         what = backend_name(record)
@@ -84,12 +85,13 @@ class OpenAIApi:
             if not isinstance(answer, dict):
                 raise ServeError(502, f"{what} answered an unexpected chat completion")
             completion = mapping.chat_completion(answer, mapping.new_id("chatcmpl"), record.model_name)
+            completion.update(extra)
             note(request, tokens=completion["usage"].get("completion_tokens"))
             return json_response(completion)
         _refuse_non_streaming(record)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         async with self.s.http.stream(url, body, what) as upstream:
-            events = self._chat_events(request, upstream, record, what, include_usage)
+            events = self._chat_events(request, upstream, record, what, include_usage, extra)
             return await relay(request, events, done=True)
 
     async def _chat_events(
@@ -99,6 +101,7 @@ class OpenAIApi:
         record: ModelRecord,
         what: str,
         include_usage: bool,
+        extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[bytes]:
         completion_id, created, model = mapping.new_id("chatcmpl"), int(time.time()), record.model_name
         async for event in self.s.http.events(upstream, what):
@@ -111,7 +114,11 @@ class OpenAIApi:
                     note(request, tokens=usage.get("completion_tokens"))
                 if not include_usage:
                     continue
-            yield sse.encode(mapping.chat_chunk(chunk, completion_id, model, created))
+            payload = mapping.chat_chunk(chunk, completion_id, model, created)
+            if extra:  # the augmenter's response fields ride on the first chunk
+                payload.update(extra)
+                extra = None
+            yield sse.encode(payload)
 
     # -- completions ---------------------------------------------------------------------------------------------
     async def completions(self, request: web.Request) -> web.StreamResponse:

@@ -26,12 +26,30 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+@dataclass(frozen=True)
+class AugmentedChat:
+    """What an augmenter may return instead of a bare request: the request to send plus fields to add to the answer
+    (non-stream: the completion object; stream: the first chunk), e.g. RAG's `lisa_rag_sources`."""
+
+    request: ChatCompletionRequest
+    response_fields: dict[str, Any]
+
+
 ChatAugmenter = Callable[
-    ["Principal", dict[str, Any], "ChatCompletionRequest", "ModelRecord"], Awaitable["ChatCompletionRequest"]
+    ["Principal", dict[str, Any], "ChatCompletionRequest", "ModelRecord"],
+    Awaitable["ChatCompletionRequest | AugmentedChat"],
 ]
 """The RAG seam: called with (caller, raw request body, validated chat request, model) before a chat request is sent
 to the model; returns the request to send (e.g. with retrieved context inserted as a system message when the body
-names a repository). None: requests are sent as they are."""
+names a repository), optionally with response fields (`AugmentedChat`). None: requests are sent as they are."""
+
+
+def augmented(result: ChatCompletionRequest | AugmentedChat) -> tuple[ChatCompletionRequest, dict[str, Any]]:
+    """An augmenter's result as (request, fields to add to the answer)."""
+    if isinstance(result, AugmentedChat):
+        return result.request, result.response_fields
+    return result, {}
 
 
 @dataclass

@@ -246,6 +246,14 @@ class PgVectorStore:
                 )
         self._dimensions = dimensions
 
+    def ensure_schema(self, dimensions: int | None = None) -> None:
+        """Create the repository's tables now (the chunks table and its indexes need the vectors' dimensions);
+        otherwise they are created on first use."""
+        with self._conn("create the tables") as conn:
+            self._ensure_documents(conn)
+            if dimensions is not None:
+                self._ensure_chunks(conn, dimensions)
+
     # -- reads -----------------------------------------------------------------------------------------------
     def current(self, document_id: str) -> StoredDocument | None:
         with self._conn("read a document") as conn:
