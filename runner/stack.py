@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from aiohttp import web
@@ -30,6 +31,9 @@ from runner.bootstrap import bootstrap
 from runner.moto_fixes import serialize_moto_dynamodb
 from runner.processes import ManagedProcess
 from workers.launch import free_port, worker_spec
+
+if TYPE_CHECKING:
+    from router.services import ChatAugmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_USER = "local-admin"
@@ -81,7 +85,8 @@ class LocalLisa:
             progress(f"workers: starting {', '.join(m.model_name for m in _deployed(self.config))}")
             self.endpoints = self._start_workers(self.config, folders)
             self._sync_registry(self.config)
-            self._start_front_door()
+            augmenter = self._start_rag(self.config, progress)
+            self._start_front_door(augmenter)
             self.api_key = self._create_admin_token()
         except BaseException:
             self.stop()
@@ -198,8 +203,28 @@ class LocalLisa:
         sync_models(config, self.endpoints, prune=True)
         reset_registry()
 
+    # -- RAG ------------------------------------------------------------------------------------------------
+    def _start_rag(self, config: LisaConfig, progress: Callable[[str], None]) -> ChatAugmenter | None:
+        """Embedded PostgreSQL + pgvector, the config's repositories and the ingestion poller; the chat augmenter.
+
+        With the embedded moto server every AWS resource is new on each start, so the database starts empty too
+        (a document list and its chunks never disagree).
+        """
+        if not config.rag_repositories:
+            return None
+        from runner.rag_local import start_local_rag
+
+        if self._moto is not None:
+            shutil.rmtree(self.options.state_dir / "postgres", ignore_errors=True)
+        progress(
+            f"RAG: PostgreSQL + pgvector, repositories {', '.join(r.repository_id for r in config.rag_repositories)}"
+        )
+        rag = start_local_rag(config, self.options.state_dir)
+        self._stoppers.append(rag.stop)
+        return rag.augmenter
+
     # -- front door ------------------------------------------------------------------------------------------
-    def _front_door_app(self) -> web.Application:
+    def _front_door_app(self, augmenter: ChatAugmenter | None) -> web.Application:
         """The router's application plus the web UI and the Chalice control plane behind the same port."""
         from app import app as chalice_app
         from router.app import create_app
@@ -211,11 +236,11 @@ class LocalLisa:
         control_plane = ControlPlane(make_gateway(chalice_app, self.config.stage))
         self._stoppers.append(control_plane.close)
         settings = RouterSettings(host=self.options.host, port=self.options.port)
-        return mount(create_app(settings), control_plane, self.options.webui_dir)
+        return mount(create_app(settings, augment_chat=augmenter), control_plane, self.options.webui_dir)
 
-    def _start_front_door(self) -> None:
+    def _start_front_door(self, augmenter: ChatAugmenter | None = None) -> None:
         loop = asyncio.new_event_loop()
-        app = self._front_door_app()
+        app = self._front_door_app(augmenter)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, self.options.host, self.options.port)
@@ -262,11 +287,21 @@ class LocalLisa:
         for key in self._env_added:
             os.environ.pop(key, None)
         self._env_added.clear()
-        aws.reset()
+        _forget_process_caches()
 
 
 def _deployed(config: LisaConfig) -> list[EcsModel]:
     return [m for m in config.ecs_models if m.deploy and not m.endpoint_url]
+
+
+def _forget_process_caches() -> None:
+    """Drop AWS clients, settings, registry snapshot and auth decisions that point at this stack's AWS."""
+    from chalicelib.auth.authorizer import get_authorizer
+    from chalicelib.registry.resolver import reset_registry
+
+    aws.reset()
+    reset_registry()
+    get_authorizer().clear_cache()
 
 
 def _quietly(stop: Callable[[], Any]) -> None:

@@ -205,6 +205,40 @@ def test_make_run_serves_the_default_models_to_the_openai_sdk(make_run: tuple[st
     assert [len(item.embedding) for item in vectors.data] == [384, 384]
 
 
+def test_make_run_answers_from_an_uploaded_document(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
+    """Upload through the API's presigned URL → S3 event → SQS → ingestion → pgvector → a RAG chat cites it."""
+    url, key, _ = make_run
+    auth = {"Api-Key": key}
+    grant = requests.post(
+        f"{url}/repositories/default/upload-url", headers=auth, json={"filename": "mascot.txt"}, timeout=10
+    )
+    assert grant.status_code == 200, grant.text
+    text = b"The LISA project mascot is a purple octopus named Ollie who lives in Lisbon."
+    put = requests.put(grant.json()["url"], data=text, headers=grant.json()["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    deadline = time.monotonic() + 120
+    statuses: list[str] = []
+    while time.monotonic() < deadline:
+        documents = requests.get(f"{url}/repositories/default/documents", headers=auth, timeout=10).json()
+        statuses = [d["status"] for d in documents["documents"]]
+        if statuses and statuses[0] in ("READY", "FAILED"):
+            break
+        time.sleep(0.5)
+    assert statuses == ["READY"]
+
+    client = openai.OpenAI(base_url=url + "/v1/openai", api_key=key)
+    answer = client.chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "What is the LISA mascot?"}],
+        temperature=0,
+        max_tokens=40,
+        extra_body={"lisa_rag": {"repositoryId": "default", "k": 2}},
+    )
+    assert "octopus" in (answer.choices[0].message.content or "")
+    sources = (answer.model_extra or {})["lisa_rag_sources"]
+    assert sources[0]["source"] == "s3://lisa-rag-docs/default/mascot.txt"
+
+
 def test_make_run_stops_everything_on_ctrl_c(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
     url, _, process = make_run
     children = psutil.Process(process.pid).children(recursive=True)

@@ -57,7 +57,7 @@ def _verify(value: str | None) -> bool | ssl.SSLContext:
     return ssl.create_default_context(cafile=value)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped before other packages run: the stack changes process settings
 def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     url = _option(request.config, "--url")
     if url:
