@@ -28,7 +28,7 @@ def run(action: Callable[[], T], resource: str, known: Mapping[type[Exception], 
         return action()
     except tuple(known) as error:
         code = next(c for kind, c in known.items() if isinstance(error, kind))
-        raise fail(str(error), code=code) from None
+        raise fail(getattr(error, "message", None) or str(error), code=code) from None
     except (BotoCoreError, ClientError) as error:
         settings = get_settings()
         where = settings.aws_endpoint_url or f"AWS {settings.region}"

@@ -16,34 +16,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.common import err, fail, run
+
 app = typer.Typer(help="Sync, list and stage models.", no_args_is_help=True)
-err = Console(stderr=True)
 T = TypeVar("T")
 
 _STATUS_STYLE = {"InService": "green", "Creating": "yellow", "Stopped": "dim", "Failed": "red"}
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def _run(action: Callable[[], T]) -> T:
-    """Run a registry call; turn known failures (bad config, AWS unreachable) into a message and an exit code."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """Run a registry call; bad config or registry errors exit 2, an AWS failure 1, each with a message."""
     from chalicelib.config import ConfigError
     from chalicelib.registry.errors import RegistryError
     from chalicelib.settings import get_settings
 
-    try:
-        return action()
-    except (ConfigError, RegistryError) as error:
-        raise _fail(str(error), code=2) from None
-    except (BotoCoreError, ClientError) as error:
-        settings = get_settings()
-        where = settings.aws_endpoint_url or f"AWS {settings.region}"
-        raise _fail(f"models table {settings.models_table!r} at {where}: {error}") from None
+    return run(action, f"models table {get_settings().models_table!r}", {ConfigError: 2, RegistryError: 2})
 
 
 def _endpoints(pairs: list[str]) -> dict[str, str]:
@@ -51,7 +38,7 @@ def _endpoints(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         name, sep, url = pair.partition("=")
         if not sep or not name or not url:
-            raise _fail(f"--endpoint must be NAME=URL, got {pair!r}", code=2)
+            raise fail(f"--endpoint must be NAME=URL, got {pair!r}", code=2)
         endpoints[name] = url
     return endpoints
 
@@ -141,7 +128,7 @@ def stage(
     from chalicelib.staging.service import mirror_folder, registry_ids_for, start_staging, wait_for
 
     if [from_dir is not None, prefix is not None, hub].count(True) > 1:
-        raise _fail("give one of --from, --prefix or --hub", code=2)
+        raise fail("give one of --from, --prefix or --hub", code=2)
     source: S3Source | HubSource | None = None
     if hub:
         source = HubSource(kind="hub", revision=revision)
@@ -167,7 +154,7 @@ def stage(
     try:
         started = _run(lambda: start_staging(model_id, model_ids=ids, source=source, force=force))
     except StagingError as error:
-        raise _fail(str(error), code=2) from None
+        raise fail(str(error), code=2) from None
     if not wait:
         typer.echo(json.dumps(started.wire()) if as_json else f"started {started.execution_name}")
         return

@@ -27,36 +27,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.common import err, fail, run
+
 app = typer.Typer(help="RAG repositories and document ingestion.", no_args_is_help=True)
 out = Console()
-err = Console(stderr=True)
 T = TypeVar("T")
 
 _STYLE = {"READY": "green", "FAILED": "red", "INGESTING": "yellow", "RETRYING": "yellow"}
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(code)
-
-
 def _run(action: Callable[[], T]) -> T:
-    """Run an AWS-backed call; known failures become a message and an exit code."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
+    """Run an AWS-backed call; a RAG or config error exits 2, an AWS failure 1, each with a message."""
     from chalicelib.config import ConfigError
     from chalicelib.rag.errors import RagError
-    from chalicelib.settings import get_settings
 
-    try:
-        return action()
-    except RagError as error:
-        raise _fail(error.message, code=2) from None
-    except ConfigError as error:
-        raise _fail(str(error), code=2) from None
-    except (BotoCoreError, ClientError) as error:
-        settings = get_settings()
-        raise _fail(f"AWS at {settings.aws_endpoint_url or settings.region}: {error}") from None
+    return run(action, "RAG tables", {RagError: 2, ConfigError: 2})
 
 
 AsJson = typer.Option(False, "--json", help="Print JSON instead of text.")
@@ -167,7 +152,7 @@ def ingest(
     for path in skipped:
         err.print(f"[yellow]skipped[/yellow] {path} (unsupported type or hidden)", highlight=False)
     if not files:
-        raise _fail(f"no supported files under {folder}", code=2)
+        raise fail(f"no supported files under {folder}", code=2)
     store, s3 = DocumentStore(), aws.client("s3")
     unchanged: set[str] = set()
     with Progress(
@@ -242,6 +227,6 @@ def _report(
             f" {len(unchanged)} unchanged (not re-uploaded)"
         )
     if pending:
-        raise _fail(f"{len(pending)} file(s) were not ingested in time; see `lisa rag documents`", code=3)
+        raise fail(f"{len(pending)} file(s) were not ingested in time; see `lisa rag documents`", code=3)
     if failed:
         raise typer.Exit(1)
