@@ -38,7 +38,7 @@ logger = Logger(service="lisa-rag")
 POOL_MAX = 4
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
-MIN_EF_SEARCH = 40
+MIN_EF_SEARCH = 100  # pgvector defaults to 40; clustered data (real embeddings) needs more for recall ≥ 0.95
 
 _pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
