@@ -4,22 +4,17 @@ create/delete, presigned uploads that get ingested, document listing/deletion ri
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
-from aiohttp import web
 
 from chalicelib.auth.authorizer import get_authorizer
 from chalicelib.auth.tokens import TokenStore
 from chalicelib.rag.repositories import RepositoryStore
 from chalicelib.rag.vectorstores import store_for
-from runner.chalice_gateway import make_gateway
-from runner.front_door import ControlPlane, mount
-from tests.conftest import free_port
+from tests.support.control_plane import Client, control_plane_url
 from tests.support.postgres import rag_env  # noqa: F401  (fixture)
 from tests.support.rag import EMBEDDER, create_repository, ingest, register_embedder
 
@@ -31,35 +26,8 @@ SOLAR = "Solar panels convert sunlight into electricity. Clean them twice a year
 @pytest.fixture(scope="module")
 def api_url(moto_server: str) -> Iterator[str]:
     """The control plane (app.py) served on a loopback port by the runner's front door."""
-    from app import app as chalice_app
-
-    control_plane = ControlPlane(make_gateway(chalice_app), workers=8)
-    loop = asyncio.new_event_loop()
-    port = free_port()
-    runner = web.AppRunner(mount(web.Application(), control_plane, None))
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    control_plane.close()
-
-
-class Client:
-    def __init__(self, base: str, token: str) -> None:
-        self.base = base
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, body: Any = None, raw: str | None = None) -> requests.Response:
-        if raw is not None:
-            return self.http.request(
-                method, f"{self.base}{path}", data=raw, headers={"Content-Type": "application/json"}, timeout=60
-            )
-        return self.http.request(method, f"{self.base}{path}", json=body, timeout=60)
+    with control_plane_url(workers=8) as url:
+        yield url
 
 
 class Users:

@@ -3,60 +3,24 @@ DynamoDB, real API tokens through the real authorizer. Isolation, concurrency (r
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
-from aiohttp import web
 
 from chalicelib.auth.authorizer import get_authorizer
 from chalicelib.auth.tokens import TokenStore
 from chalicelib.sessions.store import MAX_SESSION_BYTES
-from runner.chalice_gateway import make_gateway
-from runner.front_door import ControlPlane, mount
-from tests.conftest import free_port
+from tests.support.control_plane import Client, control_plane_url
 
 
 @pytest.fixture(scope="module")
 def api_url(moto_server: str) -> Iterator[str]:
     """The control plane (app.py) served on a loopback port by the runner's front door."""
-    from app import app as chalice_app
-
-    control_plane = ControlPlane(make_gateway(chalice_app), workers=16)
-    loop = asyncio.new_event_loop()
-    port = free_port()
-    runner = web.AppRunner(mount(web.Application(), control_plane, None))
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    control_plane.close()
-
-
-class Client:
-    """A user of the API: one token, one requests session."""
-
-    def __init__(self, base: str, token: str) -> None:
-        self.base = base
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {token}"
-
-    def call(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> requests.Response:
-        kwargs: dict[str, Any] = {"timeout": 30}
-        if raw is not None:
-            kwargs["data"] = raw
-            kwargs["headers"] = {"Content-Type": "application/json"}
-        elif body is not None:
-            kwargs["json"] = body
-        return self.http.request(method, f"{self.base}{path}", **kwargs)
+    with control_plane_url(workers=16) as url:
+        yield url
 
 
 @pytest.fixture
