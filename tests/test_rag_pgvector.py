@@ -161,3 +161,41 @@ def test_readers_never_see_a_half_replaced_document(store: PgVectorStore) -> Non
     for snapshot in seen:
         assert len(snapshot) == 2, snapshot  # one version...
         assert "n=3" in snapshot, snapshot  # ...and all three of its chunks
+
+
+@pytest.mark.parametrize("source", ["secret-json", "secret-plain", "ssm"])
+def test_a_repository_database_password_comes_from_secrets_manager_or_ssm(
+    aws_env: str, postgres_dsn: str, source: str
+) -> None:
+    """A repository naming its own database: host/port/dbname/user plus where the password is (never the password)."""
+    import json
+    from urllib.parse import unquote, urlsplit
+
+    from chalicelib import aws
+
+    parts = urlsplit(postgres_dsn)
+    password = unquote(parts.password or "")
+    fields: dict[str, object] = {"host": parts.hostname, "port": parts.port, "dbname": "lisa", "user": parts.username}
+    if source == "ssm":
+        aws.client("ssm").put_parameter(Name="/lisa/rag/pg", Value=password, Type="SecureString")
+        fields["passwordParameter"] = "/lisa/rag/pg"
+    else:
+        value = json.dumps({"username": parts.username, "password": password}) if source == "secret-json" else password
+        aws.client("secretsmanager").create_secret(Name="lisa/rag/pg", SecretString=value)
+        fields["passwordSecretId"] = "lisa/rag/pg"
+    connection = PgVectorConnection.model_validate({**fields, "sslmode": "disable"})
+    drop_rag_tables(postgres_dsn)
+    store = PgVectorStore(f"own-db-{source}", connection)
+    try:
+        store.replace_document(_write("a", "h1", [_unit(1)]), _always)
+        assert [h.document_id for h in store.search(_unit(1), k=1)] == ["a"]
+    finally:
+        close_pools()
+
+
+def test_a_wrong_password_source_is_a_clear_unavailable_error(aws_env: str) -> None:
+    from chalicelib.rag.errors import BackendUnavailable
+
+    connection = PgVectorConnection.model_validate({"host": "127.0.0.1", "passwordSecretId": "missing-secret"})
+    with pytest.raises(BackendUnavailable, match="cannot read the database password"):
+        PgVectorStore("x", connection).search(_unit(1), k=1)
