@@ -17,6 +17,7 @@ import yaml
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 assertions = pytest.importorskip("aws_cdk.assertions")
 
+from chalicelib import aws  # noqa: E402
 from chalicelib.config import load_config  # noqa: E402
 from gpu_stack.app import PROJECT_DIR, LisaApp, build_app  # noqa: E402
 from gpu_stack.functions import AppFunctions, app_functions, asl_placeholders, substitution_function  # noqa: E402
@@ -42,8 +43,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[
     data["restApiConfig"] = {"domainName": "lisa.example.com", "sslCertIamArn": certificate}
     config_path = base / "config.yaml"
     config_path.write_text(yaml.safe_dump(data))
-    built = build_app(load_config(config_path), config_dir=base, outdir=str(base / "cdk.out"))
-    assembly = built.app.synth()
+    saved = dict(os.environ)  # build_app exports the deployment's LISA_* names for the in-process Chalice import
+    try:
+        built = build_app(load_config(config_path), config_dir=base, outdir=str(base / "cdk.out"))
+        assembly = built.app.synth()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        aws.reset()  # settings read meanwhile named the synthesized deployment's resources
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
     return built, templates, base / "cdk.out"
 
