@@ -56,7 +56,7 @@ def _upload(client: Client, repository: str, filename: str, data: bytes, **extra
     response = client.call("POST", f"/repositories/{repository}/upload-url", {"filename": filename, **extra})
     assert response.status_code == 200, response.text
     grant = response.json()
-    put = requests.put(grant["url"], data=data, headers=grant["headers"], timeout=30)
+    put = requests.put(grant["url"], data=data, headers=grant["headers"], timeout=60)
     assert put.status_code == 200, put.text
     return dict(grant)
 

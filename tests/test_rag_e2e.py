@@ -149,7 +149,7 @@ def test_pdf_and_docx_are_ingested_found_and_answered_from_with_sources(stack: t
             "lisa_rag": {"repositoryId": "default", "k": 2},
         },
         stream=True,
-        timeout=120,
+        timeout=300,
     )
     events = [line[6:] for line in stream.iter_lines(decode_unicode=True) if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
@@ -184,8 +184,8 @@ def test_chat_rag_errors_are_clear(stack: tuple[LocalRag, str, str]) -> None:
     _, url, token = stack
 
     def post(rag: Any) -> requests.Response:
-        body = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "lisa_rag": rag}
-        return requests.post(f"{url}/v1/openai/chat/completions", headers={"Api-Key": token}, json=body, timeout=60)
+        body = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "lisa_rag": rag}
+        return requests.post(f"{url}/v1/openai/chat/completions", headers={"Api-Key": token}, json=body, timeout=300)
 
     missing = post({"repositoryId": "nope"})
     assert missing.status_code == 404
