@@ -228,6 +228,11 @@ class LisaConfig(_Model):
     lambda_layers: dict[str, str] = Field(
         default_factory=dict, alias="lambdaLayers", description="layer name -> pre-built layer zip (layers/<name>/)"
     )
+    staging_image: str | None = Field(
+        None,
+        alias="stagingImage",
+        description="image of the conversion/Hub Lambdas: ECR repo:tag, local dir or tarball (default: built)",
+    )
 
     @field_validator("deployment_name")
     @classmethod

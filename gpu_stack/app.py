@@ -91,6 +91,7 @@ def build_app(
         config=config,
         names=names,
         project_dir=project_dir,
+        config_dir=config_dir,
         functions=app_functions(project_dir),
         data=data,
         vpc=network.vpc,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from chalice.utils import to_cfn_resource_name
@@ -21,6 +21,7 @@ class AppFunctions:
     authorizers: tuple[str, ...]
     event_handlers: tuple[str, ...]
     pure: tuple[str, ...]
+    handlers: dict[str, str] = field(default_factory=dict)  # pure function -> `module.attribute` Lambda calls
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -44,6 +45,7 @@ def app_functions(project_dir: Path) -> AppFunctions:
         authorizers=tuple(a.name for a in app.builtin_auth_handlers),
         event_handlers=tuple(e.name for e in app.event_sources),
         pure=tuple(f.name for f in app.pure_lambda_functions),
+        handlers={f.name: f.handler_string for f in app.pure_lambda_functions},
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from chalice.utils import to_cfn_resource_name
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 assertions = pytest.importorskip("aws_cdk.assertions")
@@ -259,7 +260,10 @@ def test_ingestion_queue_has_a_dlq_and_feeds_the_ingestion_lambda(templates: dic
     }
     assert queue["Properties"]["VisibilityTimeout"] >= 300
     events = templates["acme-prod-api"]["Resources"]["IngestDocuments"]["Properties"]["Events"]
-    assert "Fn::ImportValue" in events["IngestDocumentsSqsEventSource"]["Properties"]["Queue"]
+    source = events["IngestDocumentsSqsEventSource"]["Properties"]
+    assert "Fn::ImportValue" in source["Queue"]
+    # ingest_documents answers with partial batch failures; without this Lambda would drop the failed messages
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
 
 
 def test_tables_come_from_the_table_specs(templates: dict[str, dict[str, Any]]) -> None:
@@ -308,3 +312,88 @@ def test_substitution_names_follow_the_chalice_functions() -> None:
         substitution_function("staging", "MissingStepFunctionArn", functions)
     with pytest.raises(ValueError, match=r"not a \.\.\.FunctionArn"):
         substitution_function("staging", "BucketName", functions)
+
+
+def _asset_dir(cdk_out: Path, image_uri: Any) -> Path:
+    """The cdk.out folder of the Docker asset an `ImageUri` (`...container-assets-...:<hash>`) names."""
+    digest = json.dumps(image_uri).rsplit(":", 1)[1].split('"')[0]
+    return cdk_out / f"asset.{digest}"
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return dict(line.split("==", 1) for line in lines if "==" in line)
+
+
+def test_staging_functions_that_need_torch_run_from_the_staging_image(
+    deployment: tuple[LisaApp, dict[str, dict[str, Any]], Path],
+) -> None:
+    _, templates, cdk_out = deployment
+    api = templates["acme-prod-api"]["Resources"]
+    handlers = app_functions(PROJECT_DIR).handlers
+    uris = set()
+    for function in ("staging_convert_shard", "staging_fetch_from_hub"):
+        props = api[to_cfn_resource_name(function)]["Properties"]
+        assert props["PackageType"] == "Image"
+        assert props["ImageConfig"] == {"Command": [handlers[function]]}
+        assert not {"Runtime", "Handler", "CodeUri", "Layers"} & set(props), f"{function} keeps zip settings"
+        assert props["MemorySize"] == 10240 if function == "staging_convert_shard" else props["MemorySize"] >= 3008
+        assert props["EphemeralStorage"] == {"Size": 10240}
+        uris.add(json.dumps(props["ImageUri"]))
+    assert len(uris) == 1, "one staging image for both functions"
+    resolve = api["StagingResolve"]["Properties"]
+    assert resolve["Runtime"] == "python3.11"
+    assert "PackageType" not in resolve
+
+    asset = _asset_dir(cdk_out, json.loads(uris.pop()))
+    dockerfile = asset / "lambda_images/staging/Dockerfile"
+    assert (asset / "chalicelib/staging/convert.py").is_file()
+    assert (asset / "requirements.txt").is_file()
+    assert not [p for p in ("app.py", ".venv", "webui", "tests", "models", ".lisa") if (asset / p).exists()]
+    cmd = re.search(r'^CMD \["([\w.]+)"\]', dockerfile.read_text(), re.MULTILINE)
+    assert cmd
+    assert cmd[1] == handlers["staging_convert_shard"]
+    image_pins, dev_pins = _pins(dockerfile.parent / "requirements.txt"), _pins(PROJECT_DIR / "requirements-dev.txt")
+    assert {"torch", "safetensors", "huggingface-hub", "chalice"} <= set(image_pins)
+    assert {name: dev_pins.get(name) for name in image_pins} == image_pins, "image pins differ from requirements-dev"
+    assert "download.pytorch.org/whl/cpu torch==" + image_pins["torch"] in dockerfile.read_text()
+
+
+def test_router_image_and_role_serve_rag_in_chat(deployment: tuple[LisaApp, dict[str, dict[str, Any]], Path]) -> None:
+    _, templates, cdk_out = deployment
+    router = templates["acme-prod-router"]["Resources"]
+    task = next(iter(_resources({"Resources": router}, "AWS::ECS::TaskDefinition").values()))
+    asset = _asset_dir(cdk_out, task["Properties"]["ContainerDefinitions"][0]["Image"])
+    assert (asset / "router/rag.py").is_file()
+    assert "-r ../layers/rag/requirements.txt" in (asset / "router/requirements.txt").read_text()
+    assert "psycopg[binary]" in (asset / "layers/rag/requirements.txt").read_text()
+    role_policies = json.dumps([v for v in router.values() if v["Type"] == "AWS::IAM::Policy"])
+    assert "secretsmanager:GetSecretValue" in role_policies
+    assert "secret:acme-prod-*" in role_policies
+    for table in ("tokenstable", "modelstable", "ragrepositoriestable"):  # the data stack's exported table ARNs
+        assert re.search(rf"ExportsOutputFnGetAtt{table}\w+Arn", role_policies), table
+    assert "ragdocumentstable" not in role_policies
+    assert "sessionstable" not in role_policies
+    assert "dynamodb:PutItem" not in role_policies
+
+
+def test_lambda_images_come_from_ecr_or_are_built(tmp_path: Path) -> None:
+    import aws_cdk as cdk
+
+    from gpu_stack.images import image_source, lambda_image_uri
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "img.tar").write_bytes(b"")
+    assert image_source("img", tmp_path).kind == "directory"
+    assert image_source("img.tar", tmp_path).kind == "tarball"
+    ecr_image = image_source("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/lisa-staging:v3", tmp_path)
+    assert (ecr_image.kind, ecr_image.repository, ecr_image.tag) == ("ecr", "team/lisa-staging", "v3")
+    stack = cdk.Stack(cdk.App(), "Images")
+    with pytest.raises(ValueError, match="Lambda runs container images from Amazon ECR only"):
+        lambda_image_uri(stack, "Public", "ghcr.io/acme/lisa-staging:1", tmp_path)
+    with pytest.raises(ValueError, match="no such tarball"):
+        lambda_image_uri(stack, "Missing", "gone.tar.gz", tmp_path)
+    uri = stack.resolve(lambda_image_uri(stack, "Ecr", ecr_image.image, tmp_path))
+    assert "team/lisa-staging" in json.dumps(uri)
+    assert ":v3" in json.dumps(uri)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,18 @@ def test_corrupt_shard(sfn: LocalStepFunctions, tiny: tuple[Any, Path], register
 
     status = stage_local_folder(MODEL, folder)
     _failed(status, "CorruptShard", "pytorch_model-00002-of-00003.bin")
+    assert status.failed_step == "ConvertShard"
+    assert ModelStore().get(registered).status == ModelStatus.FAILED
+    _nothing_left(sfn)
+
+
+def test_conversion_without_torch_fails_naming_the_staging_image(
+    sfn: LocalStepFunctions, tiny: tuple[Any, Path], registered: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversion Lambda deployed as a plain zip (no torch): a recorded failure that says what to deploy."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if not installed: `import torch` fails, find_spec is None
+    status = stage_local_folder(MODEL, tiny[1])
+    _failed(status, "MissingDependency", "torch", "lambda_images/staging/Dockerfile")
     assert status.failed_step == "ConvertShard"
     assert ModelStore().get(registered).status == ModelStatus.FAILED
     _nothing_left(sfn)

@@ -28,6 +28,10 @@ class ShardTooLarge(StagingError):
     """A shard bigger than a conversion Lambda can hold (see docs/staging.md for the route for those)."""
 
 
+class MissingDependency(StagingError):
+    """The function runs without a library its task needs (deployed as a zip instead of the staging image)."""
+
+
 class StagingInProgress(StagingError):
     """Another execution is staging the same model."""
 

@@ -7,6 +7,7 @@ class name is the ASL error name; not retried), `TransientStagingError` (retried
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from chalicelib import aws
 from chalicelib.settings import get_settings
 from chalicelib.staging.errors import (
     CorruptShard,
+    MissingDependency,
     ShardTooLarge,
     SourceNotFound,
     StagingError,
@@ -79,6 +81,16 @@ def transient_aware(func: Callable[P, R]) -> Callable[P, R]:
 
 
 # -- S3 helpers ---------------------------------------------------------------------------------------------
+def require(task: str, *modules: str) -> None:
+    """`MissingDependency` naming what is missing, instead of an ImportError halfway through `task`."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependency(
+            f"{task} needs {', '.join(missing)}, which this function's package lacks: deploy it from the staging"
+            " container image (lambda_images/staging/Dockerfile; the gpu_stack api stack does this)"
+        )
+
+
 def _s3() -> Any:
     return aws.client("s3")
 
@@ -160,6 +172,7 @@ def fetch_from_hub(event: dict[str, Any]) -> dict[str, Any]:
     model_id = validate_model_id(request.hf_model_id)
     source = request.source
     revision = source.revision if isinstance(source, HubSource) else "main"
+    require("fetching from the Hugging Face Hub", "huggingface_hub")
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -287,6 +300,7 @@ def resolve(event: dict[str, Any]) -> dict[str, Any]:
 def convert_shard(event: dict[str, Any]) -> dict[str, Any]:
     """One Map iteration: fetch one shard to /tmp, convert it to safetensors (checked bit for bit) or verify it,
     and put the result in the execution's work prefix with a sidecar listing its tensors for the index."""
+    require("converting weights", "torch", "safetensors")
     from chalicelib.staging.convert import convert_to_safetensors, sha256_of, verify_safetensors
 
     shard, source_bucket = event["shard"], str(event["sourceBucket"])

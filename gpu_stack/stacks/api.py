@@ -13,6 +13,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
@@ -28,6 +29,7 @@ from gpu_stack.functions import (
     state_machine_stems,
     substitution_function,
 )
+from gpu_stack.images import lambda_image_uri
 from gpu_stack.names import ResourceNames
 from gpu_stack.policies import ArnParts, policy_document
 from gpu_stack.stacks.data import DataStack
@@ -36,6 +38,18 @@ from gpu_stack.stacks.data import DataStack
 DATA_PLANE_PATHS = ("/v1/{proxy+}",)
 _CHALICE_DEFAULT_QUEUE = "lisa-rag-ingestion"  # Settings.ingestion_queue's default, baked in if the env was unset
 _LARGE_TMP_PREFIXES = ("staging_",)  # functions that need 10 GB of /tmp (weight shards)
+# Functions too big for a zip package (torch, huggingface_hub): they run lambda_images/staging/ (or stagingImage).
+STAGING_IMAGE_FUNCTIONS = ("staging_fetch_from_hub", "staging_convert_shard")
+STAGING_DOCKERFILE = "lambda_images/staging/Dockerfile"
+# Only what the staging image needs; the rest of the repository (.venv, node_modules, models) stays out of the asset.
+_STAGING_ASSET_EXCLUDE = [
+    "*",
+    "!requirements.txt",
+    "!lambda_images/staging/*",
+    "!chalicelib",
+    "!chalicelib/**",
+    "**/__pycache__",
+]
 
 
 @contextlib.contextmanager
@@ -74,6 +88,7 @@ class ApiStack(cdk.Stack):
         config: LisaConfig,
         names: ResourceNames,
         project_dir: Path,
+        config_dir: Path,
         functions: AppFunctions,
         data: DataStack,
         vpc: ec2.IVpc,
@@ -129,12 +144,14 @@ class ApiStack(cdk.Stack):
                 [{"PolicyName": f"{function}Policy", "PolicyDocument": policy_document(function, names, parts)}],
             )
             role.add_property_override("ManagedPolicyArns", [vpc_access.managed_policy_arn])
+        self._run_from_staging_image(config, project_dir, config_dir, functions)
         for source in functions.event_handlers:
             events = self.chalice.get_resource(logical_id(source))
             # The SQS event source is named when the app is imported; point it at this deployment's queue.
-            events.add_property_override(
-                f"Events.{logical_id(source)}SqsEventSource.Properties.Queue", data.ingestion_queue.queue_arn
-            )
+            sqs_source = f"Events.{logical_id(source)}SqsEventSource.Properties"
+            events.add_property_override(f"{sqs_source}.Queue", data.ingestion_queue.queue_arn)
+            # The handler answers with `batchItemFailures`: only the failed messages return to the queue.
+            events.add_property_override(f"{sqs_source}.FunctionResponseTypes", ["ReportBatchItemFailures"])
 
         self.state_machines: dict[str, sfn.CfnStateMachine] = {}
         for stem in stems:
@@ -161,6 +178,32 @@ class ApiStack(cdk.Stack):
             {"Api": rest_api.ref},
         )
         cdk.CfnOutput(self, "ApiUrl", value=self.api_url, description="LISA's front door (set as --url)")
+
+    def _run_from_staging_image(
+        self, config: LisaConfig, project_dir: Path, config_dir: Path, functions: AppFunctions
+    ) -> None:
+        """Turn the STAGING_IMAGE_FUNCTIONS Chalice packaged as zips into container-image functions, same handler."""
+        chosen = [f for f in STAGING_IMAGE_FUNCTIONS if f in functions.pure]
+        if not chosen:
+            return
+        if config.staging_image:
+            image_uri = lambda_image_uri(self, "StagingImage", config.staging_image, config_dir)
+        else:
+            image_uri = ecr_assets.DockerImageAsset(
+                self,
+                "StagingImage",
+                directory=str(project_dir),
+                file=STAGING_DOCKERFILE,
+                exclude=_STAGING_ASSET_EXCLUDE,
+                platform=ecr_assets.Platform.LINUX_AMD64,
+            ).image_uri
+        for function in chosen:
+            resource = self.chalice.get_resource(logical_id(function))
+            resource.add_property_override("PackageType", "Image")
+            resource.add_property_override("ImageUri", image_uri)
+            resource.add_property_override("ImageConfig", {"Command": [functions.handlers[function]]})
+            for zip_only in ("Runtime", "Handler", "CodeUri", "Layers"):
+                resource.add_property_deletion_override(zip_only)
 
     def _state_machine(
         self, project_dir: Path, stem: str, names: ResourceNames, functions: AppFunctions
