@@ -166,23 +166,26 @@ def policy_document(function: str, names: ResourceNames, parts: ArnParts | None 
             }
         )
     if access.read_secrets:
-        statements.append(
-            {
-                "Sid": "VectorStoreSecrets",
-                "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [parts.arn("secretsmanager", f"secret:{names.prefix}-*")],
-            }
-        )
-        statements.append(
-            {
-                "Sid": "VectorStoreParameters",
-                "Effect": "Allow",
-                "Action": ["ssm:GetParameter"],
-                "Resource": [parts.arn("ssm", f"parameter/{names.deployment}/{names.stage}/*")],
-            }
-        )
+        statements += secret_statements(names, parts)
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def secret_statements(names: ResourceNames, parts: ArnParts) -> list[dict[str, Any]]:
+    """Reading vector-store passwords: Secrets Manager `<prefix>-*` and SSM parameters `/<deployment>/<stage>/*`."""
+    return [
+        {
+            "Sid": "VectorStoreSecrets",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": [parts.arn("secretsmanager", f"secret:{names.prefix}-*")],
+        },
+        {
+            "Sid": "VectorStoreParameters",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": [parts.arn("ssm", f"parameter/{names.deployment}/{names.stage}/*")],
+        },
+    ]
 
 
 def policy_file(stage: str, function: str) -> str:

@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 
 from router.app import create_app
+from router.rag import RagAugmenter
 from router.settings import RouterSettings
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     for handler in logging.root.handlers:
         handler.addFilter(_NotPowertools())
-    app = create_app(settings)
+    app = create_app(settings, augment_chat=RagAugmenter() if settings.rag_in_chat else None)
     app.on_startup.append(_freeze_heap)
     web.run_app(
         app,

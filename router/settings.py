@@ -25,3 +25,5 @@ class RouterSettings(BaseSettings):
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     # One INFO line per request (model, status, tokens, duration); off leaves warnings and errors only.
     access_log: bool = True
+    # RAG in chat: a chat request's `lisa_rag` field retrieves context from a repository (router/rag.py).
+    rag_in_chat: bool = True

@@ -1,4 +1,5 @@
-"""`python -m router` as the container runs it: serves on the given port and writes one access-log line a request."""
+"""`python -m router` as the container runs it: serves on the given port, writes one access-log line a request and
+answers chat requests that name a RAG repository (the `lisa_rag` field) through the repositories table."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import requests
 from chalicelib.auth.tokens import TokenStore
 from runner.processes import ManagedProcess
 from tests.conftest import free_port
+from tests.test_router import register
 
 
 def test_python_m_router_serves_and_logs_each_request_once(aws_env: str, tmp_path: Path) -> None:
     token, _ = TokenStore().create("alice", groups=["users"])
+    register("chat", "tgi", "http://127.0.0.1:9")  # never called: the RAG lookup fails first
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     router = ManagedProcess("router", "router", ["--host", "127.0.0.1", "--port", str(port)], f"{url}/health", tmp_path)
@@ -25,10 +28,18 @@ def test_python_m_router_serves_and_logs_each_request_once(aws_env: str, tmp_pat
             response = requests.get(f"{url}/v1/openai/models", headers=headers, timeout=10)
             assert response.status_code == 200, response.text
         assert requests.get(f"{url}/v1/openai/models", timeout=10).status_code == 401
+        # RAG in chat is on: the named repository is looked up (and is not there) before any backend is called.
+        chat = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "lisa_rag": {"repositoryId": "kb"}}
+        response = requests.post(f"{url}/v1/openai/chat/completions", json=chat, headers=headers, timeout=10)
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["param"] == "lisa_rag.repositoryId"
     finally:
         router.stop()
     lines = router.log_path.read_text().splitlines()
     access = [json.loads(line) for line in lines if line.startswith("{") and '"message":"request"' in line]
-    assert [(a["path"], a["status"]) for a in access] == [("/v1/openai/models", 200)] * 3 + [("/v1/openai/models", 401)]
+    assert [(a["path"], a["status"]) for a in access] == [("/v1/openai/models", 200)] * 3 + [
+        ("/v1/openai/models", 401),
+        ("/v1/openai/chat/completions", 404),
+    ]
     assert access[0]["user"] == "alice"
     assert not [line for line in lines if line.startswith("INFO:")], "a Powertools record was printed twice"

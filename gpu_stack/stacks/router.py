@@ -11,12 +11,14 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
 from gpu_stack.images import container_image
 from gpu_stack.names import ResourceNames
+from gpu_stack.policies import ArnParts, secret_statements
 
 ROUTER_PORT = 8080
 # Only what the router image needs; the rest of the repository (.venv, node_modules, models) stays out of the asset.
@@ -27,6 +29,7 @@ _ROUTER_ASSET_EXCLUDE = [
     "!router/**",
     "!chalicelib",
     "!chalicelib/**",
+    "!layers/rag/requirements.txt",
     "**/__pycache__",
 ]
 
@@ -82,9 +85,13 @@ class RouterStack(cdk.Stack):
                 ),
             ),
         )
-        # The router authenticates (tokens, JWTs) and resolves models from the registry: read-only on both tables.
-        tables["tokens_table"].grant_read_data(task.task_role)
-        tables["models_table"].grant_read_data(task.task_role)
+        # The router authenticates (tokens, JWTs), resolves models from the registry and, for RAG in chat, reads
+        # repositories and their vector-store passwords: read-only, named resources.
+        for table in ("tokens_table", "models_table", "rag_repositories_table"):
+            tables[table].grant_read_data(task.task_role)
+        parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
+        for statement in secret_statements(names, parts):
+            task.add_to_task_role_policy(iam.PolicyStatement.from_json(statement))
 
         self.load_balancer_security_group = ec2.SecurityGroup(
             self, "NlbSecurityGroup", vpc=vpc, description="LISA router NLB (API Gateway VPC link)"
