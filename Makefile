@@ -57,7 +57,7 @@ CONFIG ?= config.yaml
 list-stacks: ## the gpu_stack stacks of CONFIG, in deployment order
 	$(PY) -m gpu_stack --config $(CONFIG)
 
-deploy: install ## deploy STACK=<name> (see list-stacks), or every stack; needs AWS credentials + `cdk bootstrap`
+deploy: install webui ## deploy STACK=<name> (see list-stacks), or every stack; needs AWS credentials + `cdk bootstrap`
 	cd gpu_stack && LISA_CONFIG=$(abspath $(CONFIG)) $(CDK) deploy $(or $(STACK),--all) --require-approval broadening
 
 clean:

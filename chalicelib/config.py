@@ -228,6 +228,9 @@ class LisaConfig(_Model):
     lambda_layers: dict[str, str] = Field(
         default_factory=dict, alias="lambdaLayers", description="layer name -> pre-built layer zip (layers/<name>/)"
     )
+    web_assets: str | None = Field(
+        None, alias="webAssets", description="the built chat UI folder, served at the API's root (default: webui/dist)"
+    )
     staging_image: str | None = Field(
         None,
         alias="stagingImage",

@@ -22,6 +22,7 @@ from chalicelib import aws  # noqa: E402
 from chalicelib.config import load_config  # noqa: E402
 from gpu_stack.app import PROJECT_DIR, LisaApp, build_app  # noqa: E402
 from gpu_stack.functions import AppFunctions, app_functions, asl_placeholders, substitution_function  # noqa: E402
+from gpu_stack.stacks.api import WEB_UI_PATHS  # noqa: E402
 
 Match = assertions.Match
 ASL_DIR = PROJECT_DIR / "stepfunctions"
@@ -188,7 +189,7 @@ def test_every_chalice_route_but_the_public_ones_has_the_authorizer(templates: d
     body = templates["acme-prod-api"]["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
     checked = 0
     for path, methods in body["paths"].items():
-        if path.startswith("/v1/") or path in public:
+        if path.startswith("/v1/") or path in public or path in WEB_UI_PATHS:
             continue
         for verb, method in methods.items():
             if verb == "options":
@@ -397,3 +398,43 @@ def test_lambda_images_come_from_ecr_or_are_built(tmp_path: Path) -> None:
     uri = stack.resolve(lambda_image_uri(stack, "Ecr", ecr_image.image, tmp_path))
     assert "team/lisa-staging" in json.dumps(uri)
     assert ":v3" in json.dumps(uri)
+
+
+def test_chat_ui_is_served_from_a_private_bucket_on_the_apis_origin(
+    deployment: tuple[LisaApp, dict[str, dict[str, Any]], Path],
+) -> None:
+    _, templates, cdk_out = deployment
+    api = templates["acme-prod-api"]["Resources"]
+    (bucket_id, bucket), *others = _resources({"Resources": api}, "AWS::S3::Bucket").items()
+    assert not others
+    assert bucket["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+    deployment_props = next(v for v in api.values() if v["Type"] == "Custom::CDKBucketDeployment")["Properties"]
+    assert deployment_props["DestinationBucketName"] == {"Ref": bucket_id}
+    built = cdk_out / f"asset.{deployment_props['SourceObjectKeys'][0].removesuffix('.zip')}"
+    assert (built / "index.html").read_text() == (PROJECT_DIR / "webui/dist/index.html").read_text()
+    assert 'src="./assets/' in (built / "index.html").read_text()  # relative: works under the /prod/ stage path
+
+    paths = api["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
+    for path, key in (("/", "/index.html"), ("/assets/{file}", "/assets/{file}")):
+        method = paths[path]["get"]
+        assert "security" not in method  # the page and bundles are public; every API call they make is authorized
+        integration = method["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws"
+        assert integration["uri"]["Fn::Sub"][0].endswith(":s3:path/${Bucket}" + key)
+        assert integration["uri"]["Fn::Sub"][1] == {"Bucket": {"Ref": bucket_id}}
+        reader = integration["credentials"]["Fn::GetAtt"][0]
+    grants = json.dumps([v for v in api.values() if v["Type"] == "AWS::IAM::Policy" and reader in json.dumps(v)])
+    assert "s3:GetObject" in grants
+    assert "s3:PutObject" not in grants
+    assert "s3:DeleteObject" not in grants
+
+
+def test_web_assets_must_be_a_built_ui(tmp_path: Path) -> None:
+    from gpu_stack.stacks.api import web_assets_dir
+
+    config = load_config(PROJECT_DIR / "config.yaml").model_copy(update={"web_assets": "ui"})
+    with pytest.raises(ValueError, match=r"webAssets 'ui': no built chat UI .*make webui"):
+        web_assets_dir(config, PROJECT_DIR, tmp_path)
+    (tmp_path / "ui").mkdir()
+    (tmp_path / "ui" / "index.html").write_text("<!doctype html>")
+    assert web_assets_dir(config, PROJECT_DIR, tmp_path) == (tmp_path / "ui").resolve()

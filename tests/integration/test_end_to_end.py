@@ -1,9 +1,11 @@
 """End-to-end checks a deployed LISA must pass: OpenAI SDK (models, chat, streaming, embeddings), LISA-native
-generate, sessions CRUD, refusal without credentials, unknown model. Run against --url, or the local stack."""
+generate, sessions CRUD, refusal without credentials, unknown model, the chat UI on the same origin. Run against
+--url, or the local stack."""
 
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from typing import Any
 
@@ -125,3 +127,21 @@ def test_unknown_model_is_404(sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
         sdk.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     assert "no-such-model" in str(raised.value)
+
+
+def test_chat_ui_is_served_on_the_same_origin(target: Target) -> None:
+    """The page, its script and its style load without credentials, relative to the API's URL (e.g. /prod/)."""
+    with target.client() as client:
+        page = client.get("")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        bundles = re.findall(r'(?:src|href)="\./(assets/[^"]+\.(?:js|css))"', page.text)
+        assert {b.rsplit(".", 1)[1] for b in bundles} == {"js", "css"}, page.text[:500]
+        for bundle in bundles:
+            response = client.get(bundle)
+            assert response.status_code == 200, bundle
+            kind = "javascript" if bundle.endswith(".js") else "css"
+            assert kind in response.headers["content-type"], (bundle, response.headers["content-type"])
+        config = client.get("ui/config")
+        assert config.status_code == 200
+        assert "authority" in config.json()

@@ -15,6 +15,12 @@ export class ApiError extends Error {
 }
 
 /** The message of any error body LISA sends: Chalice `{Message}`, authorizer `{message}`, OpenAI `{error: {message}}`. */
+/** The path the UI is served under, without its trailing slash: "" at the root of a host, "/prod" when API
+ * Gateway serves it at https://<api>/prod/. Every API path is relative to it (same origin, same prefix). */
+export function appBase(): string {
+  return window.location.pathname.replace(/\/[^/]*$/, "");
+}
+
 export function errorMessage(body: unknown, fallback: string): string {
   if (body && typeof body === "object") {
     const record = body as Record<string, unknown>;
@@ -65,7 +71,7 @@ export class ApiClient {
   constructor(
     private readonly credential: CredentialSource,
     private readonly onAuthFailure: (error: ApiError) => void,
-    private readonly base = "",
+    private readonly base = appBase(),
   ) {}
 
   async headers(extra: Record<string, string> = {}): Promise<Record<string, string>> {

@@ -1,6 +1,6 @@
 // The chat application: login, model picker, sessions, parameters, streaming answers.
 
-import { ApiClient, ApiError } from "./api";
+import { ApiClient, ApiError, appBase } from "./api";
 import {
   Credential,
   UiConfig,
@@ -99,7 +99,7 @@ export class ChatApp {
 
   private async loadUiConfig(): Promise<UiConfig> {
     try {
-      const response = await fetch("/ui/config", { headers: { Accept: "application/json" } });
+      const response = await fetch(`${appBase()}/ui/config`, { headers: { Accept: "application/json" } });
       if (response.ok) return { ...this.config, ...((await response.json()) as Partial<UiConfig>) };
     } catch {
       // no config route: API-key login only

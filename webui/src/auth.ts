@@ -1,5 +1,6 @@
 // Who is signed in: an API key, or an OIDC login (authorization code + PKCE). Kept in sessionStorage: it survives a
 // reload of this tab, never leaves it, and is gone when the tab closes.
+import { appBase } from "./api";
 
 export interface UiConfig {
   authority: string | null;
@@ -86,7 +87,7 @@ async function challengeFor(verifier: string): Promise<string> {
 }
 
 function redirectUri(): string {
-  return `${window.location.origin}/`;
+  return `${window.location.origin}${appBase()}/`;
 }
 
 async function discover(authority: string): Promise<Discovery> {
