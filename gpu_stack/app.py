@@ -95,6 +95,7 @@ def build_app(
         functions=app_functions(project_dir),
         data=data,
         vpc=network.vpc,
+        model_clients=models.clients,
         router_endpoint=(router.vpc_link.vpc_link_id, router.load_balancer.load_balancer_dns_name),
         env=env,
     )

@@ -246,6 +246,21 @@ def test_chalice_functions_get_only_their_resources(templates: dict[str, dict[st
     assert env["LISA_DOCS_BUCKET"] == "acme-prod-rag-docs"
     assert handler["FunctionName"] == "acme-prod-api_handler"
     assert handler["VpcConfig"]["SubnetIds"]
+    # Ingestion and search embed through the model endpoints: the Lambdas join the group the model ALBs admit.
+    clients = next(
+        k
+        for k, v in templates["acme-prod-models"]["Resources"].items()
+        if v["Type"] == "AWS::EC2::SecurityGroup"
+        and v["Properties"]["GroupDescription"] == "may call the model endpoints"
+    )
+    for function in ("APIHandler", "IngestDocuments"):
+        groups = json.dumps(api[function]["Properties"]["VpcConfig"]["SecurityGroupIds"])
+        assert f"GetAtt{clients}GroupId" in groups, function
+    ingress = _resources(templates["acme-prod-models"], "AWS::EC2::SecurityGroupIngress").values()
+    assert any(
+        json.dumps(i["Properties"].get("SourceSecurityGroupId")) == json.dumps({"Fn::GetAtt": [clients, "GroupId"]})
+        for i in ingress
+    )
 
 
 def test_ingestion_queue_has_a_dlq_and_feeds_the_ingestion_lambda(templates: dict[str, dict[str, Any]]) -> None:
