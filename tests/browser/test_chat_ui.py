@@ -1,12 +1,15 @@
-"""The chat UI in a real browser against the local stack: login, models, streaming, sessions, parameters, errors."""
+"""The chat UI in a real browser against the local stack: login, models, streaming, sessions, parameters, errors,
+RAG with sources."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Screenshots, User, make_user
@@ -356,3 +359,45 @@ def test_model_output_is_rendered_as_sanitized_markdown(page: Page, lisa: Any, u
     assert page.evaluate("window.__xss") is None
     expect(page.locator("#messages .message.user .content")).to_have_text("<b>not bold</b>")
     shots(page, "markdown")
+
+
+def _upload_and_wait(user: User, filename: str, text: bytes) -> None:
+    """Upload through the presigned URL the API hands out and wait until ingestion has made it searchable."""
+    grant = user.api("POST", "/repositories/default/upload-url", json={"filename": filename})
+    assert grant.status_code == 200, grant.text
+    put = requests.put(grant.json()["url"], data=text, headers=grant.json()["headers"], timeout=30)
+    assert put.status_code == 200, put.text
+    deadline = time.monotonic() + 120
+    status = None
+    while time.monotonic() < deadline and status not in ("READY", "FAILED"):
+        time.sleep(0.5)
+        documents = user.api("GET", "/repositories/default/documents").json()["documents"]
+        status = next((d["status"] for d in documents if d["filename"] == filename), None)
+    assert status == "READY"
+
+
+def test_rag_answer_is_grounded_in_a_document_and_lists_it(
+    page: Page, lisa: Any, user: User, shots: Screenshots
+) -> None:
+    _upload_and_wait(user, "ui-mascot.txt", b"The LISA project mascot is a purple octopus named Ollie.")
+    sign_in(page, lisa, user)
+    page.get_by_label("Model").select_option(TEXTGEN_MODEL)
+    page.get_by_role("button", name="Parameters", exact=True).click()
+    page.get_by_label("Use documents from a repository").check()
+    repository = page.get_by_label("Repository", exact=True)
+    expect(repository).to_be_enabled()
+    repository.select_option("default")
+    temperature = page.get_by_label("Temperature")
+    temperature.focus()
+    temperature.press("Home")  # greedy: a stable answer from the small model
+    page.get_by_role("button", name="Close parameters").click()
+    with page.expect_request("**/v1/openai/chat/completions") as sent:
+        send(page, "What is the LISA project mascot?")
+    wait_for_answer(page)
+    assert json.loads(sent.value.post_data or "{}")["lisa_rag"]["repositoryId"] == "default"
+    assert "octopus" in assistant_texts(page)[-1].lower()
+    sources = page.locator("#messages .message.assistant details.sources").last
+    expect(sources.locator("summary")).to_contain_text("Sources (")
+    sources.locator("summary").click()
+    expect(sources.locator("li").first).to_contain_text("ui-mascot.txt")
+    shots(page, "rag-answer-with-sources")
