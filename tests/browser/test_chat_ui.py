@@ -1,5 +1,5 @@
 """The chat UI in a real browser against the local stack: login, models, streaming, sessions, parameters, errors,
-RAG with sources."""
+RAG with sources, the UI under an API Gateway stage path."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Screenshots, User, make_user
 from tests.support.oidc_issuer import OidcIssuer
+from tests.support.servers import AppThread, stage_path_proxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -401,3 +402,28 @@ def test_rag_answer_is_grounded_in_a_document_and_lists_it(
     sources.locator("summary").click()
     expect(sources.locator("li").first).to_contain_text("ui-mascot.txt")
     shots(page, "rag-answer-with-sources")
+
+
+def test_the_ui_works_under_an_api_gateway_stage_path(page: Page, lisa: Any, user: User) -> None:
+    """Deployed, the UI lives at https://<api>/prod/: its bundles, API calls and token stream must keep the prefix."""
+    proxy = AppThread(lambda: stage_path_proxy(lisa.url, "prod"))
+    base = proxy.start()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    try:
+        page.goto(f"{base}/prod/")
+        page.get_by_label("API key").fill(user.token)
+        page.get_by_role("button", name="Sign in", exact=True).click()
+        expect(page.get_by_label("Model")).to_be_enabled()
+        page.get_by_label("Model").select_option(TEXTGEN_MODEL)
+        send(page, "Say hello.")
+        wait_for_answer(page)
+        assert assistant_texts(page)[-1].strip()
+        page.reload()
+        expect(page.locator("#session-list li")).to_have_count(1)
+    finally:
+        proxy.stop()
+    ours = [url for url in requested if url.startswith(base)]
+    assert {url[len(base) :].split("?")[0] for url in ours} >= {"/prod/", "/prod/ui/config", "/prod/sessions"}
+    assert any(url.startswith(f"{base}/prod/v1/openai/chat/completions") for url in ours)
+    assert all(url.startswith(f"{base}/prod/") for url in ours), [u for u in ours if not u.startswith(f"{base}/prod/")]

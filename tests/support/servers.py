@@ -7,9 +7,10 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 
 T = TypeVar("T")
+_UPSTREAM_SESSION: web.AppKey[ClientSession] = web.AppKey("upstream_session", ClientSession)
 
 
 class AppThread:
@@ -48,3 +49,38 @@ class AppThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def stage_path_proxy(upstream: str, stage: str) -> web.Application:
+    """What API Gateway does to a deployed LISA: all of it (UI, control plane, streaming data plane) under
+    `/<stage>/` of another origin. Anything requested without the prefix gets a 404."""
+    session_key = _UPSTREAM_SESSION
+    hop_by_hop = {"host", "content-length", "transfer-encoding", "content-encoding", "connection"}
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in hop_by_hop}
+        async with request.app[session_key].request(
+            request.method,
+            f"{upstream.rstrip('/')}/{request.match_info['tail']}",
+            params=request.query,
+            headers=headers,
+            data=await request.read() if request.can_read_body else None,  # no invented Content-Type on GETs
+            allow_redirects=False,
+        ) as answer:
+            kept = {k: v for k, v in answer.headers.items() if k.lower() not in hop_by_hop}
+            response = web.StreamResponse(status=answer.status, headers=kept)
+            await response.prepare(request)
+            async for chunk in answer.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+
+    async def client(app: web.Application) -> Any:
+        app[session_key] = ClientSession()
+        yield
+        await app[session_key].close()
+
+    app = web.Application()
+    app.cleanup_ctx.append(client)
+    app.router.add_route("*", f"/{stage}/{{tail:.*}}", forward)
+    return app
