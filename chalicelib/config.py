@@ -172,6 +172,10 @@ class VpcConfig(_Model):
     availability_zones: list[str] = Field(alias="availabilityZones", min_length=1)
     private_subnet_ids: list[str] = Field(alias="privateSubnetIds", min_length=1)
     public_subnet_ids: list[str] = Field(default_factory=list, alias="publicSubnetIds")
+    # Needed only with `vpcEndpoints`: the endpoints admit HTTPS from the VPC's CIDR, and the S3/DynamoDB gateway
+    # endpoints are routes in the private subnets' route tables.
+    vpc_cidr: str | None = Field(None, alias="vpcCidr", pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
+    private_route_table_ids: list[str] = Field(default_factory=list, alias="privateRouteTableIds")
 
     @model_validator(mode="after")
     def _one_subnet_per_zone(self) -> VpcConfig:
@@ -182,6 +186,8 @@ class VpcConfig(_Model):
         ):
             if subnets and len(subnets) != zones:
                 raise ValueError(f"{key} must list one subnet per availability zone ({zones}), got {len(subnets)}")
+        if self.private_route_table_ids and len(self.private_route_table_ids) != len(self.private_subnet_ids):
+            raise ValueError("privateRouteTableIds must list one route table per private subnet")
         return self
 
 
@@ -231,6 +237,11 @@ class LisaConfig(_Model):
     web_assets: str | None = Field(
         None, alias="webAssets", description="the built chat UI folder, served at the API's root (default: webui/dist)"
     )
+    vpc_endpoints: bool = Field(
+        False,
+        alias="vpcEndpoints",
+        description="VPC endpoints for every AWS API LISA calls (subnets without an internet route)",
+    )
     staging_image: str | None = Field(
         None,
         alias="stagingImage",
@@ -250,6 +261,11 @@ class LisaConfig(_Model):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"ecsModels: duplicate modelName {', '.join(duplicates)}")
+        vpc = self.vpc_config
+        if self.vpc_endpoints and vpc is not None:
+            for key, value in (("vpcCidr", vpc.vpc_cidr), ("privateRouteTableIds", vpc.private_route_table_ids)):
+                if not value:
+                    raise ValueError(f"vpcConfig.{key}: required with vpcEndpoints on an imported VPC")
         embedders = {m.model_name for m in self.ecs_models if m.model_type is ModelType.EMBEDDING}
         for i, repo in enumerate(self.rag_repositories):
             if repo.embedding_model_id not in embedders:

@@ -19,7 +19,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 assertions = pytest.importorskip("aws_cdk.assertions")
 
 from chalicelib import aws  # noqa: E402
-from chalicelib.config import load_config  # noqa: E402
+from chalicelib.config import ConfigError, load_config, parse_config  # noqa: E402
 from gpu_stack.app import PROJECT_DIR, LisaApp, build_app  # noqa: E402
 from gpu_stack.functions import AppFunctions, app_functions, asl_placeholders, substitution_function  # noqa: E402
 from gpu_stack.stacks.api import WEB_UI_PATHS  # noqa: E402
@@ -89,9 +89,7 @@ def test_custom_domain_uses_the_configured_certificate(templates: dict[str, dict
     assert domain["CertificateArn"].startswith("arn:aws:acm:")
 
 
-def test_cfn_lint_accepts_every_template(deployment: tuple[LisaApp, dict[str, dict[str, Any]], Path]) -> None:
-    files = sorted(str(p) for p in deployment[2].glob("*.template.json"))
-    assert len(files) == 5
+def _cfn_lint(files: list[str]) -> None:
     # W3005 (a DependsOn also implied by a Ref) is how CDK orders custom resources; everything else must pass.
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", "W3005", "--", *files],
@@ -100,6 +98,12 @@ def test_cfn_lint_accepts_every_template(deployment: tuple[LisaApp, dict[str, di
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cfn_lint_accepts_every_template(deployment: tuple[LisaApp, dict[str, dict[str, Any]], Path]) -> None:
+    files = sorted(str(p) for p in deployment[2].glob("*.template.json"))
+    assert len(files) == 5
+    _cfn_lint(files)
 
 
 def test_one_gpu_service_per_deployed_model_with_its_environment(templates: dict[str, dict[str, Any]]) -> None:
@@ -453,3 +457,78 @@ def test_web_assets_must_be_a_built_ui(tmp_path: Path) -> None:
     (tmp_path / "ui").mkdir()
     (tmp_path / "ui" / "index.html").write_text("<!doctype html>")
     assert web_assets_dir(config, PROJECT_DIR, tmp_path) == (tmp_path / "ui").resolve()
+
+
+def _network(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """The network stack alone for config.yaml + `overrides`, synthesized and linted (when it has resources)."""
+    import aws_cdk as cdk
+
+    from gpu_stack.stacks.network import NetworkStack
+
+    data = yaml.safe_load((PROJECT_DIR / "config.yaml").read_text()) | overrides
+    app = cdk.App(outdir=str(tmp_path / "cdk.out"))
+    NetworkStack(app, "network", config=parse_config(data), env=cdk.Environment(region="us-east-1"))  # as build_app
+    app.synth()
+    template = json.loads((tmp_path / "cdk.out" / "network.template.json").read_text())
+    if template.get("Resources"):
+        _cfn_lint([str(tmp_path / "cdk.out" / "network.template.json")])
+    return template
+
+
+def _endpoint_services(template: dict[str, Any]) -> dict[str, str]:
+    found = {}
+    for resource in _resources(template, "AWS::EC2::VPCEndpoint").values():
+        props = resource["Properties"]
+        name = json.dumps(props["ServiceName"])
+        found[re.findall(r"\.([a-z0-9-]+)\W*$", name)[-1]] = props.get("VpcEndpointType", "")
+    return found
+
+
+def test_vpc_endpoints_keep_aws_calls_inside_the_vpc(tmp_path: Path) -> None:
+    created = _network(tmp_path / "created", vpcEndpoints=True)
+    services = _endpoint_services(created)
+    expected = {"sqs", "states", "ssm", "secretsmanager", "sts", "logs", "api", "dkr", "ecs", "ecs-agent"}
+    assert expected <= set(services), services
+    assert services["s3"] == "Gateway"
+    assert services["dynamodb"] == "Gateway"
+    interface = [
+        r["Properties"]
+        for r in _resources(created, "AWS::EC2::VPCEndpoint").values()
+        if r["Properties"].get("VpcEndpointType") == "Interface"
+    ]
+    assert all(p["PrivateDnsEnabled"] is True for p in interface)
+    ingress = [
+        rule
+        for group in _resources(created, "AWS::EC2::SecurityGroup").values()
+        for rule in group["Properties"].get("SecurityGroupIngress", [])
+    ]
+    assert ingress
+    assert all(rule["FromPort"] == 443 for rule in ingress)
+    assert all("CidrIp" in rule for rule in ingress)
+    # Without the flag: gateway endpoints only (free), no interface endpoints.
+    plain = _endpoint_services(_network(tmp_path / "plain"))
+    assert set(plain) == {"s3", "dynamodb"}
+
+
+def test_vpc_endpoints_in_an_imported_vpc(tmp_path: Path) -> None:
+    vpc = {
+        "vpcId": "vpc-0123456789abcdef0",
+        "availabilityZones": ["us-east-1a", "us-east-1b"],
+        "privateSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0aaaaaaaaaaaaaaa2"],
+    }
+    with pytest.raises(ConfigError, match=r"vpcConfig\.vpcCidr: required with vpcEndpoints"):
+        parse_config(
+            yaml.safe_load((PROJECT_DIR / "config.yaml").read_text()) | {"vpcConfig": vpc, "vpcEndpoints": True}
+        )
+    vpc |= {"vpcCidr": "10.20.0.0/16", "privateRouteTableIds": ["rtb-0aaaaaaaaaaaaaaa1", "rtb-0aaaaaaaaaaaaaaa2"]}
+    template = _network(tmp_path, vpcConfig=vpc, vpcEndpoints=True)
+    assert not _resources(template, "AWS::EC2::VPC")  # imported, not created
+    gateways = [
+        r["Properties"]
+        for r in _resources(template, "AWS::EC2::VPCEndpoint").values()
+        if r["Properties"].get("VpcEndpointType") == "Gateway"
+    ]
+    assert [g["RouteTableIds"] for g in gateways] == [vpc["privateRouteTableIds"]] * 2
+    assert "10.20.0.0/16" in json.dumps(template)
+    # An imported VPC without the flag gets no endpoints: it may have its own.
+    assert not _network(tmp_path / "bare", vpcConfig=vpc).get("Resources")

@@ -1,4 +1,5 @@
-"""The VPC: created (2 AZs, public + private subnets, one NAT) or imported by id from config.yaml `vpcConfig`."""
+"""The VPC: created (2 AZs, public + private subnets, one NAT) or imported by id from config.yaml `vpcConfig`;
+with `vpcEndpoints`, the endpoints that keep every AWS API call LISA makes inside it (subnets without internet)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,23 @@ from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
+
+# What LISA's Lambdas, router tasks and GPU instances call: queue, workflows, parameters and secrets, credentials,
+# logs, image pulls (ECR API + registry) and the ECS agent. S3 and DynamoDB are gateway endpoints (no charge).
+INTERFACE_ENDPOINTS = {
+    "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+    "StepFunctions": ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS,
+    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Ecs": ec2.InterfaceVpcEndpointAwsService.ECS,
+    "EcsAgent": ec2.InterfaceVpcEndpointAwsService.ECS_AGENT,
+    "EcsTelemetry": ec2.InterfaceVpcEndpointAwsService.ECS_TELEMETRY,
+}
+GATEWAY_ENDPOINTS = {"S3": ec2.GatewayVpcEndpointAwsService.S3, "DynamoDB": ec2.GatewayVpcEndpointAwsService.DYNAMODB}
 
 
 class NetworkStack(cdk.Stack):
@@ -30,14 +48,28 @@ class NetworkStack(cdk.Stack):
                     ),
                 ],
             )
-            self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
-            self.vpc.add_gateway_endpoint("DynamoDB", service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
+            for name, service in GATEWAY_ENDPOINTS.items():
+                self.vpc.add_gateway_endpoint(name, service=service)
         else:
             self.vpc = ec2.Vpc.from_vpc_attributes(
                 self,
                 "Vpc",
                 vpc_id=vpc_config.vpc_id,
+                vpc_cidr_block=vpc_config.vpc_cidr,
                 availability_zones=vpc_config.availability_zones,
                 private_subnet_ids=vpc_config.private_subnet_ids,
+                private_subnet_route_table_ids=vpc_config.private_route_table_ids or None,
                 public_subnet_ids=vpc_config.public_subnet_ids or None,
             )
+            if config.vpc_endpoints:  # an imported VPC may have them already: only on request
+                for name, service in GATEWAY_ENDPOINTS.items():
+                    self.vpc.add_gateway_endpoint(
+                        name, service=service, subnets=[ec2.SubnetSelection(subnets=self.vpc.private_subnets)]
+                    )
+        if config.vpc_endpoints:
+            private = ec2.SubnetSelection(subnets=self.vpc.private_subnets)
+            for name, interface in INTERFACE_ENDPOINTS.items():
+                # `open`: HTTPS from the VPC's CIDR, so every LISA component reaches it without extra wiring.
+                self.vpc.add_interface_endpoint(
+                    name, service=interface, subnets=private, private_dns_enabled=True, open=True
+                )
