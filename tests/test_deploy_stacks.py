@@ -22,7 +22,7 @@ from chalicelib import aws  # noqa: E402
 from chalicelib.config import ConfigError, load_config, parse_config  # noqa: E402
 from gpu_stack.app import PROJECT_DIR, LisaApp, build_app  # noqa: E402
 from gpu_stack.functions import AppFunctions, app_functions, asl_placeholders, substitution_function  # noqa: E402
-from gpu_stack.stacks.api import WEB_UI_PATHS  # noqa: E402
+from gpu_stack.stacks.webui import WEB_UI_PATHS  # noqa: E402
 
 Match = assertions.Match
 ASL_DIR = PROJECT_DIR / "stepfunctions"
@@ -449,7 +449,7 @@ def test_chat_ui_is_served_from_a_private_bucket_on_the_apis_origin(
 
 
 def test_web_assets_must_be_a_built_ui(tmp_path: Path) -> None:
-    from gpu_stack.stacks.api import web_assets_dir
+    from gpu_stack.stacks.webui import web_assets_dir
 
     config = load_config(PROJECT_DIR / "config.yaml").model_copy(update={"web_assets": "ui"})
     with pytest.raises(ValueError, match=r"webAssets 'ui': no built chat UI .*make webui"):

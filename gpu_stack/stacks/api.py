@@ -16,8 +16,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_deployment as s3_deployment
 from aws_cdk import aws_stepfunctions as sfn
 from chalice.cdk import Chalice
 from chalice.utils import to_cfn_resource_name
@@ -35,12 +33,10 @@ from gpu_stack.images import lambda_image_uri
 from gpu_stack.names import ResourceNames
 from gpu_stack.policies import ArnParts, policy_document
 from gpu_stack.stacks.data import DataStack
+from gpu_stack.stacks.webui import serve_web_ui, web_assets_dir
 
 # The paths API Gateway hands to the router (the data plane); everything else is the Chalice app.
 DATA_PLANE_PATHS = ("/v1/{proxy+}",)
-# The chat UI's paths (public, static, from the web assets bucket): its page and its hashed bundles.
-WEB_UI_PATHS = ("/", "/assets/{file}")
-WEB_ASSETS_DEFAULT = "webui/dist"
 _CHALICE_DEFAULT_QUEUE = "lisa-rag-ingestion"  # Settings.ingestion_queue's default, baked in if the env was unset
 _LARGE_TMP_PREFIXES = ("staging_",)  # functions that need 10 GB of /tmp (weight shards)
 # Functions too big for a zip package (torch, huggingface_hub): they run lambda_images/staging/ (or stagingImage).
@@ -55,15 +51,6 @@ _STAGING_ASSET_EXCLUDE = [
     "!chalicelib/**",
     "**/__pycache__",
 ]
-
-
-def web_assets_dir(config: LisaConfig, project_dir: Path, config_dir: Path) -> Path:
-    """The built chat UI: `webAssets` (relative to the config's folder) or the repository's `webui/dist`."""
-    assets = (config_dir / config.web_assets) if config.web_assets else project_dir / WEB_ASSETS_DEFAULT
-    if not (assets / "index.html").is_file():
-        key = f"webAssets {config.web_assets!r}" if config.web_assets else WEB_ASSETS_DEFAULT
-        raise ValueError(f"{key}: no built chat UI at {assets.resolve()} (build it with `make webui`)")
-    return assets.resolve()
 
 
 @contextlib.contextmanager
@@ -175,7 +162,7 @@ class ApiStack(cdk.Stack):
 
         if router_endpoint is not None:
             self._data_plane_routes(*router_endpoint)
-        self._web_ui(web_assets_dir(config, project_dir, config_dir))
+        serve_web_ui(self, self.chalice.get_resource("RestAPI"), web_assets_dir(config, project_dir, config_dir))
         rest_api = self.chalice.get_resource("RestAPI")
         rest = config.rest_api_config
         if rest.domain_name and rest.ssl_cert_iam_arn:
@@ -251,67 +238,6 @@ class ApiStack(cdk.Stack):
             definition_string=definition,
             definition_substitutions=arns,
         )
-
-    def _web_ui(self, assets: Path) -> None:
-        """The chat UI from a private bucket through API Gateway's S3 integration: same origin as the API."""
-        bucket = s3.Bucket(
-            self,
-            "WebAssets",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            removal_policy=cdk.RemovalPolicy.DESTROY,  # build output only: redeploying recreates it
-            auto_delete_objects=True,
-        )
-        s3_deployment.BucketDeployment(
-            self, "WebAssetsDeployment", sources=[s3_deployment.Source.asset(str(assets))], destination_bucket=bucket
-        )
-        role = iam.Role(
-            self,
-            "WebAssetsReader",
-            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
-            description="API Gateway: read the chat UI's files",
-        )
-        bucket.grant_read(role)
-        rest_api = self.chalice.get_resource("RestAPI")
-        for path, key, cache in (
-            ("/", "index.html", "no-cache"),
-            ("/assets/{file}", "assets/{file}", "public, max-age=31536000, immutable"),  # names carry a hash
-        ):
-            integration: dict[str, Any] = {
-                "type": "aws",
-                "httpMethod": "GET",
-                "uri": cdk.Fn.sub(
-                    "arn:${AWS::Partition}:apigateway:${AWS::Region}:s3:path/${Bucket}/" + key,
-                    {"Bucket": bucket.bucket_name},
-                ),
-                "credentials": role.role_arn,
-                "passthroughBehavior": "when_no_match",
-                "responses": {
-                    "4\\d{2}": {"statusCode": "404"},
-                    "default": {
-                        "statusCode": "200",
-                        "responseParameters": {
-                            "method.response.header.Content-Type": "integration.response.header.Content-Type",
-                            "method.response.header.Cache-Control": f"'{cache}'",
-                        },
-                    },
-                },
-            }
-            method: dict[str, Any] = {
-                "responses": {
-                    "200": {
-                        "description": "the file",
-                        "headers": {"Content-Type": {"type": "string"}, "Cache-Control": {"type": "string"}},
-                    },
-                    "404": {"description": "no such file"},
-                },
-                "x-amazon-apigateway-integration": integration,
-            }
-            if "{file}" in path:
-                method["parameters"] = [{"name": "file", "in": "path", "required": True, "type": "string"}]
-                integration["requestParameters"] = {"integration.request.path.file": "method.request.path.file"}
-            rest_api.add_property_override(f"DefinitionBody.paths.{path}", {"get": method})
 
     def _data_plane_routes(self, vpc_link_id: str, nlb_dns: str) -> None:
         rest_api = self.chalice.get_resource("RestAPI")
