@@ -191,6 +191,15 @@ class VpcConfig(_Model):
         return self
 
 
+class RagDatabaseConfig(_Model):
+    """An RDS PostgreSQL instance (with pgvector) the deployment creates for the pgvector repositories that name no
+    connection host; its generated secret is `<deploymentName>-<stage>-rag-db`."""
+
+    instance_type: str = Field("t4g.medium", alias="instanceType", pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    allocated_storage: int = Field(20, alias="allocatedStorage", ge=20, le=65536, description="GiB")
+    multi_az: bool = Field(False, alias="multiAz")
+
+
 class ChunkingConfig(_Model):
     size: int = Field(512, ge=50, le=8000, description="characters per chunk")
     overlap: int = Field(51, ge=0)
@@ -235,8 +244,9 @@ class LisaConfig(_Model):
         default_factory=dict, alias="lambdaLayers", description="layer name -> pre-built layer zip (layers/<name>/)"
     )
     web_assets: str | None = Field(
-        None, alias="webAssets", description="the built chat UI folder, served at the API's root (default: webui/dist)"
+        None, alias="webAssets", min_length=1, description="the built chat UI folder, served at the API's root (default: webui/dist)"
     )
+    rag_database: RagDatabaseConfig | None = Field(None, alias="ragDatabase")
     vpc_endpoints: bool = Field(
         False,
         alias="vpcEndpoints",
@@ -245,6 +255,7 @@ class LisaConfig(_Model):
     staging_image: str | None = Field(
         None,
         alias="stagingImage",
+        min_length=1,
         description="image of the conversion/Hub Lambdas: ECR repo:tag, local dir or tarball (default: built)",
     )
 

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     ingestion_queue: str = "lisa-rag-ingestion"
     ingestion_dlq: str = "lisa-rag-ingestion-dlq"
     rag_pg_dsn: str | None = None
+    rag_pg_secret: str | None = None  # Secrets Manager id of the default database's RDS secret (host, user, password)
     rag_max_document_bytes: int = Field(50 * 1024 * 1024, gt=0)
     rag_embedding_batch_size: int = Field(32, ge=1, le=1024)
     staging_state_machine_arn: str | None = None

@@ -63,7 +63,15 @@ def build_app(
     retain = config.stage == "prod"
 
     network = NetworkStack(app, f"{prefix}-network", config=config, env=env)
-    data = DataStack(app, f"{prefix}-data", names=names, retain=retain, env=env)
+    data = DataStack(
+        app,
+        f"{prefix}-data",
+        names=names,
+        retain=retain,
+        vpc=network.vpc,
+        rag_database=config.rag_database,
+        env=env,
+    )
     models = ModelsStack(
         app,
         f"{prefix}-models",
@@ -73,6 +81,8 @@ def build_app(
         config_dir=config_dir,
         env=env,
     )
+    # The groups whose members may call the model endpoints and the RAG database: the router and the Lambdas join.
+    clients = [models.clients, *([data.database_clients] if data.database_clients else [])]
     router = RouterStack(
         app,
         f"{prefix}-router",
@@ -80,7 +90,7 @@ def build_app(
         names=names,
         vpc=network.vpc,
         tables=dict(data.tables),
-        model_clients=models.clients,
+        client_groups=clients,
         project_dir=project_dir,
         config_dir=config_dir,
         env=env,
@@ -95,7 +105,7 @@ def build_app(
         functions=app_functions(project_dir),
         data=data,
         vpc=network.vpc,
-        model_clients=models.clients,
+        client_groups=clients,
         router_endpoint=(router.vpc_link.vpc_link_id, router.load_balancer.load_balancer_dns_name),
         env=env,
     )

@@ -16,7 +16,7 @@ _DEFAULTS = Settings.model_fields
 # The stacks of a deployment (`<deploymentName>-<stage>-<suffix>`), in the order they deploy.
 STACKS = (
     ("network", "VPC (created, or imported from vpcConfig)"),
-    ("data", "DynamoDB tables, models + RAG documents buckets, ingestion queue + DLQ"),
+    ("data", "DynamoDB tables, models + RAG documents buckets, ingestion queue + DLQ, RAG database (ragDatabase)"),
     ("models", "ECS cluster with GPU capacity, one service + internal ALB per deployed ecsModels entry"),
     ("router", "data-plane router on Fargate, internal NLB, API Gateway VPC link"),
     ("api", "Chalice app (REST API, authorizer, Lambdas), Step Functions, data-plane routes"),
@@ -41,6 +41,7 @@ class ResourceNames:
     ingestion_queue: str
     ingestion_dlq: str
     state_machines: dict[str, str]  # stepfunctions/<stem>.json -> state machine name
+    rag_database_secret: str | None = None  # the created RDS database's secret (config.yaml ragDatabase)
 
     @property
     def prefix(self) -> str:
@@ -58,6 +59,8 @@ class ResourceNames:
         env["LISA_DOCS_BUCKET"] = self.docs_bucket
         env["LISA_INGESTION_QUEUE"] = self.ingestion_queue
         env["LISA_INGESTION_DLQ"] = self.ingestion_dlq
+        if self.rag_database_secret:
+            env["LISA_RAG_PG_SECRET"] = self.rag_database_secret
         for stem, arn in sorted(state_machine_arns.items()):
             env[f"LISA_{self.state_machine_setting(stem).upper()}"] = arn
         return env
@@ -75,4 +78,5 @@ def resource_names(config: LisaConfig, state_machines: tuple[str, ...] = ()) -> 
         ingestion_queue=f"{prefix}-{_suffix('ingestion_queue')}",
         ingestion_dlq=f"{prefix}-{_suffix('ingestion_dlq')}",
         state_machines={stem: f"{prefix}-{stem}" for stem in state_machines},
+        rag_database_secret=f"{prefix}-rag-db" if config.rag_database else None,
     )

@@ -48,6 +48,9 @@ def _example() -> dict:
         (lambda c: c["ragRepositories"][0].__setitem__("chunking", {"size": 100, "overlap": 100}), "overlap"),
         (lambda c: c.__setitem__("unknownKey", 1), "unknownKey"),
         (lambda c: c["ecsModels"].append(dict(c["ecsModels"][0])), "duplicate modelName mistral-7b-instruct"),
+        (lambda c: c.__setitem__("ragDatabase", {"instanceType": "huge"}), "ragDatabase.instanceType"),
+        (lambda c: c.__setitem__("ragDatabase", {"allocatedStorage": 5}), "ragDatabase.allocatedStorage"),
+        (lambda c: c.__setitem__("stagingImage", ""), "stagingImage"),
     ],
 )
 def test_bad_values_name_the_key_and_reason(mutate, expected: str) -> None:

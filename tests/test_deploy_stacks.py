@@ -43,6 +43,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[
     data["ecsModels"].append(extra)
     certificate = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
     data["restApiConfig"] = {"domainName": "lisa.example.com", "sslCertIamArn": certificate}
+    data["ragDatabase"] = {"instanceType": "t4g.medium", "allocatedStorage": 50}  # for config.yaml's `default` repo
     config_path = base / "config.yaml"
     config_path.write_text(yaml.safe_dump(data))
     saved = dict(os.environ)  # build_app exports the deployment's LISA_* names for the in-process Chalice import
@@ -532,3 +533,42 @@ def test_vpc_endpoints_in_an_imported_vpc(tmp_path: Path) -> None:
     assert "10.20.0.0/16" in json.dumps(template)
     # An imported VPC without the flag gets no endpoints: it may have its own.
     assert not _network(tmp_path / "bare", vpcConfig=vpc).get("Resources")
+
+
+def test_rag_database_is_private_encrypted_and_reached_by_lambdas_and_router(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    data = templates["acme-prod-data"]["Resources"]
+    (database_id, database), *others = _resources({"Resources": data}, "AWS::RDS::DBInstance").items()
+    assert not others
+    props = database["Properties"]
+    assert props["Engine"] == "postgres"
+    assert props["EngineVersion"].startswith("17")
+    assert props["StorageEncrypted"] is True
+    assert props["PubliclyAccessible"] is False
+    assert props["DeletionProtection"] is True  # prod
+    assert database["DeletionPolicy"] == "Snapshot"
+    assert props["AllocatedStorage"] == "50"
+    secret = next(iter(_resources({"Resources": data}, "AWS::SecretsManager::Secret").values()))
+    assert secret["Properties"]["Name"] == "acme-prod-rag-db"  # inside the policies' `secret:acme-prod-*`
+    parameters = next(iter(_resources({"Resources": data}, "AWS::RDS::DBParameterGroup").values()))
+    assert parameters["Properties"]["Parameters"] == {"rds.force_ssl": "1"}
+    clients = next(
+        k
+        for k, v in _resources({"Resources": data}, "AWS::EC2::SecurityGroup").items()
+        if v["Properties"]["GroupDescription"] == "may connect to the RAG database"
+    )
+    ingress = _resources({"Resources": data}, "AWS::EC2::SecurityGroupIngress").values()
+    port = {"Fn::GetAtt": [database_id, "Endpoint.Port"]}  # PostgreSQL's, from the database only
+    assert [i["Properties"]["FromPort"] for i in ingress if clients in json.dumps(i)] == [port]
+    api = templates["acme-prod-api"]["Resources"]
+    for function in ("APIHandler", "IngestDocuments"):
+        props = api[function]["Properties"]
+        assert f"GetAtt{clients}GroupId" in json.dumps(props["VpcConfig"]["SecurityGroupIds"]), function
+        assert props["Environment"]["Variables"]["LISA_RAG_PG_SECRET"] == "acme-prod-rag-db"
+    router = templates["acme-prod-router"]["Resources"]
+    service = next(iter(_resources({"Resources": router}, "AWS::ECS::Service").values()))
+    assert f"GetAtt{clients}GroupId" in json.dumps(service["Properties"]["NetworkConfiguration"])
+    task = next(iter(_resources({"Resources": router}, "AWS::ECS::TaskDefinition").values()))
+    env = task["Properties"]["ContainerDefinitions"][0]["Environment"]
+    assert {"Name": "LISA_RAG_PG_SECRET", "Value": "acme-prod-rag-db"} in env

@@ -199,3 +199,45 @@ def test_a_wrong_password_source_is_a_clear_unavailable_error(aws_env: str) -> N
     connection = PgVectorConnection.model_validate({"host": "127.0.0.1", "passwordSecretId": "missing-secret"})
     with pytest.raises(BackendUnavailable, match="cannot read the database password"):
         PgVectorStore("x", connection).search(_unit(1), k=1)
+
+
+def test_the_default_database_comes_from_an_rds_style_secret(
+    aws_env: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In AWS the repositories without a host use the deployment's RDS database, found through its secret."""
+    import json
+    from urllib.parse import unquote, urlsplit
+
+    from chalicelib import aws
+    from chalicelib.rag.errors import BackendUnavailable
+    from chalicelib.settings import get_settings
+
+    parts = urlsplit(postgres_dsn)
+    rds_secret = {  # the fields RDS writes, plus an sslmode override (the embedded server has no TLS)
+        "engine": "postgres",
+        "host": parts.hostname,
+        "port": parts.port,
+        "username": parts.username,
+        "password": unquote(parts.password or ""),
+        "dbname": parts.path.lstrip("/"),
+        "sslmode": "disable",
+    }
+    secrets = aws.client("secretsmanager")
+    secrets.create_secret(Name="lisa-dev-rag-db", SecretString=json.dumps(rds_secret))
+    secrets.create_secret(Name="no-password", SecretString=json.dumps({"host": "db", "username": "u"}))
+    monkeypatch.delenv("LISA_RAG_PG_DSN", raising=False)
+    monkeypatch.setenv("LISA_RAG_PG_SECRET", "lisa-dev-rag-db")
+    get_settings.cache_clear()
+    drop_rag_tables(postgres_dsn)
+    try:
+        store = PgVectorStore("default-db", PgVectorConnection())
+        store.replace_document(_write("a", "h1", [_unit(1)]), _always)
+        assert [h.document_id for h in store.search(_unit(1), k=1)] == ["a"]
+        monkeypatch.setenv("LISA_RAG_PG_SECRET", "no-password")
+        get_settings.cache_clear()
+        with pytest.raises(BackendUnavailable, match="'no-password' has no password"):
+            PgVectorStore("other", PgVectorConnection()).search(_unit(1), k=1)
+    finally:
+        close_pools()
+        monkeypatch.undo()
+        get_settings.cache_clear()

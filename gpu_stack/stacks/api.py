@@ -93,12 +93,13 @@ class ApiStack(cdk.Stack):
         functions: AppFunctions,
         data: DataStack,
         vpc: ec2.IVpc,
-        model_clients: ec2.ISecurityGroup,
+        client_groups: list[ec2.ISecurityGroup],
         router_endpoint: tuple[str, str] | None,
         **kwargs: Any,
     ) -> None:
         """`router_endpoint` is (VPC link id, NLB DNS name), or None for a control-plane-only API. The Lambdas join
-        `model_clients` (the models stack's group allowed to call the model endpoints): ingestion and search embed."""
+        `client_groups` (those the model endpoints and the RAG database admit): ingestion and search embed and
+        reach the vector store."""
         super().__init__(scope, construct_id, **kwargs)
         stems = state_machine_stems(project_dir / "stepfunctions")
         machine_arns = {
@@ -126,7 +127,10 @@ class ApiStack(cdk.Stack):
         stage_config: dict[str, Any] = {
             "environment_variables": names.environment(machine_arns),
             "subnet_ids": [subnet.subnet_id for subnet in vpc.private_subnets],
-            "security_group_ids": [self.lambda_security_group.security_group_id, model_clients.security_group_id],
+            "security_group_ids": [
+                self.lambda_security_group.security_group_id,
+                *(group.security_group_id for group in client_groups),
+            ],
         }
         if layers:
             stage_config["layers"] = layers

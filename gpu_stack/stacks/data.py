@@ -1,5 +1,6 @@
-"""State: the DynamoDB tables (specs from chalicelib/tables.py), the models and RAG documents buckets, and the
-RAG ingestion queue (S3 object events → SQS, with a dead-letter queue)."""
+"""State: the DynamoDB tables (specs from chalicelib/tables.py), the models and RAG documents buckets, the RAG
+ingestion queue (S3 object events → SQS, with a dead-letter queue) and, with config.yaml `ragDatabase`, the RDS
+PostgreSQL database of the pgvector repositories that name no host."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from chalicelib.config import RagDatabaseConfig
 from chalicelib.tables import TABLES
 from gpu_stack.names import ResourceNames
 
@@ -24,10 +28,19 @@ def _attribute(name: str) -> dynamodb.Attribute:
 
 
 class DataStack(cdk.Stack):
-    """Exposes `tables` (Settings field → table), `models_bucket`, `docs_bucket`, `ingestion_queue`, `dlq`."""
+    """Exposes `tables` (Settings field → table), `models_bucket`, `docs_bucket`, `ingestion_queue`, `dlq`, and
+    `database_clients` (the security group the database admits; None without `ragDatabase`)."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, names: ResourceNames, retain: bool, **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: ResourceNames,
+        retain: bool,
+        vpc: ec2.IVpc,
+        rag_database: RagDatabaseConfig | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         policy = cdk.RemovalPolicy.RETAIN if retain else cdk.RemovalPolicy.DESTROY
@@ -93,3 +106,42 @@ class DataStack(cdk.Stack):
         destination = s3n.SqsDestination(self.ingestion_queue)
         self.docs_bucket.add_event_notification(s3.EventType.OBJECT_CREATED, destination)
         self.docs_bucket.add_event_notification(s3.EventType.OBJECT_REMOVED, destination)
+
+        self.database_clients: ec2.SecurityGroup | None = None
+        if rag_database is not None:
+            self._rag_database(names, vpc, rag_database, policy)
+
+    def _rag_database(
+        self, names: ResourceNames, vpc: ec2.IVpc, spec: RagDatabaseConfig, policy: cdk.RemovalPolicy
+    ) -> None:
+        """PostgreSQL 17.9 (pgvector ships with RDS PostgreSQL; minor upgrades automatic) in the private subnets,
+        encrypted, TLS only, its password generated into Secrets Manager; only `database_clients` members reach it."""
+        assert names.rag_database_secret is not None
+        self.database_clients = ec2.SecurityGroup(
+            self, "DatabaseClients", vpc=vpc, description="may connect to the RAG database"
+        )
+        parameters = rds.ParameterGroup(
+            self,
+            "RagDatabaseParameters",
+            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
+            parameters={"rds.force_ssl": "1"},
+        )
+        database = rds.DatabaseInstance(
+            self,
+            "RagDatabase",
+            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17_9),
+            instance_type=ec2.InstanceType(spec.instance_type),
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
+            credentials=rds.Credentials.from_generated_secret("lisa", secret_name=names.rag_database_secret),
+            database_name="lisa",
+            allocated_storage=spec.allocated_storage,
+            storage_encrypted=True,
+            multi_az=spec.multi_az,
+            publicly_accessible=False,
+            parameter_group=parameters,
+            backup_retention=cdk.Duration.days(7),
+            deletion_protection=policy == cdk.RemovalPolicy.RETAIN,
+            removal_policy=cdk.RemovalPolicy.SNAPSHOT if policy == cdk.RemovalPolicy.RETAIN else policy,
+        )
+        database.connections.allow_default_port_from(self.database_clients, "LISA Lambdas and router")

@@ -46,7 +46,7 @@ class RouterStack(cdk.Stack):
         names: ResourceNames,
         vpc: ec2.IVpc,
         tables: dict[str, dynamodb.ITable],
-        model_clients: ec2.ISecurityGroup,
+        client_groups: list[ec2.ISecurityGroup],
         project_dir: Path,
         config_dir: Path,
         **kwargs: Any,
@@ -117,7 +117,7 @@ class RouterStack(cdk.Stack):
             desired_count=2,
             min_healthy_percent=50,
             vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
-            security_groups=[service_group, model_clients],
+            security_groups=[service_group, *client_groups],  # model endpoints and the RAG database admit these
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
         listener = self.load_balancer.add_listener("Listener", port=80)

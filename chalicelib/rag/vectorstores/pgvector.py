@@ -7,8 +7,9 @@ A document's chunks are replaced in one transaction under a per-document advisor
 chunks or the new ones, never a mix or none.
 
 Where the database is: the repository's connection (host/port/dbname/user, password from Secrets Manager or SSM
-through chalicelib/aws.py), or when it names no host the deployment's default DSN (`LISA_RAG_PG_DSN`; locally the
-runner's embedded PostgreSQL). Connections come from one small pool per database per process.
+through chalicelib/aws.py), or when it names no host the deployment's default database: `LISA_RAG_PG_DSN` (locally
+the runner's embedded PostgreSQL) or `LISA_RAG_PG_SECRET` (in AWS the RDS instance of config.yaml `ragDatabase`).
+Connections come from one small pool per database per process.
 """
 
 from __future__ import annotations
@@ -53,17 +54,24 @@ def table_names(repository_id: str) -> tuple[str, str]:
 
 
 # -- connections -------------------------------------------------------------------------------------------------
+def _secret(secret_id: str) -> tuple[str, dict[str, Any]]:
+    """A secret's string and, when it is a JSON object (as RDS writes them), its fields."""
+    from chalicelib import aws
+
+    value = str(aws.client("secretsmanager").get_secret_value(SecretId=secret_id).get("SecretString") or "")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value, {}
+    return value, parsed if isinstance(parsed, dict) else {}
+
+
 def _password(connection: PgVectorConnection) -> str | None:
     from chalicelib import aws
 
     if connection.password_secret_id:
-        secret = aws.client("secretsmanager").get_secret_value(SecretId=connection.password_secret_id)
-        value = str(secret.get("SecretString") or "")
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return value
-        return str(parsed["password"]) if isinstance(parsed, dict) and "password" in parsed else value
+        value, fields = _secret(connection.password_secret_id)
+        return str(fields["password"]) if "password" in fields else value
     if connection.password_parameter:
         parameter = aws.client("ssm").get_parameter(Name=connection.password_parameter, WithDecryption=True)
         return str(parameter["Parameter"]["Value"])
@@ -75,13 +83,15 @@ def conninfo_for(connection: PgVectorConnection) -> str:
     from psycopg.conninfo import make_conninfo
 
     if connection.host is None:
-        dsn = get_settings().rag_pg_dsn
-        if not dsn:
-            raise BackendUnavailable(
-                "no PostgreSQL database is configured for pgvector repositories"
-                " (set LISA_RAG_PG_DSN, or give the repository a connection host)"
-            )
-        return dsn
+        settings = get_settings()
+        if settings.rag_pg_dsn:
+            return settings.rag_pg_dsn
+        if settings.rag_pg_secret:
+            return _default_database(settings.rag_pg_secret)
+        raise BackendUnavailable(
+            "no PostgreSQL database is configured for pgvector repositories"
+            " (set LISA_RAG_PG_DSN or LISA_RAG_PG_SECRET, or give the repository a connection host)"
+        )
     try:
         password = _password(connection)
     except Exception as error:
@@ -93,6 +103,28 @@ def conninfo_for(connection: PgVectorConnection) -> str:
         user=connection.user,
         password=password,
         sslmode=connection.sslmode,
+    )
+
+
+def _default_database(secret_id: str) -> str:
+    """The deployment's database from its Secrets Manager secret (RDS's JSON: host, port, username, password,
+    dbname), over TLS."""
+    from psycopg.conninfo import make_conninfo
+
+    try:
+        _, fields = _secret(secret_id)
+    except Exception as error:
+        raise BackendUnavailable(f"cannot read the database secret {secret_id!r}: {error}") from None
+    missing = [key for key in ("host", "username", "password") if not fields.get(key)]
+    if missing:
+        raise BackendUnavailable(f"the database secret {secret_id!r} has no {', '.join(missing)}")
+    return make_conninfo(
+        host=str(fields["host"]),
+        port=int(fields.get("port") or 5432),
+        dbname=str(fields.get("dbname") or "postgres"),
+        user=str(fields["username"]),
+        password=str(fields["password"]),
+        sslmode=str(fields.get("sslmode") or "require"),
     )
 
 
