@@ -244,7 +244,10 @@ class LisaConfig(_Model):
         default_factory=dict, alias="lambdaLayers", description="layer name -> pre-built layer zip (layers/<name>/)"
     )
     web_assets: str | None = Field(
-        None, alias="webAssets", min_length=1, description="the built chat UI folder, served at the API's root (default: webui/dist)"
+        None,
+        alias="webAssets",
+        min_length=1,
+        description="the built chat UI folder, served at the API's root (default: webui/dist)",
     )
     rag_database: RagDatabaseConfig | None = Field(None, alias="ragDatabase")
     vpc_endpoints: bool = Field(
