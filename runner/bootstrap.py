@@ -47,13 +47,16 @@ def create_tables(settings: Settings | None = None) -> list[str]:
 
 
 def create_buckets(settings: Settings | None = None) -> None:
-    """Create the models and documents buckets if missing."""
+    """Create the models and documents buckets if missing. Browsers upload documents with the presigned PUT URLs
+    of /repositories/{id}/upload-url, so the documents bucket allows cross-origin PUTs (as the data stack sets it)."""
     settings = settings or get_settings()
     s3 = aws.client("s3")
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     for bucket in (settings.models_bucket, settings.docs_bucket):
         if bucket not in existing:
             s3.create_bucket(Bucket=bucket)
+    upload_rule = {"AllowedMethods": ["PUT"], "AllowedOrigins": ["*"], "AllowedHeaders": ["*"]}
+    s3.put_bucket_cors(Bucket=settings.docs_bucket, CORSConfiguration={"CORSRules": [upload_rule]})
 
 
 def create_ingestion_queue(settings: Settings | None = None) -> str:

@@ -25,3 +25,25 @@ def serialize_moto_dynamodb() -> None:
 
     call_action.serialized = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign,assignment]
+
+
+def answer_s3_preflights() -> None:
+    """Answer CORS preflights (OPTIONS) to presigned object URLs from the bucket's CORS rules, as S3 does.
+
+    moto checks an OPTIONS request against the presigned URL's signature (made for the PUT, with headers the
+    preflight does not carry) and refuses it with 403 SignatureDoesNotMatch, so browsers could never upload to a
+    presigned URL of the local stack.
+    """
+    from moto.s3.responses import S3Response
+
+    original = S3Response._key_response
+    if getattr(original, "preflights_answered", False):
+        return
+
+    def key_response(self: S3Response, request: object, full_url: str) -> object:
+        if getattr(request, "method", "") == "OPTIONS":
+            return self._response_options(request.headers, self.parse_bucket_name_from_url(request, full_url))  # type: ignore[attr-defined]
+        return original(self, request, full_url)
+
+    key_response.preflights_answered = True  # type: ignore[attr-defined]
+    S3Response._key_response = key_response  # type: ignore[method-assign,assignment]

@@ -11,7 +11,6 @@ missing, as the package itself does), and the data directory's parents are made 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import socket
@@ -84,8 +83,11 @@ class LocalPostgres:
         """Stop the server (fast shutdown: open sessions are ended, committed data is kept)."""
         if self._running_port() is None:
             return
-        with contextlib.suppress(subprocess.CalledProcessError):
+        try:
             self._pg_ctl(["-w", "-m", "fast", "stop"])
+        except PostgresError:
+            if self._running_port() is not None:  # pg_ctl also fails when the server went away meanwhile: fine
+                raise
 
     def __enter__(self) -> LocalPostgres:
         self.start()

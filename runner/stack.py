@@ -28,7 +28,7 @@ from moto.server import ThreadedMotoServer
 from chalicelib import aws
 from chalicelib.config import EcsModel, LisaConfig, load_config
 from runner.bootstrap import bootstrap
-from runner.moto_fixes import serialize_moto_dynamodb
+from runner.moto_fixes import answer_s3_preflights, serialize_moto_dynamodb
 from runner.processes import ManagedProcess
 from workers.launch import free_port, worker_spec
 
@@ -127,6 +127,7 @@ class LocalLisa:
         endpoint = self._endpoint()
         if not endpoint:
             serialize_moto_dynamodb()
+            answer_s3_preflights()
             port = free_port()
             self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
             self._moto.start()

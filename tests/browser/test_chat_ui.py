@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
-import requests
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Screenshots, User, make_user
@@ -21,6 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TEXTGEN_MODEL = "smollm2-135m-instruct"
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 ANSWER_TIMEOUT_MS = 120_000
+MASCOT = b"The LISA project mascot is a purple octopus named Ollie."
 
 # Records what the streaming answer looked like each time the conversation changed.
 RECORD_STREAM = """() => {
@@ -362,25 +361,9 @@ def test_model_output_is_rendered_as_sanitized_markdown(page: Page, lisa: Any, u
     shots(page, "markdown")
 
 
-def _upload_and_wait(user: User, filename: str, text: bytes) -> None:
-    """Upload through the presigned URL the API hands out and wait until ingestion has made it searchable."""
-    grant = user.api("POST", "/repositories/default/upload-url", json={"filename": filename})
-    assert grant.status_code == 200, grant.text
-    put = requests.put(grant.json()["url"], data=text, headers=grant.json()["headers"], timeout=30)
-    assert put.status_code == 200, put.text
-    deadline = time.monotonic() + 120
-    status = None
-    while time.monotonic() < deadline and status not in ("READY", "FAILED"):
-        time.sleep(0.5)
-        documents = user.api("GET", "/repositories/default/documents").json()["documents"]
-        status = next((d["status"] for d in documents if d["filename"] == filename), None)
-    assert status == "READY"
-
-
-def test_rag_answer_is_grounded_in_a_document_and_lists_it(
+def test_documents_uploaded_in_the_ui_ground_a_rag_answer_that_lists_them(
     page: Page, lisa: Any, user: User, shots: Screenshots
 ) -> None:
-    _upload_and_wait(user, "ui-mascot.txt", b"The LISA project mascot is a purple octopus named Ollie.")
     sign_in(page, lisa, user)
     page.get_by_label("Model").select_option(TEXTGEN_MODEL)
     page.get_by_role("button", name="Parameters", exact=True).click()
@@ -388,6 +371,22 @@ def test_rag_answer_is_grounded_in_a_document_and_lists_it(
     repository = page.get_by_label("Repository", exact=True)
     expect(repository).to_be_enabled()
     repository.select_option("default")
+
+    # Upload through the UI: the API's presigned URL, a cross-origin PUT to the bucket, then ingestion.
+    files = page.get_by_label("Add documents")
+    files.set_input_files(
+        [
+            {"name": "ui-mascot.txt", "mimeType": "text/plain", "buffer": MASCOT},
+            {"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.7 this is not a pdf"},
+        ]
+    )
+    expect(page.locator("#document-status")).to_have_text("Done, with failures (see the list).", timeout=120_000)
+    documents = page.get_by_role("list", name="Documents in this repository")
+    expect(documents.locator("li", has_text="ui-mascot.txt")).to_contain_text("ready, 1 passage")
+    expect(documents.locator("li", has_text="broken.pdf")).to_contain_text("failed: ")
+    documents.scroll_into_view_if_needed()
+    shots(page, "documents-uploaded")
+
     temperature = page.get_by_label("Temperature")
     temperature.focus()
     temperature.press("Home")  # greedy: a stable answer from the small model

@@ -25,6 +25,7 @@ import {
   loadRepositories,
   newSessionId,
 } from "./lisa";
+import { DocumentPanel, DocumentsApi } from "./documents";
 import { renderMarkdown } from "./markdown";
 import { ChatMessage, ChatRequest, Source, StreamError, StreamResult, streamChat } from "./stream";
 
@@ -44,6 +45,7 @@ export class ChatApp {
   private credential: Credential | null = null;
   private readonly api: ApiClient;
   private readonly sessions: SessionsApi;
+  private readonly documentPanel: DocumentPanel;
   private models: ModelChoice[] = [];
   private repositories: Repository[] = [];
   private summaries: SessionSummary[] = [];
@@ -75,6 +77,7 @@ export class ChatApp {
       (error) => this.onAuthFailure(error),
     );
     this.sessions = new SessionsApi(this.api);
+    this.documentPanel = new DocumentPanel(new DocumentsApi(this.api));
   }
 
   // ---- start and sign-in -------------------------------------------------------------------------------------
@@ -434,6 +437,7 @@ export class ChatApp {
     const repo = byId<HTMLSelectElement>("repository-select");
     if (p.repositoryId && this.repositories.some((r) => r.id === p.repositoryId)) repo.value = p.repositoryId;
     repo.disabled = !byId<HTMLInputElement>("rag-enabled").checked;
+    this.documentPanel.show(repo.value || null);
     this.showParameterValues();
   }
 
@@ -466,6 +470,7 @@ export class ChatApp {
       ragEnabled,
       repositoryId: ragEnabled ? byId<HTMLSelectElement>("repository-select").value || null : null,
     };
+    this.documentPanel.show(byId<HTMLSelectElement>("repository-select").value || null);
     this.showParameterValues();
     announce(byId("params-error"), errors.join(" "));
     if (!errors.length) this.scheduleSave();
