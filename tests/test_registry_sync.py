@@ -54,7 +54,7 @@ def test_first_sync_creates_every_deployed_model_from_config(store: ModelStore) 
         "ecs.textgen.tgi",
         True,
     )
-    assert smol.default_model_kwargs == {"max_new_tokens": 256, "temperature": 0.05, "repetition_penalty": 1.05}
+    assert smol.default_model_kwargs == {"max_new_tokens": 256, "temperature": 0}
     assert smol.container_config is not None
     assert smol.container_config.environment["MAX_TOTAL_TOKENS"] == "2048"
     assert (smol.instance_type, smol.source, smol.endpoint_url) == ("g5.xlarge", "config", None)
