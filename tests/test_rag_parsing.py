@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import zlib
 
 import pytest
 
@@ -31,6 +33,55 @@ def test_docx_paragraphs_and_tables() -> None:
         "Name | Value",
         "speed | 42",
     ]
+
+
+def test_docx_keeps_body_order_of_paragraphs_and_tables() -> None:
+    from docx import Document
+
+    document = Document()
+    document.add_paragraph("Before the table.")
+    grid = document.add_table(rows=1, cols=2)
+    grid.cell(0, 0).text, grid.cell(0, 1).text = "left", "right"
+    document.add_paragraph("After the table.")
+    out = io.BytesIO()
+    document.save(out)
+    [section] = parse(out.getvalue(), "ordered.docx")
+    assert section.text.split("\n\n") == ["Before the table.", "left | right", "After the table."]
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("pypdf.PdfReader", ZeroDivisionError("float division by zero")),
+        ("pypdf.PdfReader", zlib.error("Error -3 while decompressing data")),
+        ("pypdf.PdfReader", AssertionError()),
+        ("docx.Document", zlib.error("Error -3 while decompressing data")),
+        ("docx.Document", RuntimeError("lxml: Document is empty")),
+    ],
+)
+def test_any_parser_failure_is_an_unusable_document(
+    monkeypatch: pytest.MonkeyPatch, target: str, error: Exception
+) -> None:
+    module, name = target.split(".")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(f"{module}.{name}", broken)
+    filename, kind = ("corrupt.pdf", "PDF") if module == "pypdf" else ("corrupt.docx", ".docx")
+    with pytest.raises(UnusableDocument, match=f"not a readable {kind}.*{type(error).__name__}"):
+        parse(b"%PDF-1.4 or PK bytes", filename)
+
+
+def test_docx_text_extraction_failure_is_an_unusable_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docx.document import Document as DocxDocument
+
+    def broken(self: object) -> object:
+        raise AssertionError("unexpected element")
+
+    monkeypatch.setattr(DocxDocument, "iter_inner_content", broken)
+    with pytest.raises(UnusableDocument, match=r"not a readable \.docx file: AssertionError: unexpected element"):
+        parse(make_docx(["text"]), "odd.docx")
 
 
 def test_html_keeps_visible_text_as_paragraphs() -> None:

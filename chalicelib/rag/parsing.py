@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-from chalicelib.rag.errors import UnusableDocument
+from chalicelib.rag.errors import BackendUnavailable, UnusableDocument
 from chalicelib.rag.models import SUPPORTED_EXTENSIONS
 
 _TEXT_TYPES = {"text/plain", "text/markdown", "text/x-markdown", "text/html", "application/xhtml+xml"}
@@ -85,42 +85,48 @@ def _decode(data: bytes) -> str:
 
 def _pdf(data: bytes) -> list[Section]:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise UnusableDocument("the PDF is encrypted with a password")
         return [Section(page.extract_text() or "", number) for number, page in enumerate(reader.pages, start=1)]
-    except UnusableDocument:
+    except _PROPAGATE:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, RecursionError) as error:
+    except Exception as error:  # any parser failure on these bytes is permanent: retrying cannot help
         raise UnusableDocument(f"not a readable PDF: {_why(error)}") from None
 
 
 def _docx(data: bytes) -> str:
-    import zipfile
-
     from docx import Document
-    from docx.opc.exceptions import OpcError
+    from docx.table import Table
 
     try:
         document = Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, OpcError, KeyError, ValueError, OSError) as error:
+        blocks: list[str] = []
+        for block in document.iter_inner_content():  # body order: paragraphs and tables interleaved
+            if isinstance(block, Table):
+                for row in block.rows:
+                    cells = [cell.text.strip() for cell in row.cells]
+                    blocks.append(" | ".join(c for c in cells if c))
+            else:
+                blocks.append(block.text)
+    except _PROPAGATE:
+        raise
+    except Exception as error:  # any parser failure on these bytes is permanent: retrying cannot help
         raise UnusableDocument(f"not a readable .docx file: {_why(error)}") from None
-    blocks: list[str] = []
-    for paragraph in document.paragraphs:
-        blocks.append(paragraph.text)
-    for table in document.tables:
-        for row in table.rows:
-            cells = [cell.text.strip() for cell in row.cells]
-            blocks.append(" | ".join(c for c in cells if c))
     return "\n\n".join(b for b in blocks if b.strip())
 
 
+# Failures that say nothing about the document (our own verdicts, a missing parser layer, the process running
+# out of memory): these propagate unchanged, everything else a parser raises makes the document unusable.
+_PROPAGATE = (UnusableDocument, BackendUnavailable, ImportError, MemoryError)
+
+
 def _why(error: BaseException) -> str:
-    message = str(error).strip() or type(error).__name__
-    return message[:300]
+    name = type(error).__name__
+    message = str(error).strip()
+    return (f"{name}: {message}" if message and name not in message else message or name)[:300]
 
 
 # -- HTML --------------------------------------------------------------------------------------------------------
