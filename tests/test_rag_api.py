@@ -133,7 +133,7 @@ def test_bad_repository_definitions_are_refused_naming_the_field(
 def test_upload_ingest_list_search_and_delete_over_http(users: Users) -> None:
     grant = _upload(users.alice, "public", "energy/solar.txt", SOLAR.encode(), metadata={"team": "energy"})
     assert grant["key"] == "public/energy/solar.txt"
-    assert grant["headers"]["x-amz-meta-uploaded-by"] == "alice"
+    assert grant["headers"]["x-amz-meta-uploaded-by"] == "token:alice"
     _upload(users.bob, "public", "bread.txt", b"Sourdough bread needs a starter, flour, water and salt.")
     assert ingest().failed == 0
 
@@ -141,7 +141,7 @@ def test_upload_ingest_list_search_and_delete_over_http(users: Users) -> None:
     documents = {d["filename"]: d for d in listing["documents"]}
     assert set(documents) == {"energy/solar.txt", "bread.txt"}
     solar = documents["energy/solar.txt"]
-    assert (solar["status"], solar["uploadedBy"], solar["metadata"]) == ("READY", "alice", {"team": "energy"})
+    assert (solar["status"], solar["uploadedBy"], solar["metadata"]) == ("READY", "token:alice", {"team": "energy"})
     assert solar["documentId"] == grant["documentId"]
     page = users.bob.call("GET", "/repositories/public/documents?limit=1").json()
     assert len(page["documents"]) == 1

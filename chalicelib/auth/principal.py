@@ -16,6 +16,19 @@ class Principal:
     groups: tuple[str, ...]
     is_admin: bool
     via: Literal["token", "jwt"]
+    # The identity provider's stable name for the user, "<iss>|<sub>" (OIDC only; None for API tokens).
+    subject: str | None = None
+
+    @property
+    def owner_id(self) -> str:
+        """Who owns what this caller creates (sessions, uploads): stable and unique across credential kinds.
+
+        `jwt:<iss>|<sub>` for an OIDC user (preferred_username is mutable and not unique), `token:<username>` for an
+        API token's user: a token minted for "alice" is never the OIDC user whose preferred_username is "alice".
+        """
+        if self.via == "jwt":
+            return f"jwt:{self.subject or self.username}"
+        return f"token:{self.username}"
 
     def to_context(self) -> dict[str, str]:
         """Flat string map for an API Gateway authorizer context (values must be scalars; groups JSON-encoded)."""
@@ -24,6 +37,7 @@ class Principal:
             "groups": json.dumps(list(self.groups)),
             "isAdmin": "true" if self.is_admin else "false",
             "via": self.via,
+            **({"subject": self.subject} if self.subject else {}),
         }
 
     @classmethod
@@ -43,4 +57,5 @@ class Principal:
             groups=tuple(str(g) for g in groups),
             is_admin=bool(is_admin),
             via=via,
+            subject=str(context["subject"]) if context.get("subject") else None,
         )

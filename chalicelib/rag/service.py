@@ -87,7 +87,7 @@ class RagService:
         if existing is not None and not _may_change(principal, existing):
             raise Forbidden(f"{request.filename!r} was uploaded by another user; only they or an admin may replace it")
         content_type = request.content_type or content_type_of(request.filename)
-        metadata = {**request.metadata, UPLOADED_BY: principal.username}
+        metadata = {**request.metadata, UPLOADED_BY: principal.owner_id}
         url = aws.client("s3").generate_presigned_url(
             "put_object",
             Params={"Bucket": bucket, "Key": key, "ContentType": content_type, "Metadata": metadata},
@@ -155,7 +155,7 @@ def _require_admin(principal: Principal) -> None:
 
 
 def _may_change(principal: Principal, record: DocumentRecord) -> bool:
-    return principal.is_admin or (record.uploaded_by is not None and record.uploaded_by == principal.username)
+    return principal.is_admin or (record.uploaded_by is not None and record.uploaded_by == principal.owner_id)
 
 
 def _check_embedding_model(model_name: str) -> None:

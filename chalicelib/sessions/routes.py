@@ -35,7 +35,7 @@ class PayloadTooLargeError(ChaliceViewError):
 
 
 def _user() -> str:
-    return current_principal(sessions_bp.current_request).username
+    return current_principal(sessions_bp.current_request).owner_id  # never the mutable, shared username
 
 
 def _store() -> SessionStore:
