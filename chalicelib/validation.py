@@ -19,6 +19,8 @@ def parse_body(model: type[M], raw_body: bytes | None) -> M:
         data: Any = json.loads(raw_body or b"null")
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequestError(f"request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequestError("request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequestError("request body must be a JSON object")
     return parse_data(model, data)

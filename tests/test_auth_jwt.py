@@ -145,6 +145,14 @@ def test_jwts_refused_when_no_issuer_is_configured(idp: OidcIssuer) -> None:
     assert "no OIDC issuer is configured" in error.message
 
 
+def _segment_raw(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _segment(header: object) -> str:
+    return _segment_raw(json.dumps(header).encode())
+
+
 @pytest.mark.parametrize(
     ("headers", "reason"),
     [
@@ -156,6 +164,8 @@ def test_jwts_refused_when_no_issuer_is_configured(idp: OidcIssuer) -> None:
         ({"Authorization": "Bearer W10.e30.c2ln"}, "well-formed JWT"),  # header is [], not an object
         ({"Authorization": "Bearer eyJhbGciOiJSUzI1NiJ9.%%%.x"}, "JWT"),
         ({"Authorization": "Bearer " + "x" * 20_000}, "too long"),
+        ({"Authorization": f"Bearer {_segment({'alg': []})}.e30.c2ln"}, "algorithm [] is not accepted"),
+        ({"Authorization": f"Bearer {_segment_raw(b'[' * 6000)}.e30.c2ln"}, "well-formed JWT"),  # RecursionError
     ],
 )
 def test_missing_or_garbage_headers(authorizer: Authorizer, headers: dict[str, str], reason: str) -> None:
@@ -231,3 +241,14 @@ def test_groups_from_a_nested_claim_and_username_fallbacks(idp: OidcIssuer) -> N
     assert principal == Principal(username="cog", groups=("ops",), is_admin=True, via="jwt")
     principal, _ = verifier.verify(idp.mint({"preferred_username": None}, username="zed"))
     assert principal.username == "sub-zed"
+
+
+def test_malformed_jwks_entries_are_skipped_not_fatal(idp: OidcIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = idp.jwks()["keys"]
+    bad = [{"kid": "no-kty"}, {"kty": "OKP", "crv": "X448", "x": "AA", "kid": "odd"}, {"kty": "EC", "crv": "P-999"}, 7]
+    monkeypatch.setattr(idp, "jwks", lambda: {"keys": [*bad, *good]})
+    authorizer = Authorizer(None, JwtVerifier(idp.issuer, idp.client_id))
+    assert authorizer.authorize_headers(bearer(idp.mint())).username == "alice"
+    monkeypatch.setattr(idp, "jwks", lambda: {"keys": "not a list"})
+    error = refused(Authorizer(None, JwtVerifier(idp.issuer, idp.client_id)), bearer(idp.mint()))
+    assert (error.status, "unknown key" in error.message) == (401, True)

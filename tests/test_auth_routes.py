@@ -201,6 +201,10 @@ def test_jwt_admin_and_non_admin(api: Api, idp: OidcIssuer) -> None:
         ({"username": "x", "groups": "admins"}, "groups"),
         ({"username": "x", "isAdmin": "yes"}, "isAdmin"),
         ({"username": "x", "tokenExpiration": 1000}, "tokenExpiration"),
+        (
+            {"username": "x", "tokenExpiration": 10**40},
+            "before the year 10000",
+        ),  # would overflow DynamoDB's number type
         ({"username": "x", "expiresIn": -5}, "expiresIn"),
         ({"username": "x", "expiresIn": 60, "tokenExpiration": 9999999999}, "not both"),
         ({"username": "x", "token": "lisa_chosen"}, "token"),

@@ -131,6 +131,13 @@ def test_unauthenticated_requests_are_refused(client: Client) -> None:
     assert client.http.get("/models", headers={"Authorization": "Bearer lisa_nope"}).status_code == 403
 
 
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -144,6 +151,9 @@ def test_unauthenticated_requests_are_refused(client: Client) -> None:
         ({**SMOL, "containerConfig": {"environment": {}}}, "containerConfig.image"),
         ({**SMOL, "status": "InService"}, "status"),
         ({**SMOL, "modelId": "smollm2"}, "modelId"),
+        ({**SMOL, "defaultModelKwargs": {"temperature": 1e-200}}, "defaultModelKwargs"),  # DynamoDB underflow
+        ({**SMOL, "defaultModelKwargs": {"seed": 10**50}}, "defaultModelKwargs"),  # over 38 digits
+        ({**SMOL, "defaultModelKwargs": {"x": _nested(33)}}, "defaultModelKwargs"),  # DynamoDB: 32 levels
     ],
 )
 def test_create_validation_names_the_field(admin: Caller, body: Any, field: str) -> None:
@@ -178,6 +188,8 @@ def test_update_validation_names_the_field(admin: Caller, path: str, body: Any, 
 def test_malformed_bodies_and_parameters(admin: Caller) -> None:
     status, reply = admin("POST", "/models", raw=b"{not json")
     assert (status, "not valid JSON" in message(reply)) == (400, True)
+    status, reply = admin("POST", "/models", raw=b"[" * 5000 + b"]" * 5000)
+    assert (status, "nested too deeply" in message(reply)) == (400, True)
     status, reply = admin("POST", "/models", raw=b"[1, 2]")
     assert (status, "must be a JSON object" in message(reply)) == (400, True)
     assert admin("POST", "/models", SMOL)[0] == 201

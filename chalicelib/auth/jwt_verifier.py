@@ -69,7 +69,7 @@ def _unverified_header(token: str) -> dict[str, Any]:
     try:
         segment = token.split(".", 1)[0]
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
         header = None
     if not isinstance(header, dict):
         raise AuthError("bearer token is neither a LISA API token nor a well-formed JWT")
@@ -150,13 +150,15 @@ class JwtVerifier:
 
     def _load_keys(self) -> None:
         """Fetch the JWKS (discovering it first if needed); keep the old keys if the fetch fails."""
+        from http.client import HTTPException
+
         from jwt import PyJWK
-        from jwt.exceptions import PyJWKError
+        from jwt.exceptions import PyJWTError
 
         now = self._clock()
         try:
             document = _fetch_json(self._discover(), self._timeout)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, HTTPException) as error:
             logger.warning("could not fetch the OIDC signing keys", error=str(error), authority=self.authority)
             if not self._keys:
                 raise AuthError("cannot reach the identity provider to verify the JWT; try again later", 503) from None
@@ -164,13 +166,14 @@ class JwtVerifier:
             self._fetched_at = now - max(self._jwks_ttl - 60.0, 0.0)
             return
         keys: dict[str | None, PyJWK] = {}
-        for data in document.get("keys") or []:
+        entries = document.get("keys")
+        for data in entries if isinstance(entries, list) else []:
             if not isinstance(data, dict) or data.get("use", "sig") != "sig":
                 continue
             try:
                 key = PyJWK.from_dict(data)
-            except PyJWKError:
-                continue  # a key type or curve we do not accept
+            except (PyJWTError, ValueError, KeyError, TypeError):
+                continue  # a key type or curve we do not accept, or a malformed entry: skip it, keep the others
             keys[key.key_id] = key
         self._keys = keys
         self._fetched_at = now
@@ -207,7 +210,7 @@ class JwtVerifier:
 
         header = _unverified_header(token)
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise AuthError(f"JWT algorithm {_short(alg)} is not accepted (accepted: {', '.join(ALLOWED_ALGORITHMS)})")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):

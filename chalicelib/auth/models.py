@@ -11,11 +11,14 @@ from chalicelib.auth.tokens import UNCHANGED, Unchanged
 
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600  # ten years
+LAST_UNIX_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z: what datetimes (and the CLI) can show
 
 
 def _future(value: int | None) -> int | None:
     if value is not None and value <= time.time():
         raise ValueError("must be a UNIX time in the future (seconds)")
+    if value is not None and value > LAST_UNIX_SECOND:
+        raise ValueError(f"must be a UNIX time before the year 10000 (at most {LAST_UNIX_SECOND})")
     return value
 
 

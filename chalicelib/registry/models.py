@@ -7,7 +7,6 @@ from. `provider` is derived from the inference container (`ecs.textgen.tgi`, `ec
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -32,6 +31,7 @@ from chalicelib.config import (
     InferenceContainer,
     ModelType,
 )
+from chalicelib.dynamo import dynamo_storable
 
 
 class ModelStatus(StrEnum):
@@ -87,18 +87,10 @@ def _endpoint(value: str) -> str:
     return value.rstrip("/")
 
 
-def _finite(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-    try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        raise ValueError("numbers must be finite (no NaN or Infinity)") from None
-    return value
-
-
 ModelName = Annotated[str, AfterValidator(_name)]
 HfModelId = Annotated[str, Field(max_length=200), AfterValidator(_hf_model_id)]
 EndpointUrl = Annotated[str, Field(max_length=2048), AfterValidator(_endpoint)]
-ModelKwargs = Annotated[dict[str, JsonValue], Field(max_length=64), AfterValidator(_finite)]
+ModelKwargs = Annotated[dict[str, JsonValue], Field(max_length=64), AfterValidator(dynamo_storable)]
 InstanceType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9.\-]*$")]
 StatusReason = Annotated[str, Field(max_length=2000)]
 
