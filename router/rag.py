@@ -19,11 +19,14 @@ import asyncio
 import posixpath
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from chalicelib.serve import mapping
 from chalicelib.serve.errors import ServeError
 from router.services import AugmentedChat
+
+logger = Logger(service="lisa-router", child=True)
 
 if TYPE_CHECKING:
     from chalicelib.auth.principal import Principal
@@ -200,4 +203,33 @@ class RagAugmenter:
             raise ServeError(404, error.message, param=f"{FIELD}.repositoryId", code="repository_not_found") from None
         except RagError as error:
             raise ServeError(error.status, f"RAG: {error.message}", param=FIELD, code="rag_error") from None
+        except _backend_errors() as error:  # a store or AWS failure the RAG code did not map: still a clear 503
+            logger.warning("RAG retrieval failed", error=f"{type(error).__name__}: {error}")
+            message = f"RAG: the document search is unavailable right now ({type(error).__name__}); try again later"
+            raise ServeError(503, message, param=FIELD, code="rag_unavailable") from None
         return hits
+
+
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    """The exception types of the vector store clients and AWS that mean "the backend failed", for those installed."""
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        errors += [BotoCoreError, ClientError]
+    except ImportError:
+        pass
+    try:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        errors += [psycopg.Error, PoolTimeout]
+    except ImportError:
+        pass
+    try:
+        from opensearchpy.exceptions import ImproperlyConfigured, OpenSearchException
+
+        errors += [OpenSearchException, ImproperlyConfigured]
+    except ImportError:
+        pass
+    return tuple(errors)

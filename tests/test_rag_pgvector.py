@@ -8,9 +8,10 @@ import threading
 from collections.abc import Iterator
 
 import psycopg
+import psycopg.sql
 import pytest
 
-from chalicelib.rag.errors import DimensionMismatch
+from chalicelib.rag.errors import BackendUnavailable, DimensionMismatch
 from chalicelib.rag.models import PgVectorConnection
 from chalicelib.rag.vectorstores import ChunkRecord, DocumentWrite
 from chalicelib.rag.vectorstores.pgvector import PgVectorStore, close_pools, table_names
@@ -241,3 +242,30 @@ def test_the_default_database_comes_from_an_rds_style_secret(
         close_pools()
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_tables_dropped_by_another_process_are_recreated_not_a_stuck_retry(store: PgVectorStore) -> None:
+    """Another process (another Lambda) deletes the repository, perhaps recreates it: this process's memory that
+    the tables exist is stale; writes, reads and deletes re-check the tables and succeed."""
+    store.replace_document(_write("a", "h1", [_unit(1)]), _always)
+    elsewhere = PgVectorStore("Test Repo", PgVectorConnection(), conninfo=store._conninfo)
+    elsewhere.drop()
+
+    assert store.replace_document(_write("b", "h1", [_unit(0, 1)]), _always).outcome == "written"
+    assert [h.document_id for h in store.search(_unit(0, 1), 3)] == ["b"]
+    elsewhere.drop()
+    assert store.current("b") is None
+    elsewhere.drop()
+    assert store.delete_document("b", _always) == 1
+    assert store.count() == 0
+
+
+def test_other_database_errors_are_a_backend_unavailable_not_a_bare_psycopg_error(
+    store: PgVectorStore, postgres_dsn: str
+) -> None:
+    store.replace_document(_write("a", "h1", [_unit(1)]), _always)
+    documents, _ = table_names("Test Repo")
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:  # a schema this code did not make
+        conn.execute(psycopg.sql.SQL("ALTER TABLE {} DROP COLUMN generation").format(psycopg.sql.Identifier(documents)))
+    with pytest.raises(BackendUnavailable, match="the vector database failed"):
+        store.current("a")

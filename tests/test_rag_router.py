@@ -3,8 +3,11 @@ where the context goes, and how sources are reported. (The whole path runs in te
 
 from __future__ import annotations
 
+import opensearchpy.exceptions
+import psycopg.errors
 import pytest
 
+from chalicelib.auth.principal import Principal
 from chalicelib.rag.vectorstores import SearchHit
 from chalicelib.registry.models import ModelRecord
 from chalicelib.serve.errors import ServeError
@@ -13,6 +16,7 @@ from router.rag import (
     CHARS_PER_TOKEN,
     DEFAULT_INPUT_TOKENS,
     INSTRUCTIONS,
+    RagAugmenter,
     _with_context,
     context_message,
     input_budget_tokens,
@@ -115,3 +119,26 @@ def test_sources_name_the_document_page_chunk_and_score() -> None:
         "score": 0.876543,
         "text": "text",
     }
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg.errors.UndefinedTable('relation "rag_x_chunks" does not exist'),
+        psycopg.errors.InternalError_("cache lookup failed"),
+        opensearchpy.exceptions.SerializationError("bad response"),
+        opensearchpy.exceptions.ConnectionError("N/A", "refused", None),
+    ],
+)
+def test_store_failures_the_rag_code_did_not_map_are_a_clear_503(error: Exception) -> None:
+    class BrokenService:
+        def repository(self, *args: object, **kwargs: object) -> None:
+            raise error
+
+    principal = Principal(username="alice", groups=(), is_admin=False, via="token")
+    options = options_of({"lisa_rag": {"repositoryId": "default"}})
+    assert options is not None
+    with pytest.raises(ServeError) as caught:
+        RagAugmenter(BrokenService())._retrieve(principal, options, "owls?")
+    assert caught.value.status == 503
+    assert "unavailable" in str(caught.value)

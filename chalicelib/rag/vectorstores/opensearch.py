@@ -303,12 +303,11 @@ class OpenSearchStore:
 
 @contextmanager
 def _errors(what: str) -> Iterator[None]:
-    from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
-    from opensearchpy.exceptions import TransportError
+    from opensearchpy.exceptions import ImproperlyConfigured, OpenSearchException
 
     try:
         yield
-    except (OpenSearchConnectionError, TransportError) as error:
+    except (OpenSearchException, ImproperlyConfigured) as error:  # any client failure: a 503, never a bare 500
         raise BackendUnavailable(f"OpenSearch failed to {what}: {str(error)[:500]}") from None
 
 

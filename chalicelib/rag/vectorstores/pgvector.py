@@ -20,7 +20,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
     from chalicelib.rag.models import PgVectorConnection
+
+T = TypeVar("T")
 
 logger = Logger(service="lisa-rag")
 
@@ -174,15 +176,28 @@ def close_pools() -> None:
         _pools.clear()
 
 
+class StaleSchema(BackendUnavailable):
+    """A table this process believed in is gone (the repository was deleted, perhaps recreated, by another
+    process). The store forgets what it knew and retries once; if it escapes, it is a 503 like any outage."""
+
+
 @contextmanager
 def _database_errors(what: str) -> Iterator[None]:
+    """Every database failure becomes a `BackendUnavailable` (a 503 for the API, a retry for ingestion):
+    none escapes as a bare psycopg error (a 500)."""
     import psycopg
+    from psycopg.errors import UndefinedTable
     from psycopg_pool import PoolTimeout
 
     try:
         yield
+    except UndefinedTable as error:
+        raise StaleSchema(f"the vector database lost a table of this repository ({what}): {error}") from None
     except (psycopg.OperationalError, PoolTimeout) as error:
         raise BackendUnavailable(f"the vector database is unavailable ({what}): {error}") from None
+    except psycopg.Error as error:
+        logger.warning("vector database error", what=what, error=str(error), sqlstate=error.sqlstate)
+        raise BackendUnavailable(f"the vector database failed ({what}): {error}") from None
 
 
 # -- the store ---------------------------------------------------------------------------------------------------
@@ -207,6 +222,22 @@ class PgVectorStore:
     def _conn(self, what: str) -> Iterator[Connection[Any]]:
         with _database_errors(what), self._pool().connection() as conn:
             yield conn
+
+    def _run(self, what: str, operation: Callable[[Connection[Any]], T]) -> T:
+        """`operation` on a pooled connection; if a table it relied on is gone (dropped elsewhere, so this
+        process's "tables exist" flags are stale), forget the flags and run it once more from the start."""
+        try:
+            with self._conn(what) as conn:
+                return operation(conn)
+        except StaleSchema:
+            logger.info("repository tables changed elsewhere; re-checking them", repository=self.repository_id)
+            self._forget_schema()
+        with self._conn(what) as conn:
+            return operation(conn)
+
+    def _forget_schema(self) -> None:
+        self._dimensions = None
+        self._documents_ready = False
 
     def _sql(self, template: str) -> Any:
         from psycopg import sql
@@ -281,19 +312,24 @@ class PgVectorStore:
     def ensure_schema(self, dimensions: int | None = None) -> None:
         """Create the repository's tables now (the chunks table and its indexes need the vectors' dimensions);
         otherwise they are created on first use."""
-        with self._conn("create the tables") as conn:
+
+        def run(conn: Connection[Any]) -> None:
             self._ensure_documents(conn)
             if dimensions is not None:
                 self._ensure_chunks(conn, dimensions)
 
+        self._run("create the tables", run)
+
     # -- reads -----------------------------------------------------------------------------------------------
     def current(self, document_id: str) -> StoredDocument | None:
-        with self._conn("read a document") as conn:
+        def run(conn: Connection[Any]) -> Any:
             self._ensure_documents(conn)
-            row = conn.execute(
+            return conn.execute(
                 self._sql("SELECT content_hash, chunk_count, generation FROM {documents} WHERE document_id = %s"),
                 (document_id,),
             ).fetchone()
+
+        row = self._run("read a document", run)
         return None if row is None else StoredDocument(row[0], int(row[1]), int(row[2]))
 
     def search(
@@ -301,7 +337,7 @@ class PgVectorStore:
     ) -> list[SearchHit]:
         from pgvector import Vector
 
-        with self._conn("search") as conn:
+        def run(conn: Connection[Any]) -> list[Any]:
             if self._stored_dimensions(conn) is None:
                 return []  # nothing ingested yet
             self._ensure_chunks(conn, len(embedding))
@@ -313,7 +349,9 @@ class PgVectorStore:
                 conn.execute(_set_local("hnsw.ef_search", max(MIN_EF_SEARCH, 2 * k)))
                 if filters:
                     conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                rows = conn.execute(self._search_sql(bool(filters)), params).fetchall()
+                return conn.execute(self._search_sql(bool(filters)), params).fetchall()
+
+        rows = self._run("search", run)
         return [
             SearchHit(
                 document_id=row[0],
@@ -339,10 +377,12 @@ class PgVectorStore:
         dimensions = {len(c.embedding) for c in write.chunks}
         if len(dimensions) > 1:
             raise ValueError("all chunks of a document must have embeddings of one size")
-        with self._conn("write a document") as conn:
+        size = next(iter(dimensions), None)
+
+        def run(conn: Connection[Any]) -> WriteResult:
             self._ensure_documents(conn)
-            if dimensions:
-                self._ensure_chunks(conn, dimensions.pop())
+            if size is not None:
+                self._ensure_chunks(conn, size)
             has_chunks = self._dimensions is not None or self._stored_dimensions(conn) is not None
             with conn.transaction():
                 self._lock(conn, write.document_id)
@@ -389,10 +429,12 @@ class PgVectorStore:
                     ),
                     (write.document_id, write.source, write.content_hash, len(write.chunks), generation),
                 )
-        return WriteResult("written", generation, len(write.chunks))
+            return WriteResult("written", generation, len(write.chunks))
+
+        return self._run("write a document", run)
 
     def delete_document(self, document_id: str, still_gone: Callable[[], bool]) -> int | None:
-        with self._conn("delete a document") as conn:
+        def run(conn: Connection[Any]) -> int | None:
             self._ensure_documents(conn)
             has_chunks = self._dimensions is not None or self._stored_dimensions(conn) is not None
             with conn.transaction():
@@ -414,7 +456,9 @@ class PgVectorStore:
                     ),
                     (document_id, generation),
                 )
-        return generation
+            return generation
+
+        return self._run("delete a document", run)
 
     def _lock(self, conn: Connection[Any], document_id: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{self.chunks_table}/{document_id}",))
@@ -427,8 +471,11 @@ class PgVectorStore:
 
     def count(self) -> int:
         """How many chunks the repository holds."""
-        with self._conn("count") as conn:
+
+        def run(conn: Connection[Any]) -> int:
             if self._stored_dimensions(conn) is None:
                 return 0
             row = conn.execute(self._sql("SELECT count(*) FROM {chunks}")).fetchone()
-        return int(row[0]) if row else 0
+            return int(row[0]) if row else 0
+
+        return self._run("count", run)
