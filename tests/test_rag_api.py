@@ -12,8 +12,10 @@ import requests
 
 from chalicelib.auth.authorizer import get_authorizer
 from chalicelib.auth.tokens import TokenStore
+from chalicelib.rag.errors import BackendUnavailable
 from chalicelib.rag.repositories import RepositoryStore
 from chalicelib.rag.vectorstores import store_for
+from chalicelib.rag.vectorstores.pgvector import PgVectorStore
 from tests.support.control_plane import Client, control_plane_url
 from tests.support.postgres import rag_env  # noqa: F401  (fixture)
 from tests.support.rag import EMBEDDER, create_repository, ingest, register_embedder
@@ -180,6 +182,28 @@ def test_deleting_a_repository_removes_its_documents_and_vectors(users: Users) -
     assert store.count() == 1
     deleted = users.admin.call("DELETE", "/repositories/finance").json()
     assert (deleted["deletedDocuments"], deleted["deletedObjects"]) == (1, 1)
+    assert store.count() == 0
+    assert users.alice.call("GET", "/repositories/finance/documents").status_code == 404
+
+
+def test_a_repository_delete_that_fails_on_the_vector_store_leaves_a_repository_to_retry(
+    users: Users, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _upload(users.alice, "finance", "q1.txt", b"Revenue grew by twelve percent in the first quarter.")
+    ingest()
+    store: Any = store_for(RepositoryStore().get("finance"))
+
+    def down(self: object) -> None:
+        raise BackendUnavailable("the vector database is unavailable (drop the repository): connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(PgVectorStore, "drop", down)
+        failed = users.admin.call("DELETE", "/repositories/finance")
+    assert failed.status_code == 503, failed.text
+    assert users.alice.call("GET", "/repositories/finance/documents").status_code == 200  # still there to retry
+
+    retried = users.admin.call("DELETE", "/repositories/finance")
+    assert retried.status_code == 200, retried.text
     assert store.count() == 0
     assert users.alice.call("GET", "/repositories/finance/documents").status_code == 404
 

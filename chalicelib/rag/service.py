@@ -8,13 +8,14 @@ uploaded it or an admin. Creating and deleting repositories is for admins only.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
 from chalicelib import aws
 from chalicelib.rag.documents import DocumentStore, document_id
-from chalicelib.rag.errors import DocumentNotFound, Forbidden, InvalidRequest, RepositoryNotFound
+from chalicelib.rag.errors import DocumentNotFound, Forbidden, InvalidRequest, RagError, RepositoryNotFound
 from chalicelib.rag.models import (
     UPLOADED_BY,
     CreateRepositoryRequest,
@@ -63,16 +64,24 @@ class RagService:
         return record
 
     def delete_repository(self, admin: Principal, repository_id: str) -> dict[str, Any]:
-        """Remove the repository: its record first (new events for it are then ignored), its documents in S3,
-        its vector store, its document list."""
+        """Remove the repository: its documents in S3, its vector store, its document list, and its record last,
+        so that a failure on the way (a vector store that is down: 503) leaves a repository a retry can delete,
+        never tables or an index nobody knows of."""
         from chalicelib.rag.vectorstores import forget_stores, store_for
 
         _require_admin(admin)
-        record = self.repositories.delete(repository_id)
+        record = self.repositories.get(repository_id)
         objects = _delete_prefix(get_settings().docs_bucket, f"{repository_id}/")
-        store_for(record).drop()
-        forget_stores()
+        store = store_for(record)
+        store.drop()
         documents = self.documents.delete_all(repository_id)
+        with contextlib.suppress(RepositoryNotFound):  # a concurrent delete got there first: gone either way
+            self.repositories.delete(repository_id)
+        try:  # an ingestion that raced the delete (an event of a removed object) may have recreated tables
+            store.drop()
+        except RagError:
+            logger.warning("could not re-check the dropped vector store", repository_id=repository_id, exc_info=True)
+        forget_stores()
         logger.info("repository deleted", repository_id=repository_id, by=admin.username, documents=documents)
         return {"repositoryId": repository_id, "deletedDocuments": documents, "deletedObjects": objects}
 
