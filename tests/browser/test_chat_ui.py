@@ -399,7 +399,8 @@ def test_documents_uploaded_in_the_ui_ground_a_rag_answer_that_lists_them(
     sources = page.locator("#messages .message.assistant details.sources").last
     expect(sources.locator("summary")).to_contain_text("Sources (")
     sources.locator("summary").click()
-    expect(sources.locator("li").first).to_contain_text("ui-mascot.txt")
+    # labelled as the answer cites it ("[1] filename[, page p]"), not by its s3:// URI
+    expect(sources.locator("li").first).to_have_text(re.compile(r"^\[1\] ui-mascot\.txt \(score \d\.\d\d\)$"))
     shots(page, "rag-answer-with-sources")
 
 

@@ -64,17 +64,35 @@ export class SseParser {
   }
 }
 
+function text(value: unknown): string | undefined {
+  return typeof value === "string" && value.trim() ? value.trim() : undefined;
+}
+
+/** A source as the answer cites it: "[n] filename, page p" (n is the router's index, the [n] in the answer). */
+export function sourceLabel(record: Record<string, unknown>, position: number): string {
+  const index = typeof record.index === "number" && Number.isFinite(record.index) ? record.index : position;
+  const uri = text(record.source);
+  const basename = uri ? uri.replace(/\/+$/, "").split("/").pop() : undefined;
+  const name =
+    text(record.filename) ??
+    text(record.documentName) ??
+    text(record.title) ??
+    text(record.name) ??
+    (basename || undefined) ??
+    text(record.documentId) ??
+    "source";
+  const page = typeof record.page === "number" || text(record.page) ? String(record.page) : undefined;
+  return `[${index}] ${page ? `${name}, page ${page}` : name}`;
+}
+
 function sourcesOf(chunk: Record<string, unknown>): Source[] {
   const raw = chunk.lisa_rag_sources ?? chunk.sources ?? (chunk.lisa_rag as Record<string, unknown> | undefined)?.sources;
   if (!Array.isArray(raw)) return [];
-  return raw.map((item): Source => {
-    if (typeof item === "string") return { title: item };
+  return raw.map((item, i): Source => {
+    if (typeof item === "string") return { title: `[${i + 1}] ${item}` };
     const record = (item ?? {}) as Record<string, unknown>;
-    const title = [record.source, record.documentName, record.title, record.name, record.documentId].find(
-      (value) => typeof value === "string" && value,
-    ) as string | undefined;
     const score = typeof record.score === "number" ? `score ${record.score.toFixed(2)}` : undefined;
-    return { title: title ?? "source", detail: score };
+    return { title: sourceLabel(record, i + 1), detail: score };
   });
 }
 
