@@ -47,7 +47,9 @@ def refused(authorizer: Authorizer, headers: dict[str, str]) -> AuthError:
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
 def test_valid_jwt_gives_its_principal(idp: OidcIssuer, authorizer: Authorizer, alg: str) -> None:
     principal = authorizer.authorize_headers(bearer(idp.mint(username="bob", groups=["team-a"], alg=alg)))
-    assert principal == Principal(username="bob", groups=("team-a",), is_admin=False, via="jwt")
+    expected = Principal(username="bob", groups=("team-a",), is_admin=False, via="jwt", subject=f"{idp.issuer}|sub-bob")
+    assert principal == expected
+    assert principal.owner_id == f"jwt:{idp.issuer}|sub-bob"
 
 
 def test_admin_group_makes_an_admin(idp: OidcIssuer, authorizer: Authorizer) -> None:
@@ -238,7 +240,9 @@ def test_groups_from_a_nested_claim_and_username_fallbacks(idp: OidcIssuer) -> N
     verifier = JwtVerifier(idp.issuer, idp.client_id, groups_property="realm_access.roles", admin_group="ops")
     token = idp.mint({"preferred_username": None, "cognito:username": "cog", "realm_access": {"roles": ["ops"]}})
     principal, _ = verifier.verify(token)
-    assert principal == Principal(username="cog", groups=("ops",), is_admin=True, via="jwt")
+    assert principal == Principal(
+        username="cog", groups=("ops",), is_admin=True, via="jwt", subject=f"{idp.issuer}|sub-alice"
+    )
     principal, _ = verifier.verify(idp.mint({"preferred_username": None}, username="zed"))
     assert principal.username == "sub-zed"
 

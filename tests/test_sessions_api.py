@@ -131,10 +131,6 @@ def test_a_token_user_and_an_oidc_user_of_the_same_name_never_share_sessions(api
     assert by_token.call("GET", "/sessions/mine").json()["name"] == "token alice"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the JWT verifier (chalicelib/auth/jwt_verifier.py) does not yet pass subject=f'{iss}|{sub}' to Principal",
-)
 def test_oidc_users_are_owners_by_subject_not_by_preferred_username(api_url: str, idp: OidcIssuer) -> None:
     first = Client(api_url, idp.mint({"sub": "user-1"}, username="alice"))
     second = Client(api_url, idp.mint({"sub": "user-2"}, username="alice"))

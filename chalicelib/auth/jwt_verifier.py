@@ -251,5 +251,6 @@ class JwtVerifier:
             groups=groups,
             is_admin=bool(self.admin_group) and self.admin_group in groups,
             via="jwt",
+            subject=f"{claims['iss']}|{sub}" if isinstance(sub := claims.get("sub"), str) and sub else None,
         )
         return principal, float(claims["exp"])
