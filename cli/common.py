@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -14,7 +15,7 @@ T = TypeVar("T")
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `message` as an error; return the Exit to raise."""
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cli.common import err, fail, run
@@ -115,7 +116,7 @@ def create(
     else:
         typer.echo(token)
     err.print(
-        f"Created token {record.token_id} for {record.username!r}"
+        f"Created token {record.token_id} for {escape(repr(record.username))}"
         f"{' (admin)' if record.is_admin else ''}, expires {_when(record.token_expiration)}.\n"
         "Copy it now: it is stored only as a hash and cannot be shown again.",
         highlight=False,
@@ -140,14 +141,14 @@ def list_tokens(
     for r in records:
         expires = _when(r.token_expiration) + (" [red](expired)[/red]" if r.is_expired(now) else "")
         table.add_row(
-            r.token_id,
-            r.username,
-            ", ".join(r.groups),
+            escape(r.token_id),
+            escape(r.username),
+            escape(", ".join(r.groups)),
             "yes" if r.is_admin else "",
             expires,
-            r.description,
+            escape(r.description),
             _when(r.created_at),
-            r.created_by,
+            escape(r.created_by),
         )
     Console(width=200).print(table)
 

@@ -71,13 +71,14 @@ def test_bad_options_exit_2_with_a_message(store: TokenStore, args: list[str], m
 
 def test_list_update_revoke(store: TokenStore) -> None:
     token, record = store.create("alice", groups=["g"], description="first")
-    store.create("bob", expiration=int(time.time()) - 10)
+    store.create("bob", expiration=int(time.time()) - 10, description="[/x] [bold]not markup")
 
     code, out, _ = lisa("list")
     assert code == 0
     assert record.token_id in out
     assert "alice" in out
     assert "expired" in out
+    assert "[/x] [bold]not markup" in out  # user text is printed as text, never parsed as rich markup
     assert token not in out
     code, out, _ = lisa("list", "--username", "alice", "--json")
     listed = json.loads(out)

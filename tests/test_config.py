@@ -38,6 +38,10 @@ def _example() -> dict:
             "MAX_TOTAL_TOKENS must be a positive integer",
         ),
         (
+            lambda c: c["ecsModels"][0]["containerConfig"]["environment"].__setitem__("MAX_CONCURRENT_REQUESTS", "0"),
+            "MAX_CONCURRENT_REQUESTS must be a positive integer",
+        ),
+        (
             lambda c: c["ecsModels"][0]["containerConfig"]["environment"].__setitem__("MAX_INPUT_LENGTH", 9000),
             "MAX_INPUT_LENGTH must be less than MAX_TOTAL_TOKENS",
         ),
