@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -72,13 +73,16 @@ class SigningKey:
         return data
 
 
+_PKCE_VERIFIER = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636 section 4.1
+_PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")  # BASE64URL(SHA256(verifier)) without padding
+
+
 @dataclass
 class _Grant:
     claims: dict[str, Any]
     client_id: str
     redirect_uri: str
-    code_challenge: str | None
-    code_challenge_method: str
+    code_challenge: str
     nonce: str | None
     created: float = field(default_factory=time.time)
 
@@ -363,14 +367,20 @@ class _Handler(BaseHTTPRequestHandler):
         if query.get("response_type") != "code":
             self._error(400, "unsupported_response_type", "only response_type=code")
             return
+        # PKCE is required, and only S256 (as OAuth 2.1 and the LISA UI do): a client that stopped sending it fails.
+        challenge = query.get("code_challenge", "")
+        if query.get("code_challenge_method") != "S256" or not _PKCE_CHALLENGE.fullmatch(challenge):
+            self._error(
+                400, "invalid_request", "PKCE is required: code_challenge (S256) and code_challenge_method=S256"
+            )
+            return
         code = secrets.token_urlsafe(24)
         with self.idp._lock:
             self.idp._codes[code] = _Grant(
                 claims=dict(self.idp.user),
                 client_id=query["client_id"],
                 redirect_uri=redirect_uri,
-                code_challenge=query.get("code_challenge"),
-                code_challenge_method=query.get("code_challenge_method", "plain"),
+                code_challenge=challenge,
                 nonce=query.get("nonce"),
             )
         params = {"code": code, **({"state": query["state"]} if "state" in query else {})}
@@ -398,13 +408,13 @@ class _Handler(BaseHTTPRequestHandler):
         if form.get("client_id", grant.client_id) != grant.client_id or form.get("redirect_uri") != grant.redirect_uri:
             self._error(400, "invalid_grant", "client_id or redirect_uri does not match the authorization request")
             return
-        if grant.code_challenge is not None:
-            verifier = form.get("code_verifier", "")
-            if grant.code_challenge_method == "S256":
-                verifier = _b64url(hashlib.sha256(verifier.encode()).digest())
-            if not hmac.compare_digest(verifier, grant.code_challenge):
-                self._error(400, "invalid_grant", "PKCE code_verifier does not match the code_challenge")
-                return
+        verifier = form.get("code_verifier", "")
+        if not _PKCE_VERIFIER.fullmatch(verifier):
+            self._error(400, "invalid_grant", "PKCE code_verifier missing or malformed (43-128 unreserved characters)")
+            return
+        if not hmac.compare_digest(_b64url(hashlib.sha256(verifier.encode()).digest()), grant.code_challenge):
+            self._error(400, "invalid_grant", "PKCE code_verifier does not match the code_challenge")
+            return
         self._send(200, self.idp._issue(grant.claims, grant.nonce))
 
     def _userinfo(self) -> None:
