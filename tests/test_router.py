@@ -184,7 +184,8 @@ def test_chat_completion(lisa: Lisa) -> None:
     path, sent = lisa.fake.requests[-1]
     assert path == "/v1/chat/completions"
     assert sent["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
-    assert (sent["temperature"], sent["max_tokens"], sent["stop"], sent["repetition_penalty"]) == (0.0, 3, ["\n"], 2.0)
+    assert (sent["temperature"], sent["max_tokens"], sent["stop"], sent["presence_penalty"]) == (0.0, 3, ["\n"], 0.0)
+    assert "repetition_penalty" not in sent  # TGI's chat derives it: presence_penalty + 2
 
 
 def test_chat_model_named_with_its_provider(lisa: Lisa) -> None:

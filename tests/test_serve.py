@@ -112,16 +112,48 @@ def test_chat_max_completion_tokens_wins_over_max_tokens() -> None:
 
 
 @pytest.mark.parametrize(("presence", "expected"), [(2.0, 2.0), (-2.0, 0.5), (1.0, 2**0.5)])
-def test_presence_penalty_becomes_repetition_penalty(presence: float, expected: float) -> None:
+def test_presence_penalty_reaches_tgi_chat_as_its_presence_penalty(presence: float, expected: float) -> None:
+    # TGI's Messages API has no repetition_penalty field: it derives repetition_penalty = presence_penalty + 2.
     body = mapping.chat_request(chat(presence_penalty=presence, frequency_penalty=0.5))
-    assert body["repetition_penalty"] == pytest.approx(expected)
+    assert "repetition_penalty" not in body
+    assert body["presence_penalty"] + 2.0 == pytest.approx(expected)
     assert body["frequency_penalty"] == 0.5
-    assert "presence_penalty" not in body
+
+
+def test_default_repetition_penalty_reaches_tgi_chat_as_presence_penalty() -> None:
+    body = mapping.chat_request(chat(), {"repetition_penalty": 1.2, "top_k": 5, "typical_p": 0.9, "truncate": 10})
+    assert body["presence_penalty"] == pytest.approx(1.2 - 2.0)
+    assert "repetition_penalty" not in body
+    assert "presence_penalty" not in mapping.chat_request(chat(), {"repetition_penalty": 1.0})
+
+
+def test_chat_body_holds_only_tgi_chat_request_fields() -> None:
+    defaults = {key: 1 for key in ("max_new_tokens", "top_k", "typical_p", "truncate", "watermark", "seed")}
+    req = chat(
+        presence_penalty=1,
+        frequency_penalty=1,
+        max_completion_tokens=4,
+        logprobs=True,
+        top_logprobs=2,
+        stop=["x"],
+        seed=1,
+        temperature=0.5,
+        top_p=0.5,
+        parallel_tool_calls=False,
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {}}}],
+        tool_choice="auto",
+        response_format={"type": "text"},
+        stream=True,
+        user="u",
+    )
+    body = mapping.chat_request(req, defaults | {"repetition_penalty": 1.3, "temperature": 0.7, "top_p": 0.9})
+    assert set(body) <= mapping.TGI_CHAT_FIELDS, set(body) - mapping.TGI_CHAT_FIELDS
 
 
 def test_zero_penalties_are_dropped() -> None:
     body = mapping.chat_request(chat(presence_penalty=0, frequency_penalty=0))
     assert "repetition_penalty" not in body
+    assert "presence_penalty" not in body
     assert "frequency_penalty" not in body
 
 

@@ -357,6 +357,8 @@ def test_completions_route(tgi_worker: str) -> None:
         ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "top_p": 0}, "top_p"),
         ("/v1/chat/completions", {"messages": [{"role": "user"}], "tools": [{"type": "function"}]}, "tools"),
         ("/v1/chat/completions", {"messages": [{"content": "no role"}]}, "messages.0.role"),
+        # TGI's chat derives repetition_penalty = presence_penalty + 2, so -2 gives an invalid 0
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "x"}], "presence_penalty": -2}, "repetit"),
     ],
 )
 def test_bad_input_is_a_422_naming_the_problem(http: httpx.Client, route: str, body: dict, mentions: str) -> None:

@@ -43,7 +43,7 @@ VERSION = "3.3.4"  # the TGI release whose API this worker follows
 ROUTER = "lisa-cpu-worker"
 SYSTEM_FINGERPRINT = f"{VERSION}-lisa-cpu"
 _PREFIX = "Input validation error: "
-DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default for /generate; the OpenAI routes default to the remaining budget
+DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default for /generate and /v1/chat/completions; /v1/completions: the budget
 
 
 # -- wire format: requests (TGI's field names; unknown fields are ignored as TGI does) --------------------------
@@ -94,16 +94,16 @@ class StreamOptions(_Wire):
 
 
 class ChatBody(_Wire):
+    """TGI's Messages API `ChatRequest`: exactly its fields (no `repetition_penalty`, `max_completion_tokens`, ...)."""
+
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
-    repetition_penalty: float | None = None
     logit_bias: Any = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
     max_tokens: int | None = None
-    max_completion_tokens: int | None = None
     n: int | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
@@ -112,8 +112,10 @@ class ChatBody(_Wire):
     temperature: float | None = None
     top_p: float | None = None
     tools: Any = None
+    tool_prompt: str | None = None
     tool_choice: Any = None
     response_format: Any = None
+    guideline: str | None = None
 
 
 class CompletionBody(_Wire):
@@ -524,11 +526,13 @@ class TGIService:
             temperature=body.temperature,
             top_p=body.top_p,
             seed=body.seed,
-            max_tokens=body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens,
+            # TGI's Messages API: unset max_tokens → 100; repetition_penalty = presence_penalty + 2 (multiplicative,
+            # no additive presence penalty)
+            max_tokens=DEFAULT_MAX_NEW_TOKENS if body.max_tokens is None else body.max_tokens,
             stop=body.stop,
             frequency_penalty=body.frequency_penalty,
-            presence_penalty=body.presence_penalty,
-            repetition_penalty=body.repetition_penalty,
+            presence_penalty=None,
+            repetition_penalty=None if body.presence_penalty is None else body.presence_penalty + 2.0,
             n=body.n,
             top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         )

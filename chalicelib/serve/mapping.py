@@ -3,8 +3,9 @@
 Parameter policy (the same for chat completions and completions, streaming or not)
 ---------------------------------------------------------------------------------
 Honoured, mapped onto TGI:
-- `max_tokens` (chat: `max_completion_tokens` first) → TGI `max_new_tokens`. Unset: the model's
-  `defaultModelKwargs.max_new_tokens`, else TGI's own limit (what fits in the context).
+- `max_tokens` (chat: `max_completion_tokens` first) → TGI `max_new_tokens` (chat: the Messages API's
+  `max_tokens`). Unset: the model's `defaultModelKwargs.max_new_tokens`, else TGI's own default, which for the
+  Messages API (`/v1/chat/completions`) and `/generate` is 100 new tokens (TGI 2.x: `max_tokens.or(Some(100))`).
 - `temperature`: 0 → greedy decoding (`do_sample: false`, no temperature); > 0 → sampling at that temperature;
   unset → the model's default, else OpenAI's default (sampling at temperature 1).
 - `top_p`: 1 (or unset) → no nucleus filtering (TGI refuses 1.0); otherwise passed on. Ignored when greedy.
@@ -12,16 +13,24 @@ Honoured, mapped onto TGI:
 - `seed` (>= 0) → TGI `seed`.
 - `frequency_penalty` (-2..2) → TGI `frequency_penalty`, which TGI (>= 1.4) applies exactly as OpenAI defines it
   (logit -= penalty * count of the token so far); 0 is dropped.
-- `presence_penalty` (-2..2) has no TGI equivalent and is mapped onto TGI's multiplicative `repetition_penalty`
-  (CTRL, applied once to every token already present, as a presence penalty is):
-  `repetition_penalty = 2 ** (presence_penalty / 2)`: 0 → 1.0 (off), 2 → 2.0, -2 → 0.5 (encourages repetition).
-  An explicit `repetition_penalty` in the model's defaults is overridden by a non-zero presence_penalty.
+- `presence_penalty` (-2..2) has no TGI equivalent and stands for TGI's multiplicative `repetition_penalty`
+  (CTRL, applied once to every token already present, as a presence penalty is), target
+  `r = 2 ** (presence_penalty / 2)`: 0 → 1.0 (off), 2 → 2.0, -2 → 0.5 (encourages repetition).
+  `/generate` gets `repetition_penalty: r`. TGI's Messages API has no `repetition_penalty` field (unknown fields are
+  ignored); it derives `repetition_penalty = presence_penalty + 2`, so chat sends `presence_penalty: r - 2`, and
+  only when r != 1 (a TGI presence_penalty of 0 would mean a repetition penalty of 2).
+  An explicit `repetition_penalty` in the model's defaults is used the same way (chat: `presence_penalty = r - 2`)
+  and is overridden by a non-zero presence_penalty.
 - `logprobs` / `top_logprobs` (chat) and `logprobs: k` (completions) → TGI token logprobs and `top_n_tokens`.
 - `echo` (completions): the prompt is prepended to the text (streaming: sent as the first chunk).
 - `stream`, `stream_options.include_usage` (a final chunk with `usage` and no choices).
-- chat `tools`, `tool_choice`, `parallel_tool_calls`, `response_format`: forwarded to TGI's Messages API, which
-  implements them (grammar-constrained); a backend that cannot (e.g. a local CPU worker) refuses, and its refusal
-  reaches the caller as a 400 with the backend's message.
+- chat `tools`, `tool_choice`, `response_format`: forwarded to TGI's Messages API, which implements them
+  (grammar-constrained); a backend that cannot (e.g. a local CPU worker) refuses, and its refusal reaches the caller
+  as a 400 with the backend's message. `parallel_tool_calls` is not a TGI field and is not sent (TGI's Messages
+  API returns at most one tool call).
+Chat sends only fields of TGI's `ChatRequest` (`TGI_CHAT_FIELDS`). The model defaults that the Messages API cannot
+express are dropped for chat (they still apply to completions and `/v1/generate`): `top_k`, `typical_p`,
+`truncate`, `watermark` (TGI's chat fixes them to off / none).
 Refused with 400 `unsupported_parameter` naming the parameter (they would change the output and cannot be honoured):
   `n` > 1, `best_of` > 1, a non-empty `logit_bias`, a non-empty `suffix`, `echo` with `logprobs`, token-array
   prompts/inputs, `modalities` other than text, `audio`, embeddings `dimensions`.
@@ -70,9 +79,33 @@ _DEFAULT_TO_CHAT = {
     "top_p": "top_p",
     "seed": "seed",
     "stop_sequences": "stop",
-    "repetition_penalty": "repetition_penalty",
     "frequency_penalty": "frequency_penalty",
 }
+# The fields of TGI's Messages API request (`ChatRequest` in TGI's router/src/lib.rs); TGI ignores any other.
+TGI_CHAT_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "max_tokens",
+        "n",
+        "presence_penalty",
+        "stop",
+        "stream",
+        "seed",
+        "temperature",
+        "top_p",
+        "tools",
+        "tool_prompt",
+        "tool_choice",
+        "response_format",
+        "guideline",
+        "stream_options",
+    }
+)
 _GENERATE_DEFAULTS = (
     "max_new_tokens",
     "temperature",
@@ -198,13 +231,16 @@ def chat_request(req: ChatCompletionRequest, defaults: Mapping[str, Any] | None 
         body["seed"] = req.seed
     if req.frequency_penalty:
         body["frequency_penalty"] = req.frequency_penalty
+    repetition = defaults.get("repetition_penalty") if defaults else None
     if req.presence_penalty:
-        body["repetition_penalty"] = presence_to_repetition_penalty(req.presence_penalty)
+        repetition = presence_to_repetition_penalty(req.presence_penalty)
+    if repetition is not None and repetition != 1.0:
+        body["presence_penalty"] = repetition - 2.0  # TGI's chat: repetition_penalty = presence_penalty + 2
     if req.logprobs:
         body["logprobs"] = True
         if req.top_logprobs:
             body["top_logprobs"] = req.top_logprobs
-    for key in ("tools", "tool_choice", "parallel_tool_calls", "response_format"):
+    for key in ("tools", "tool_choice", "response_format"):
         value = getattr(req, key)
         if value is not None:
             body[key] = value
