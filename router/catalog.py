@@ -46,8 +46,8 @@ class ModelCatalog:
     def ttl(self) -> float:
         return self._ttl if self._ttl is not None else self.registry.ttl_seconds
 
-    async def resolve(self, name: str) -> ModelRecord:
-        """The record for `name` or `name (provider)`; ServeError 404 naming known models otherwise."""
+    async def resolve(self, name: str, param: str = "model") -> ModelRecord:
+        """The record for `name` or `name (provider)`; ServeError 404 (naming `param`, known models) otherwise."""
         record = self._index.get(name)
         if record is not None:
             self._maybe_refresh()
@@ -60,7 +60,7 @@ class ModelCatalog:
             raise ServeError(
                 404,
                 f"model {name!r} does not exist; available models: {shown or 'none'}",
-                param="model",
+                param=param,
                 code="model_not_found",
             ) from None
         except Exception as error:

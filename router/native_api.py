@@ -91,7 +91,7 @@ class NativeApi:
         for param, value in (("provider", provider), ("modelName", name)):
             if not value:
                 raise invalid(f"query parameter {param!r} is required", param, code="missing_parameter")
-        record = await self.s.catalog.resolve(name)
+        record = await self.s.catalog.resolve(name, "modelName")
         self._check_provider(record, provider)
         return json_response(metadata(record))
 

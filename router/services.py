@@ -79,7 +79,7 @@ class Services:
 
     async def model(self, name: str, model_type: ModelType, request: web.Request, param: str = "model") -> ModelRecord:
         """The registered, available model `name` of `model_type`; 404 / 400 / 503 otherwise."""
-        record = await self.catalog.resolve(name)
+        record = await self.catalog.resolve(name, param)
         note(request, model=record.model_name)
         if record.model_type is not model_type:
             use = "/v1/openai/embeddings" if record.model_type is ModelType.EMBEDDING else "a text generation route"

@@ -366,7 +366,7 @@ def test_native_list_and_describe(lisa: Lisa) -> None:
         ({"provider": "ecs.textgen.tgi"}, 400, "modelName"),
         ({"modelName": "fake-chat"}, 400, "provider"),
         ({"provider": "ecs.embedding.tei", "modelName": "fake-chat"}, 404, "provider"),
-        ({"provider": "ecs.textgen.tgi", "modelName": "nope"}, 404, "model"),
+        ({"provider": "ecs.textgen.tgi", "modelName": "nope"}, 404, "modelName"),
     ],
 )
 def test_native_describe_errors(lisa: Lisa, params: dict[str, str], status: int, param: str) -> None:
@@ -439,7 +439,8 @@ def test_native_embeddings(lisa: Lisa) -> None:
             400,
             "modelName",
         ),
-        ("/v1/generate", {"provider": "ecs.textgen.tgi", "modelName": "ghost", "text": "x"}, 404, "model"),
+        ("/v1/generate", {"provider": "ecs.textgen.tgi", "modelName": "ghost", "text": "x"}, 404, "modelName"),
+        ("/v1/embeddings", {"provider": "ecs.embedding.tei", "modelName": "ghost", "text": "x"}, 404, "modelName"),
     ],
 )
 def test_native_errors(lisa: Lisa, path: str, body: dict[str, Any], status: int, param: str) -> None:
