@@ -133,13 +133,19 @@ def ingest(
         ..., exists=True, file_okay=False, help="Folder of documents (searched recursively)."
     ),
     repository: str = typer.Option(..., "--repository", "-r", help="Repository to load into."),
-    uploaded_by: str = typer.Option("cli", "--as", help="Recorded as the uploader (may later delete the files)."),
+    uploaded_by: str = typer.Option(
+        "cli",
+        "--as",
+        help="The API-token user recorded as the uploader (may later delete the files); an owner id such as "
+        "'jwt:<iss>|<sub>' is taken as given.",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until every file is READY or FAILED."),
     timeout: float = typer.Option(1800.0, "--timeout", min=1, help="Seconds to wait for ingestion."),
     as_json: bool = AsJson,
 ) -> None:
     """Upload a folder's txt/md/html/pdf/docx files into a repository and follow their ingestion."""
     from chalicelib import aws
+    from chalicelib.auth.principal import Principal
     from chalicelib.rag.documents import DocumentStore
     from chalicelib.rag.models import UPLOADED_BY, DocumentStatus
     from chalicelib.rag.parsing import content_type_of
@@ -147,6 +153,7 @@ def ingest(
     from chalicelib.settings import get_settings
 
     _run(lambda: RepositoryStore().get(repository))
+    owner = uploaded_by if ":" in uploaded_by else Principal(uploaded_by, (), False, "token").owner_id
     bucket = get_settings().docs_bucket
     files, skipped = _collect(folder, repository, bucket)
     for path in skipped:
@@ -176,7 +183,7 @@ def ingest(
                         Key=file.key,
                         Body=file.path.read_bytes(),
                         ContentType=content_type_of(file.path.name),
-                        Metadata={UPLOADED_BY: uploaded_by},
+                        Metadata={UPLOADED_BY: owner},
                     )
                 )
             progress.advance(task)

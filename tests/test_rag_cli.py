@@ -77,7 +77,7 @@ def test_ingest_uploads_a_folder_and_reports_every_files_outcome(poller: SqsPoll
     code, out, _ = lisa("documents", "docs", "--json")
     assert code == 0
     listed = {d["filename"]: d for d in json.loads(out)}
-    assert listed["sub/b.md"]["uploadedBy"] == "cli"
+    assert listed["sub/b.md"]["uploadedBy"] == "token:cli"  # the owner id a token user named "cli" has
     assert listed["broken.docx"]["status"] == "FAILED"
 
 
