@@ -9,6 +9,7 @@ import logging
 from aiohttp import web
 
 from router.app import create_app
+from router.http import json_http_errors
 from router.rag import RagAugmenter
 from router.settings import RouterSettings
 
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         handler.addFilter(_NotPowertools())
     app = create_app(settings, augment_chat=RagAugmenter() if settings.rag_in_chat else None)
     app.on_startup.append(_freeze_heap)
+    app.middlewares.append(json_http_errors)  # unknown paths / wrong methods answer the JSON error object too
     web.run_app(
         app,
         host=args.host,

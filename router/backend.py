@@ -53,10 +53,15 @@ class Backend:
             total=None, sock_connect=settings.connect_timeout, sock_read=settings.stream_idle_timeout
         )
 
-    async def call(self, url: str, payload: Any, what: str) -> tuple[Any, dict[str, str]]:
-        """POST `payload` as JSON; returns (the JSON answer, the response headers)."""
+    async def call(
+        self, url: str, payload: Any, what: str, *, expect: type = dict, idempotent: bool = False
+    ) -> tuple[Any, dict[str, str]]:
+        """POST `payload` as JSON; returns (the JSON answer, of type `expect`, and the response headers).
+
+        A connection the backend closed without answering is retried once on a fresh one only when `idempotent`
+        (embeddings): the backend may have received a generation request and run it, so that is never sent twice."""
         body = _dumps(payload).encode()
-        for attempt in (1, 2):
+        for attempt in (1, 2) if idempotent else (2,):
             try:
                 async with self.session.post(
                     url, data=body, headers=_JSON_HEADERS, timeout=self._call_timeout
@@ -65,9 +70,13 @@ class Backend:
                     if response.status >= 400:
                         raise from_backend(response.status, raw, what)
                     try:
-                        return json.loads(raw), dict(response.headers)
+                        answer = json.loads(raw)
                     except ValueError:
                         raise ServeError(502, f"{what} answered with something other than JSON") from None
+                    if not isinstance(answer, expect):
+                        kind = "an object" if expect is dict else f"a JSON {expect.__name__}"
+                        raise ServeError(502, f"{what} answered with JSON that is not {kind}")
+                    return answer, dict(response.headers)
             except aiohttp.ServerDisconnectedError:
                 if attempt == 2:  # a pooled connection the backend had just closed: retry once on a fresh one
                     raise ServeError(502, f"{what} closed the connection without answering") from None
@@ -81,21 +90,14 @@ class Backend:
     async def stream(self, url: str, payload: Any, what: str) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST `payload` and yield the open streaming response once it answered 2xx (closed on exit)."""
         body = _dumps(payload).encode()
-        response: aiohttp.ClientResponse | None = None
-        for attempt in (1, 2):
-            try:
-                response = await self.session.post(
-                    url, data=body, headers=_STREAM_HEADERS, timeout=self._stream_timeout
-                )
-                break
-            except aiohttp.ServerDisconnectedError:
-                if attempt == 2:
-                    raise ServeError(502, f"{what} closed the connection without answering") from None
-            except aiohttp.ClientError as error:
-                raise self._client_error(error, what, self.settings.stream_idle_timeout) from None
-            except TimeoutError:
-                raise backend_timeout(what, self.settings.stream_idle_timeout) from None
-        assert response is not None
+        try:  # streams are generations: a connection closed without an answer is never retried (see `call`)
+            response = await self.session.post(url, data=body, headers=_STREAM_HEADERS, timeout=self._stream_timeout)
+        except aiohttp.ServerDisconnectedError:
+            raise ServeError(502, f"{what} closed the connection without answering") from None
+        except aiohttp.ClientError as error:
+            raise self._client_error(error, what, self.settings.stream_idle_timeout) from None
+        except TimeoutError:
+            raise backend_timeout(what, self.settings.stream_idle_timeout) from None
         try:
             if response.status >= 400:
                 try:

@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 
 from chalicelib.auth.errors import AuthError
 from chalicelib.serve import sse
-from chalicelib.serve.errors import SERVER, ServeError, error_body
+from chalicelib.serve.errors import INVALID_REQUEST, NOT_FOUND, SERVER, ServeError, error_body
 
 logger = Logger(service="lisa-router")
 
@@ -36,6 +36,30 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 def error_response(error: ServeError) -> web.Response:
     headers = {"WWW-Authenticate": 'Bearer realm="lisa"'} if error.status == 401 else None
     return json_response(error.body(), error.status, headers)
+
+
+@web.middleware
+async def json_http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (no such route: 404, wrong method: 405, ...) as the JSON error object.
+
+    For a standalone router (`python -m router`); a host that mounts the router's routes keeps its own behaviour."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        if isinstance(error, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(error.allowed_methods))
+            body = error_body(
+                f"method {request.method} is not allowed on {request.path} (allowed: {allowed})",
+                INVALID_REQUEST,
+                code="method_not_allowed",
+            )
+            return json_response(body, 405, {"Allow": ",".join(sorted(error.allowed_methods))})
+        if error.status == 404:
+            return json_response(error_body(f"no route {request.path}", NOT_FOUND, code="not_found"), 404)
+        message = error.reason or "request refused"
+        return json_response(error_body(message, INVALID_REQUEST, code=f"http_{error.status}"), error.status)
 
 
 def auth_error(error: AuthError) -> ServeError:

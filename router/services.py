@@ -110,12 +110,20 @@ class Services:
         if record.provider == "ecs.embedding.instructor":
             kwargs = mapping.instructor_kwargs(model_kwargs, defaults)
             payload, headers = await self.http.call(
-                f"{base}/predictions/model", {"instruction": kwargs.instruction, "text": list(texts)}, what
+                f"{base}/predictions/model",
+                {"instruction": kwargs.instruction, "text": list(texts)},
+                what,
+                expect=list,
+                idempotent=True,
             )
         else:
             tei = mapping.tei_kwargs(model_kwargs, defaults)
             payload, headers = await self.http.call(
-                f"{base}/embed", {"inputs": list(texts), "normalize": tei.normalize, "truncate": tei.truncate}, what
+                f"{base}/embed",
+                {"inputs": list(texts), "normalize": tei.normalize, "truncate": tei.truncate},
+                what,
+                expect=list,
+                idempotent=True,
             )
         vectors = mapping.check_vectors(payload, len(texts))
         tokens = headers.get("x-compute-tokens") or headers.get("x-prompt-tokens") or "0"

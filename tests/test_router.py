@@ -534,6 +534,33 @@ def test_slow_backend_is_504(lisa: Lisa, path: str, stream: bool) -> None:
     assert error_of(response)["code"] == "backend_timeout"
 
 
+_CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "x"}]}
+_BACKEND_CALLS = [
+    ("/v1/openai/chat/completions", _CHAT),
+    ("/v1/openai/completions", {"model": "fake-chat", "prompt": "x"}),
+    ("/v1/openai/embeddings", {"model": "fake-embed", "input": "x"}),
+    ("/v1/generate", {"provider": "ecs.textgen.tgi", "modelName": "fake-chat", "text": "x"}),
+    ("/v1/embeddings", {"provider": "ecs.embedding.tei", "modelName": "fake-embed", "text": "x"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), _BACKEND_CALLS)
+def test_backend_json_that_is_not_an_object_is_502(lisa: Lisa, path: str, body: dict[str, Any]) -> None:
+    lisa.fake.mode = "not_object"  # type: ignore[assignment]
+    response = lisa.post(path, body)
+    assert response.status_code == 502, response.text
+    assert error_of(response)["type"] == "backend_error"
+    assert "not" in error_of(response)["message"]
+
+
+@pytest.mark.parametrize(("path", "body", "sends"), [(*_BACKEND_CALLS[0], 1), (*_BACKEND_CALLS[2], 2)])
+def test_a_dropped_generation_is_never_sent_twice(lisa: Lisa, path: str, body: dict[str, Any], sends: int) -> None:
+    lisa.fake.mode = "drop"  # type: ignore[assignment]
+    response = lisa.post(path, body)
+    assert response.status_code == 502, response.text
+    assert len(lisa.fake.requests) == sends  # embeddings are idempotent and retried once; generation is not
+
+
 def test_backend_refusal_is_400_with_its_message(lisa: Lisa) -> None:
     lisa.fake.mode = "error"
     with pytest.raises(openai.BadRequestError) as caught:

@@ -33,6 +33,12 @@ def test_python_m_router_serves_and_logs_each_request_once(aws_env: str, tmp_pat
         response = requests.post(f"{url}/v1/openai/chat/completions", json=chat, headers=headers, timeout=10)
         assert response.status_code == 404, response.text
         assert response.json()["error"]["param"] == "lisa_rag.repositoryId"
+        # aiohttp's own refusals carry the JSON error object too
+        missing = requests.get(f"{url}/v1/nowhere", headers=headers, timeout=10)
+        assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+        wrong = requests.get(f"{url}/v1/openai/chat/completions", headers=headers, timeout=10)
+        assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
+        assert wrong.headers["Allow"] == "POST"
     finally:
         router.stop()
     lines = router.log_path.read_text().splitlines()

@@ -26,6 +26,8 @@ Mode = Literal[
     "fail_midstream",  # streams: send `fail_after` events, then a TGI error event, then end
     "drop_midstream",  # streams: send `fail_after` events, then drop the connection
     "stall_midstream",  # streams: send `fail_after` events, then go silent for `delay` seconds
+    "not_object",  # answer 200 with JSON that is neither an object nor a list (a string)
+    "drop",  # read the request, then close the connection without answering
 ]
 
 
@@ -63,6 +65,12 @@ class FakeBackend:
         if self.mode == "error":
             payload = {"error": self.error_message, "error_type": "validation"}
             return body, web.json_response(payload, status=self.error_status)
+        if self.mode == "not_object":
+            return body, web.json_response("not an object")
+        if self.mode == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError
         return body, None
 
     def _words(self, count: int) -> list[str]:
