@@ -7,6 +7,7 @@ to it with the unmodified `openai` SDK, as a user following the README would.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ import psutil
 import pytest
 import requests
 import yaml
+from text_generation import Client
 
 from chalicelib.config import ConfigError
 from runner.stack import LocalLisa, StackOptions
@@ -203,6 +205,55 @@ def test_make_run_serves_the_default_models_to_the_openai_sdk(make_run: tuple[st
 
     vectors = client.embeddings.create(model="all-minilm-l6-v2", input=["Paris is in France", "a cat"])
     assert [len(item.embedding) for item in vectors.data] == [384, 384]
+
+
+def test_make_run_serves_completions_native_api_and_the_hf_client(
+    make_run: tuple[str, str, subprocess.Popen[str]],
+) -> None:
+    """The same stack through the OpenAI completions API, the LISA-native v1 API and HF's text-generation client."""
+    url, key, _ = make_run
+    auth = {"Api-Key": key}
+    client = openai.OpenAI(base_url=url + "/v1/openai", api_key=key)
+    completion = client.completions.create(
+        model="smollm2-135m-instruct", prompt="The capital of France is", max_tokens=5, temperature=0
+    )
+    assert completion.choices[0].text.strip()
+    assert completion.usage is not None
+    assert 0 < completion.usage.completion_tokens <= 5
+
+    native = {
+        "provider": "ecs.textgen.tgi",
+        "modelName": "smollm2-135m-instruct",
+        "text": "The capital of France is",
+        "modelKwargs": {"max_new_tokens": 5},
+    }
+    generated = requests.post(f"{url}/v1/generate", json=native, headers=auth, timeout=120)
+    assert generated.status_code == 200, generated.text
+    assert generated.json()["generatedText"].strip()
+    assert 0 < generated.json()["generatedTokens"] <= 5
+
+    with requests.post(f"{url}/v1/generateStream", json=native, headers=auth, timeout=120, stream=True) as streamed:
+        assert streamed.status_code == 200, streamed.text
+        events = [
+            json.loads(line[5:])
+            for line in streamed.iter_lines(decode_unicode=True)
+            if line.startswith("data:") and line[5:].strip() != "[DONE]"
+        ]
+    assert len(events) > 1
+    assert "".join(e["token"]["text"] for e in events if not e["token"]["special"]).strip()
+    assert events[-1]["finishReason"]
+    assert 0 < events[-1]["generatedTokens"] <= 5
+
+    model = requests.get(f"{url}/models/smollm2-135m-instruct", headers=auth, timeout=10)
+    assert model.status_code == 200, model.text
+    worker = model.json()["endpointUrl"]
+    assert str(worker).startswith("http://127.0.0.1:")
+    hf = Client(worker, timeout=120)
+    answer = hf.generate("The capital of France is", max_new_tokens=5)
+    assert answer.generated_text.strip()
+    assert answer.details.generated_tokens <= 5
+    tokens = [response.token.text for response in hf.generate_stream("The capital of France is", max_new_tokens=3)]
+    assert 0 < len(tokens) <= 3
 
 
 def test_make_run_answers_from_an_uploaded_document(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
