@@ -106,25 +106,8 @@ class Services:
         """Embed `texts` with an embedding model: (vectors, prompt tokens as counted by the backend, else 0)."""
         base = record.endpoint_url
         what = backend_name(record)
-        defaults = record.default_model_kwargs
-        if record.provider == "ecs.embedding.instructor":
-            kwargs = mapping.instructor_kwargs(model_kwargs, defaults)
-            payload, headers = await self.http.call(
-                f"{base}/predictions/model",
-                {"instruction": kwargs.instruction, "text": list(texts)},
-                what,
-                expect=list,
-                idempotent=True,
-            )
-        else:
-            tei = mapping.tei_kwargs(model_kwargs, defaults)
-            payload, headers = await self.http.call(
-                f"{base}/embed",
-                {"inputs": list(texts), "normalize": tei.normalize, "truncate": tei.truncate},
-                what,
-                expect=list,
-                idempotent=True,
-            )
+        path, body = mapping.embed_request(record.provider, texts, model_kwargs, record.default_model_kwargs)
+        payload, headers = await self.http.call(f"{base}{path}", body, what, expect=list, idempotent=True)
         vectors = mapping.check_vectors(payload, len(texts))
         tokens = headers.get("x-compute-tokens") or headers.get("x-prompt-tokens") or "0"
         return vectors, int(tokens) if tokens.isdigit() else 0

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from chalicelib.serve import mapping, sse
-from chalicelib.serve.clients import InstructorClient, TeiClient, TgiClient, embedder_for
+from chalicelib.serve.clients import InstructorClient, TeiClient, embedder_for
 from chalicelib.serve.errors import ServeError, from_backend
 from chalicelib.serve.types import (
     ChatCompletionRequest,
@@ -410,25 +410,16 @@ def fake(fake_server: tuple[FakeBackend, str]) -> tuple[FakeBackend, str]:
     return fake_server
 
 
-def test_tgi_client_generate_stream_and_chat(fake: tuple[FakeBackend, str]) -> None:
-    backend, url = fake
-    with TgiClient(url) as client:
-        assert client.info().model_id == "fake/model"
-        result = client.generate("Hello there", {"max_new_tokens": 3})
-        assert result.generated_text == "tok0 tok1 tok2"
-        assert result.details is not None
-        assert result.details.generated_tokens == 3
-        events = list(client.generate_stream("Hello", TgiParameters(max_new_tokens=4)))
-        assert [e.token.text for e in events] == ["tok0", " tok1", " tok2", " tok3"]
-        assert events[-1].details is not None
-        assert events[-1].details.finish_reason == "length"
-        answer = client.chat(mapping.chat_request(chat()))
-        assert answer["choices"][0]["message"]["content"] == "echo: hi"
-        assert client.health()
-    assert backend.requests[0] == (
-        "/generate",
-        {"inputs": "Hello there", "parameters": {"max_new_tokens": 3, "details": True}},
+def test_embed_request_is_one_builder_for_both_providers() -> None:
+    assert mapping.embed_request("ecs.embedding.tei", ["a"], {}, {"normalize": False, "max_new_tokens": 3}) == (
+        "/embed",
+        {"inputs": ["a"], "normalize": False, "truncate": True},
     )
+    assert mapping.embed_request("ecs.embedding.instructor", ["a"], {"instruction": "Q:"}) == (
+        "/predictions/model",
+        {"instruction": "Q:", "text": ["a"]},
+    )
+    assert refused(mapping.embed_request, "ecs.textgen.tgi", ["a"]).param == "provider"
 
 
 def test_embedding_clients(fake: tuple[FakeBackend, str]) -> None:
@@ -452,14 +443,8 @@ def test_client_errors(fake: tuple[FakeBackend, str]) -> None:
     assert "must have less than 2048 tokens" in error.message
 
     backend.mode, backend.delay = "slow", 2.0
-    assert refused(TgiClient(url, timeout=0.3).generate, "x").status == 504
-
-    backend.mode = "fail_midstream"
-    with pytest.raises(ServeError) as caught:
-        list(TgiClient(url).generate_stream("x", {"max_new_tokens": 5}))
-    assert caught.value.status == 502
-    assert "out of memory" in caught.value.message
+    assert refused(TeiClient(url, timeout=0.3).embed, ["x"]).status == 504
 
     closed = f"http://127.0.0.1:{free_port()}"
-    assert refused(TgiClient(closed).generate, "x").status == 503
-    assert not TgiClient(closed).health()
+    assert refused(TeiClient(closed).embed, ["x"]).status == 503
+    assert not TeiClient(closed).health()

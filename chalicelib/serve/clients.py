@@ -9,15 +9,14 @@ timeout → 504, a backend refusal → 400 with the backend's message, other bac
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import httpx
 
-from chalicelib.serve import sse
 from chalicelib.serve.errors import ServeError, backend_timeout, backend_unreachable, from_backend
-from chalicelib.serve.mapping import DEFAULT_INSTRUCTION, check_vectors
-from chalicelib.serve.types import TeiInfo, TgiGenerateResponse, TgiInfo, TgiParameters, TgiStreamResponse
+from chalicelib.serve.mapping import DEFAULT_INSTRUCTION, check_vectors, embed_request
+from chalicelib.serve.types import TeiInfo
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 
@@ -73,54 +72,6 @@ class _Client:
             return False
 
 
-class TgiClient(_Client):
-    """text-generation-inference: /generate, /generate_stream, /v1/chat/completions, /info."""
-
-    kind = "the text generation backend"
-
-    def info(self) -> TgiInfo:
-        return TgiInfo.model_validate(self._json("GET", "/info"))
-
-    def generate(self, inputs: str, parameters: TgiParameters | Mapping[str, Any] | None = None) -> TgiGenerateResponse:
-        """Generate for `inputs` (TGI parameters; `details` is turned on)."""
-        params = _params(parameters)
-        return TgiGenerateResponse.model_validate(
-            self._json("POST", "/generate", {"inputs": inputs, "parameters": params})
-        )
-
-    def generate_stream(
-        self, inputs: str, parameters: TgiParameters | Mapping[str, Any] | None = None
-    ) -> Iterator[TgiStreamResponse]:
-        """Token events as they are generated; a backend error mid-stream raises ServeError(502)."""
-        body = {"inputs": inputs, "parameters": _params(parameters), "stream": True}
-        try:
-            with self._http.stream("POST", "/generate_stream", json=body) as response:
-                if response.status_code >= 400:
-                    raise from_backend(response.status_code, response.read(), self.kind)
-                for event in sse.iter_events(response.iter_bytes()):
-                    payload = event.json()
-                    if "error" in payload:
-                        raise ServeError(502, f"{self.kind} failed mid-stream: {payload['error']}")
-                    yield TgiStreamResponse.model_validate(payload)
-        except httpx.TimeoutException:
-            raise backend_timeout(f"{self.kind} at {self.base_url}", self._seconds()) from None
-        except httpx.TransportError as error:
-            raise backend_unreachable(f"{self.kind} at {self.base_url}", str(error) or type(error).__name__) from None
-
-    def chat(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """A non-streaming Messages API call (`body` as built by `mapping.chat_request`)."""
-        result: dict[str, Any] = self._json("POST", "/v1/chat/completions", {**body, "stream": False})
-        return result
-
-
-def _params(parameters: TgiParameters | Mapping[str, Any] | None) -> dict[str, Any]:
-    if parameters is None:
-        return {"details": True}
-    if isinstance(parameters, TgiParameters):
-        return {**parameters.model_dump(exclude_none=True), "details": True}
-    return {**parameters, "details": True}
-
-
 class Embedder(Protocol):
     """What RAG needs from an embedding model: one vector per text."""
 
@@ -147,8 +98,9 @@ class TeiClient(_Client):
         return TeiInfo.model_validate(self._json("GET", "/info"))
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        body = {"inputs": list(texts), "normalize": self.normalize, "truncate": self.truncate}
-        return check_vectors(self._json("POST", "/embed", body), len(texts))
+        kwargs = {"normalize": self.normalize, "truncate": self.truncate}
+        path, body = embed_request("ecs.embedding.tei", texts, kwargs)
+        return check_vectors(self._json("POST", path, body), len(texts))
 
 
 class InstructorClient(_Client):
@@ -163,8 +115,8 @@ class InstructorClient(_Client):
         self.instruction = instruction
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        body = {"instruction": self.instruction, "text": list(texts)}
-        return check_vectors(self._json("POST", "/predictions/model", body), len(texts))
+        path, body = embed_request("ecs.embedding.instructor", texts, {"instruction": self.instruction})
+        return check_vectors(self._json("POST", path, body), len(texts))
 
 
 def embedder_for(

@@ -491,6 +491,28 @@ def instructor_kwargs(
     return validate(InstructorModelKwargs, {**_known(defaults, InstructorModelKwargs), **model_kwargs}, "modelKwargs")
 
 
+TEI_EMBED_PATH = "/embed"
+INSTRUCTOR_EMBED_PATH = "/predictions/model"
+
+
+def embed_request(
+    provider: str,
+    texts: Sequence[str],
+    model_kwargs: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """(path, body) that embed `texts` on an embedding backend: TEI `/embed` or instructor `/predictions/model`.
+
+    The one request builder for both transports (the router's aiohttp backend, the Lambdas' httpx clients)."""
+    if provider == "ecs.embedding.instructor":
+        instructor = instructor_kwargs(model_kwargs or {}, defaults)
+        return INSTRUCTOR_EMBED_PATH, {"instruction": instructor.instruction, "text": list(texts)}
+    if provider == "ecs.embedding.tei":
+        tei = tei_kwargs(model_kwargs or {}, defaults)
+        return TEI_EMBED_PATH, {"inputs": list(texts), "normalize": tei.normalize, "truncate": tei.truncate}
+    raise ServeError(400, f"provider {provider!r} is not an embedding provider", param="provider")
+
+
 _KWARGS_MODELS: dict[str, type[BaseModel]] = {
     "ecs.textgen.tgi": TgiModelKwargs,
     "ecs.embedding.tei": TeiModelKwargs,
