@@ -161,7 +161,7 @@ def policy_document(function: str, names: ResourceNames, parts: ArnParts | None 
             {
                 "Sid": "Executions",
                 "Effect": "Allow",
-                "Action": ["states:DescribeExecution"],
+                "Action": ["states:DescribeExecution", "states:GetExecutionHistory"],
                 "Resource": [parts.arn("states", f"execution:{m}:*") for m in machines],
             }
         )

@@ -93,3 +93,29 @@ def test_a_function_without_declared_access_is_refused() -> None:
     sids = [s["Sid"] for s in document["Statement"]]
     assert "StateMachines" not in sids
     assert "IngestionQueue" not in sids
+
+
+def _stepfunctions_actions_called(root: Path) -> set[str]:
+    """Every Step Functions API the Lambda code calls (`_sfn().<op>(` or `_sfn().get_paginator("<op>")`)."""
+    import re
+
+    ops: set[str] = set()
+    for path in (root / "chalicelib").rglob("*.py"):
+        text = path.read_text()
+        if 'client("stepfunctions")' not in text:
+            continue
+        ops |= set(re.findall(r"_sfn\(\)\.get_paginator\(\"(\w+)\"\)", text))
+        ops |= {op for op in re.findall(r"_sfn\(\)\.(\w+)\(", text) if op != "get_paginator"}
+    return {"states:" + "".join(word.capitalize() for word in op.split("_")) for op in ops}
+
+
+def test_the_api_handler_may_call_every_step_functions_action_the_api_code_calls() -> None:
+    called = _stepfunctions_actions_called(ROOT)
+    assert {"states:StartExecution", "states:GetExecutionHistory"} <= called
+    names = resource_names(load_config(ROOT / "config.yaml"), ("staging",))
+    document = policy_document("api_handler", names)
+    granted = {a for s in document["Statement"] for a in s["Action"] if a.startswith("states:")}
+    assert called <= granted, f"not granted: {sorted(called - granted)}"
+    for statement in document["Statement"]:
+        if "states:GetExecutionHistory" in statement["Action"]:
+            assert all(":execution:" in r for r in statement["Resource"]), statement
