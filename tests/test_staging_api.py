@@ -114,3 +114,14 @@ def test_cli_stage_uploads_waits_and_reports(sfn: LocalStepFunctions, tiny: tupl
     assert missing.exit_code == 1
     assert "SourceNotFound" in missing.output
     assert CliRunner().invoke(cli, ["models", "stage", MODEL, "--hub", "--prefix", "x/"]).exit_code == 2
+
+
+def test_a_wildcard_state_machine_arn_is_made_concrete(sfn: LocalStepFunctions) -> None:
+    """.chalice/config.json has `arn:aws:states:*:*:stateMachine:<name>`; StartExecution needs the real one."""
+    from chalicelib.staging.service import concrete_arn
+
+    region, account, _rest = sfn.state_machine_arn.split(":", 5)[3:]
+    wildcard = sfn.state_machine_arn.replace(f":{region}:{account}:", ":*:*:")
+    assert wildcard != sfn.state_machine_arn
+    assert concrete_arn(wildcard) == sfn.state_machine_arn
+    assert concrete_arn(sfn.state_machine_arn) == sfn.state_machine_arn

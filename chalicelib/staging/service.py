@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,30 @@ def _sfn() -> Any:
     return aws.client("stepfunctions")
 
 
+@cache
+def _account_id() -> str:
+    """This function's AWS account (STS GetCallerIdentity needs no IAM permission)."""
+    return str(aws.client("sts").get_caller_identity()["Account"])
+
+
+def concrete_arn(arn: str) -> str:
+    """`arn` with a `*` (or empty) region / account filled in from this Lambda's own region and account:
+    `.chalice/config.json` cannot know them, and StartExecution refuses a wildcard ARN."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6:
+        return arn
+    if parts[3] in ("", "*"):
+        parts[3] = get_settings().region
+    if parts[4] in ("", "*"):
+        parts[4] = _account_id()
+    return ":".join(parts)
+
+
 def _state_machine(arn: str | None = None) -> str:
     arn = arn or get_settings().staging_state_machine_arn
     if not arn:
         raise StagingNotConfigured("weight staging is not configured: LISA_STAGING_STATE_MACHINE_ARN is not set")
-    return arn
+    return concrete_arn(arn)
 
 
 def _executions(state_machine: str, slug: str, status: str | None = None) -> list[dict[str, Any]]:
