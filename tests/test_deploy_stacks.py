@@ -572,3 +572,23 @@ def test_rag_database_is_private_encrypted_and_reached_by_lambdas_and_router(
     task = next(iter(_resources({"Resources": router}, "AWS::ECS::TaskDefinition").values()))
     env = task["Properties"]["ContainerDefinitions"][0]["Environment"]
     assert {"Name": "LISA_RAG_PG_SECRET", "Value": "acme-prod-rag-db"} in env
+
+
+def test_api_gateway_refusals_are_401_with_the_authorizers_message(templates: dict[str, dict[str, Any]]) -> None:
+    """As chalicelib/auth/routes.py promises (and runner/chalice_gateway.py does locally)."""
+    api = _template(templates, "api")
+    api.has_resource_properties(
+        "AWS::Serverless::Api",
+        {
+            "GatewayResponses": {
+                "ACCESS_DENIED": {
+                    "StatusCode": 401,
+                    "ResponseTemplates": {"application/json": '{"message": "$context.authorizer.message"}'},
+                },
+                "UNAUTHORIZED": {
+                    "StatusCode": 401,
+                    "ResponseTemplates": {"application/json": '{"message": $context.error.messageString}'},
+                },
+            }
+        },
+    )

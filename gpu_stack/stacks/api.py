@@ -52,6 +52,21 @@ _STAGING_ASSET_EXCLUDE = [
     "**/__pycache__",
 ]
 
+# API Gateway's own refusals as LISA's error shape. ACCESS_DENIED: the authorizer denied (its context's `message`
+# says why); UNAUTHORIZED: no credentials reached the authorizer. The app sets no CORS headers (the UI is served
+# from the API's own origin), so neither do these. SAM's GatewayResponses redeploys the stage when they change.
+_JSON = "application/json"
+GATEWAY_RESPONSES: dict[str, Any] = {
+    "ACCESS_DENIED": {
+        "StatusCode": 401,
+        "ResponseTemplates": {_JSON: '{"message": "$context.authorizer.message"}'},
+    },
+    "UNAUTHORIZED": {
+        "StatusCode": 401,
+        "ResponseTemplates": {_JSON: '{"message": $context.error.messageString}'},
+    },
+}
+
 
 @contextlib.contextmanager
 def _working_dir() -> Iterator[None]:
@@ -168,6 +183,8 @@ class ApiStack(cdk.Stack):
             self._data_plane_routes(*router_endpoint)
         serve_web_ui(self, self.chalice.get_resource("RestAPI"), web_assets_dir(config, project_dir, config_dir))
         rest_api = self.chalice.get_resource("RestAPI")
+        # The authorizer's Deny carries `message`; callers see it as 401 {"message": ...} (as the local gateway does).
+        rest_api.add_property_override("GatewayResponses", GATEWAY_RESPONSES)
         rest = config.rest_api_config
         if rest.domain_name and rest.ssl_cert_iam_arn:
             # A custom domain with an ACM certificate (for dev stages: scripts/dev_tls.py, imported into ACM).
