@@ -22,6 +22,7 @@ from chalicelib import aws  # noqa: E402
 from chalicelib.config import ConfigError, load_config, parse_config  # noqa: E402
 from gpu_stack.app import PROJECT_DIR, LisaApp, build_app  # noqa: E402
 from gpu_stack.functions import AppFunctions, app_functions, asl_placeholders, substitution_function  # noqa: E402
+from gpu_stack.stacks.models import FETCH_SCRIPT, WEIGHTS_IMAGE  # noqa: E402
 from gpu_stack.stacks.webui import WEB_UI_PATHS  # noqa: E402
 
 Match = assertions.Match
@@ -123,7 +124,10 @@ def test_one_gpu_service_per_deployed_model_with_its_environment(templates: dict
                             {
                                 "Name": "fetch-weights",
                                 "Essential": False,
-                                "Command": ["s3", "sync", "--no-progress", Match.any_value(), "/data/model"],
+                                # only what lisa-manifest.json lists, sha256-checked (tests/test_deploy_weights.py)
+                                "EntryPoint": ["sh", "-c", FETCH_SCRIPT, "fetch-weights"],
+                                "Command": [Match.any_value(), "/data/model"],
+                                "Image": WEIGHTS_IMAGE,
                             }
                         ),
                         Match.object_like(

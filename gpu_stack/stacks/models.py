@@ -1,8 +1,12 @@
 """The GPU inference tier: an ECS cluster with GPU capacity (one Auto Scaling group per instance type, ECS
 GPU-optimized AMI) and one service per `ecsModels` entry with `deploy: true`, each behind its own internal ALB.
 
-A task first syncs the model's weights from `s3://<models bucket>/<org>/<name>/` into a task volume (an init
-container with the AWS CLI), then starts the TGI/TEI container on them with one GPU.
+A task first fetches the model's weights from `s3://<models bucket>/<org>/<name>/` into a task volume (an init
+container with the AWS CLI): only the files `lisa-manifest.json` lists (staging writes it last, so a prefix
+without it is a missing or failed staging and the task stops with that message), each checked against its
+sha256. Then it starts the TGI/TEI container on them with one GPU. The fetch image is the CDK context value
+`weightsImage` (any form `containerConfig.image` takes: ECR repo:tag, registry path, local dir or tarball), for
+VPCs that cannot pull from public.ecr.aws.
 """
 
 from __future__ import annotations
@@ -27,7 +31,37 @@ from gpu_stack.images import container_image
 
 CONTAINER_PORT = 8080
 MODEL_DIR = "/data/model"
-WEIGHTS_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.50"
+WEIGHTS_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.50"  # default; CDK context `weightsImage` overrides it
+MANIFEST = "lisa-manifest.json"  # chalicelib.staging.layout.MANIFEST
+
+# POSIX sh + the AWS CLI + sha256sum (all the aws-cli image has). $1 = s3://bucket/prefix, $2 = target folder.
+# The manifest is staging's `json.dumps(indent=2, sort_keys=True)`: one `{name, sha256, size}` object per file.
+FETCH_SCRIPT = r"""set -eu
+src="$1"; dst="$2"; tmp="$(mktemp -d)"
+mkdir -p "$dst"
+if ! aws s3 cp --no-progress "$src/lisa-manifest.json" "$tmp/manifest.json" >/dev/null; then
+  echo "no $src/lisa-manifest.json: the model is not staged (or its staging failed); stage it, then redeploy" >&2
+  exit 1
+fi
+tr -d '\n' < "$tmp/manifest.json" | sed 's/.*"files": *\[//; s/\].*//' | tr '}' '\n' > "$tmp/entries"
+count=0
+while IFS= read -r entry || [ -n "$entry" ]; do
+  name="$(printf '%s' "$entry" | sed -n 's/.*"name": *"\([^"]*\)".*/\1/p')"
+  [ -n "$name" ] || continue
+  sha="$(printf '%s' "$entry" | sed -n 's/.*"sha256": *"\([0-9a-f]*\)".*/\1/p')"
+  aws s3 cp --no-progress "$src/$name" "$dst/$name" >/dev/null </dev/null
+  if ! printf '%s  %s\n' "$sha" "$dst/$name" | sha256sum -c - >/dev/null 2>&1; then
+    echo "$name: its sha256 differs from $src/lisa-manifest.json (restage the model)" >&2
+    exit 1
+  fi
+  count=$((count + 1))
+done < "$tmp/entries"
+if [ "$count" -eq 0 ]; then
+  echo "$src/lisa-manifest.json lists no files" >&2
+  exit 1
+fi
+echo "fetched $count files listed in $src/lisa-manifest.json"
+"""
 
 
 def _id(name: str) -> str:
@@ -109,6 +143,12 @@ class ModelsStack(cdk.Stack):
         for model in models:
             self._service(model, config, vpc, models_bucket, providers[model.instance_type], config_dir)
 
+    def _weights_image(self, config_dir: Path) -> ecs.ContainerImage:
+        if not hasattr(self, "_weights"):
+            image = self.node.try_get_context("weightsImage") or WEIGHTS_IMAGE
+            self._weights = container_image(self, "WeightsImage", str(image), config_dir)
+        return self._weights
+
     def _service(
         self,
         model: EcsModel,
@@ -129,10 +169,11 @@ class ModelsStack(cdk.Stack):
 
         fetch = task.add_container(
             "fetch-weights",
-            image=ecs.ContainerImage.from_registry(WEIGHTS_IMAGE),
+            image=self._weights_image(config_dir),
             essential=False,
             memory_reservation_mib=512,
-            command=["s3", "sync", "--no-progress", f"s3://{bucket.bucket_name}/{model.model_id}", MODEL_DIR],
+            entry_point=["sh", "-c", FETCH_SCRIPT, "fetch-weights"],
+            command=[f"s3://{bucket.bucket_name}/{model.model_id}", MODEL_DIR],
             logging=ecs.LogDriver.aws_logs(stream_prefix="fetch-weights", log_group=log_group),
         )
         fetch.add_mount_points(ecs.MountPoint(container_path="/data", source_volume="weights", read_only=False))
