@@ -596,3 +596,12 @@ def test_api_gateway_refusals_are_401_with_the_authorizers_message(templates: di
             }
         },
     )
+
+
+def test_the_nlb_admits_only_the_vpc(templates: dict[str, dict[str, Any]]) -> None:
+    groups = _resources(templates["acme-prod-router"], "AWS::EC2::SecurityGroup")
+    nlb = next(g for g in groups.values() if "NLB" in g["Properties"]["GroupDescription"])
+    rules = nlb["Properties"]["SecurityGroupIngress"]
+    assert rules
+    assert all(r.get("CidrIp") != "0.0.0.0/0" for r in rules), rules
+    assert all("Fn::ImportValue" in json.dumps(r["CidrIp"]) or "VpcCidr" in json.dumps(r) for r in rules), rules

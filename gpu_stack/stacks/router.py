@@ -96,7 +96,11 @@ class RouterStack(cdk.Stack):
         self.load_balancer_security_group = ec2.SecurityGroup(
             self, "NlbSecurityGroup", vpc=vpc, description="LISA router NLB (API Gateway VPC link)"
         )
-        self.load_balancer_security_group.add_ingress_rule(ec2.Peer.ipv4("0.0.0.0/0"), ec2.Port.tcp(80), "VPC link")
+        # The VPC link's traffic reaches the NLB from inside the VPC (PrivateLink; the SG is not enforced on it, but
+        # nothing outside the VPC may use the listener either).
+        self.load_balancer_security_group.add_ingress_rule(
+            ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(80), "VPC link (from the VPC)"
+        )
         self.load_balancer = elbv2.NetworkLoadBalancer(
             self,
             "Nlb",
