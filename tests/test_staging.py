@@ -269,11 +269,37 @@ def test_name_that_is_not_org_slash_name(sfn: LocalStepFunctions, tiny: tuple[An
 def test_hub_source_without_a_hub_is_a_recorded_failure(
     sfn: LocalStepFunctions, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import huggingface_hub.constants
+
     from chalicelib.staging.models import HubSource
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads HF_HUB_OFFLINE once, on import: patch the value it consults.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     started = start_staging(MODEL, source=HubSource(kind="hub"))
     status = wait_for(started.execution_arn, timeout_seconds=120)
     _failed(status, "SourceNotFound", "hub")
     assert status.failed_step == "FetchFromHub"
     assert execution_status(started.execution_arn).reason == status.reason
+
+
+@pytest.mark.parametrize("failure", ["connect", "503"])
+def test_hub_connection_errors_and_5xx_are_transient(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    """huggingface_hub's HTTP client raises its own errors (not OSError): they are retried, not recorded."""
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from chalicelib.staging.errors import TransientStagingError
+    from chalicelib.staging.tasks import _hub_transport_errors, fetch_from_hub
+
+    def broken(self: object, *args: object, **kwargs: object) -> list[str]:
+        if failure == "connect":
+            raise _hub_transport_errors()[0]("connection refused")
+        response = type("Response", (), {"status_code": 503, "headers": {}, "request": None})()
+        raise HfHubHTTPError("503 Service Unavailable", response=response)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", broken)
+    event = {"request": {"hfModelId": MODEL, "source": {"kind": "hub"}}}
+    with pytest.raises(TransientStagingError, match="hub download failed"):
+        fetch_from_hub(event)

@@ -163,6 +163,18 @@ def _set_status(model_ids: list[str], status: str, reason: str | None = None) ->
     return updated
 
 
+def _hub_transport_errors() -> tuple[type[BaseException], ...]:
+    """The connection/timeout errors of the HTTP client huggingface_hub uses (httpx, or its httpx2 fork), and
+    OSError (disk, sockets)."""
+    found: list[type[BaseException]] = []
+    for module in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(module).TransportError)
+        except (ImportError, AttributeError):
+            continue
+    return (*found, OSError)
+
+
 # -- tasks --------------------------------------------------------------------------------------------------
 @transient_aware
 def fetch_from_hub(event: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +189,7 @@ def fetch_from_hub(event: dict[str, Any]) -> dict[str, Any]:
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
@@ -203,7 +216,12 @@ def fetch_from_hub(event: dict[str, Any]) -> dict[str, Any]:
         ) from None
     except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError, EntryNotFoundError) as error:
         raise SourceNotFound(f"hub repository {model_id}@{revision}: {error}") from None
-    except OSError as error:
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status is None or status >= 500 or status == 429:
+            raise TransientStagingError(f"hub download failed: {error}") from None
+        raise SourceNotFound(f"hub repository {model_id}@{revision}: {error}") from None
+    except _hub_transport_errors() as error:  # connection refused/reset, timeouts, disk
         raise TransientStagingError(f"hub download failed: {error}") from None
     stale = [f.key for f in list_files(bucket, prefix) if f.name not in set(wanted)]
     delete_keys(bucket, stale)
