@@ -45,6 +45,10 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[
     certificate = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
     data["restApiConfig"] = {"domainName": "lisa.example.com", "sslCertIamArn": certificate}
     data["ragDatabase"] = {"instanceType": "t4g.medium", "allocatedStorage": 50}  # for config.yaml's `default` repo
+    layer = base / "layers" / "rag" / "python"
+    layer.mkdir(parents=True)
+    (layer / "placeholder.py").write_text("")
+    data["lambdaLayers"] = {"rag": str(layer.parent)}
     config_path = base / "config.yaml"
     config_path.write_text(yaml.safe_dump(data))
     saved = dict(os.environ)  # build_app exports the deployment's LISA_* names for the in-process Chalice import
@@ -605,3 +609,10 @@ def test_the_nlb_admits_only_the_vpc(templates: dict[str, dict[str, Any]]) -> No
     assert rules
     assert all(r.get("CidrIp") != "0.0.0.0/0" for r in rules), rules
     assert all("Fn::ImportValue" in json.dumps(r["CidrIp"]) or "VpcCidr" in json.dumps(r) for r in rules), rules
+
+
+def test_the_rag_layer_goes_only_to_the_functions_that_need_it(templates: dict[str, dict[str, Any]]) -> None:
+    functions = _resources(templates["acme-prod-api"], "AWS::Serverless::Function")
+    with_layers = sorted(k for k, v in functions.items() if v["Properties"].get("Layers"))
+    assert with_layers == ["APIHandler", "IngestDocuments"]
+    assert "Layers" not in functions["LisaAuthorizer"]["Properties"]

@@ -67,6 +67,22 @@ GATEWAY_RESPONSES: dict[str, Any] = {
     },
 }
 
+# Which functions each layers/<name>/ set is for (layers/<name>/requirements.txt says why); no other function
+# (the authorizer, the staging tasks) carries it.
+LAYER_FUNCTIONS: dict[str, tuple[str, ...]] = {"rag": ("api_handler", "ingest_documents")}
+
+
+def layers_per_function(layers: dict[str, Any], functions: AppFunctions) -> dict[str, list[Any]]:
+    """function -> the layer ARNs it gets, from `lambdaLayers` (name -> ARN); an unknown layer name is an error."""
+    attached: dict[str, list[Any]] = {}
+    for name, arn in sorted(layers.items()):
+        if name not in LAYER_FUNCTIONS:
+            raise ValueError(f"lambdaLayers.{name}: unknown layer (known: {', '.join(sorted(LAYER_FUNCTIONS))})")
+        for function in LAYER_FUNCTIONS[name]:
+            if function in functions.all:
+                attached.setdefault(function, []).append(arn)
+    return attached
+
 
 @contextlib.contextmanager
 def _working_dir() -> Iterator[None]:
@@ -129,8 +145,8 @@ class ApiStack(cdk.Stack):
         self.lambda_security_group = ec2.SecurityGroup(
             self, "LambdaSecurityGroup", vpc=vpc, description="LISA Lambdas (egress to models, vector stores)"
         )
-        layers = [
-            lambda_.LayerVersion(
+        layers = {
+            name: lambda_.LayerVersion(
                 self,
                 f"Layer-{name}",
                 code=lambda_.Code.from_asset(str(Path(path).resolve())),
@@ -138,7 +154,7 @@ class ApiStack(cdk.Stack):
                 description=f"LISA layer {name} (layers/{name})",
             ).layer_version_arn
             for name, path in sorted(config.lambda_layers.items())
-        ]
+        }
         stage_config: dict[str, Any] = {
             "environment_variables": names.environment(machine_arns),
             "subnet_ids": [subnet.subnet_id for subnet in vpc.private_subnets],
@@ -147,8 +163,7 @@ class ApiStack(cdk.Stack):
                 *(group.security_group_id for group in client_groups),
             ],
         }
-        if layers:
-            stage_config["layers"] = layers
+        per_function = layers_per_function(layers, functions)
         self.chalice = _StageChalice(
             self, "Chalice", stage=config.stage, source_dir=str(project_dir), stage_config=stage_config
         )
@@ -158,6 +173,8 @@ class ApiStack(cdk.Stack):
         for function in functions.all:
             resource = self.chalice.get_resource(logical_id(function))
             resource.add_property_override("FunctionName", f"{names.prefix}-{function}")
+            if function in per_function:
+                resource.add_property_override("Layers", per_function[function])
             if function.startswith(_LARGE_TMP_PREFIXES):
                 resource.add_property_override("EphemeralStorage", {"Size": 10240})
             role = self.chalice.get_resource(f"{to_cfn_resource_name(function)}Role")
