@@ -125,7 +125,8 @@ def stage(
 
     from chalicelib.staging.errors import InvalidModelName, StagingError
     from chalicelib.staging.models import HubSource, S3Source, StagingStatus
-    from chalicelib.staging.service import mirror_folder, registry_ids_for, start_staging, wait_for
+    from chalicelib.staging.service import registry_ids_for, start_staging, wait_for
+    from cli.mirror import mirror_folder
 
     if [from_dir is not None, prefix is not None, hub].count(True) > 1:
         raise fail("give one of --from, --prefix or --hub", code=2)

@@ -174,7 +174,8 @@ def stage_local_folder(
     is `model_id`; pass `()` for none). `in_place`: upload straight to `<org>/<name>/` (one copy of the weights
     in the bucket; for folders already in safetensors, like the local default model). Needs a configured state
     machine (a started `LocalStepFunctions`, or LISA_STAGING_STATE_MACHINE_ARN against real AWS)."""
-    from chalicelib.staging.service import mirror_folder, registry_ids_for, start_staging, wait_for
+    from chalicelib.staging.service import registry_ids_for, start_staging, wait_for
+    from cli.mirror import mirror_folder
 
     ids = list(registry_ids) if registry_ids is not None else registry_ids_for(model_id)
     try:

@@ -18,8 +18,8 @@ from chalicelib.auth.authorizer import get_authorizer
 from chalicelib.auth.tokens import TokenStore
 from chalicelib.registry.models import CreateModelRequest, ModelStatus
 from chalicelib.registry.store import ModelStore
-from chalicelib.staging.service import mirror_folder
 from cli.main import app as cli
+from cli.mirror import mirror_folder
 from runner.stepfunctions_local import LocalStepFunctions
 from tests.support.staging import TINY_MODEL as MODEL
 

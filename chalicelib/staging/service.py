@@ -3,13 +3,11 @@ API, the `lisa models stage` CLI and the local runner (the Lambda task handlers 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -20,17 +18,14 @@ from chalicelib.settings import get_settings
 from chalicelib.staging.errors import StagingError, StagingInProgress
 from chalicelib.staging.layout import (
     MANIFEST,
-    SAFETENSORS_INDEX,
     execution_name,
     execution_slug,
     model_prefix,
-    upload_prefix,
 )
 from chalicelib.staging.models import S3Source, Source, StagingInput, StagingStatus
 
 logger = Logger(service="lisa-staging")
 
-_CHUNK = 8 * 1024 * 1024
 FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
@@ -229,72 +224,3 @@ def wait_for(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"staging execution {status.execution_name} still {status.status}")
         time.sleep(poll_seconds)
-
-
-# -- local folders (the airgapped path) ----------------------------------------------------------------------
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class MirrorResult:
-    source: S3Source
-    uploaded: list[str]
-    unchanged: list[str]
-    deleted: list[str]
-
-
-def mirror_folder(
-    hf_model_id: str,
-    folder: Path,
-    *,
-    in_place: bool = False,
-    on_bytes: Callable[[int], None] | None = None,
-    total: Callable[[int], None] | None = None,
-) -> MirrorResult:
-    """Make `_uploads/<org>/<name>/` mirror `folder`: upload new or changed files (sha256 in the object's
-    metadata, so unchanged files are not sent again), delete remote files the folder no longer has. A missing
-    folder mirrors as empty (the workflow then records a SourceNotFound). `on_bytes` gets upload progress.
-
-    `in_place`: mirror into the model's own prefix instead (one copy of the weights in the bucket; suits folders
-    already in safetensors). Its manifest is kept only if nothing changed."""
-    s3, bucket = aws.client("s3"), get_settings().models_bucket
-    prefix = model_prefix(hf_model_id) if in_place else upload_prefix(hf_model_id)
-    local = (
-        {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
-        if folder.is_dir()
-        else {}
-    )
-    local = {name: p for name, p in local.items() if not any(part.startswith(".") for part in name.split("/"))}
-    remote: dict[str, int] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        remote |= {item["Key"][len(prefix) :]: int(item["Size"]) for item in page.get("Contents", [])}
-    if total is not None:
-        total(sum(p.stat().st_size for p in local.values()))
-    uploaded, unchanged = [], []
-    for name, path in local.items():
-        digest = _file_sha256(path)
-        if remote.get(name) == path.stat().st_size:
-            head = s3.head_object(Bucket=bucket, Key=prefix + name)
-            if head.get("Metadata", {}).get("sha256") == digest:
-                unchanged.append(name)
-                if on_bytes is not None:
-                    on_bytes(path.stat().st_size)
-                continue
-        s3.upload_file(str(path), bucket, prefix + name, ExtraArgs={"Metadata": {"sha256": digest}}, Callback=on_bytes)
-        uploaded.append(name)
-    deleted = sorted(set(remote) - set(local))
-    if in_place:
-        derived = {MANIFEST, SAFETENSORS_INDEX} - set(local)
-        changed = bool(uploaded or set(deleted) - derived)
-        # unchanged: the manifest (and the index staging wrote) still describe the prefix, so keep them
-        deleted = sorted(set(deleted) | ({MANIFEST} & set(remote))) if changed else []
-    for start in range(0, len(deleted), 1000):
-        batch = [{"Key": prefix + name} for name in deleted[start : start + 1000]]
-        s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
-    origin = f"local folder {folder}" + ("" if folder.is_dir() else " (missing)")
-    return MirrorResult(S3Source(bucket=bucket, prefix=prefix, origin=origin), uploaded, unchanged, deleted)
