@@ -303,3 +303,26 @@ def test_hub_connection_errors_and_5xx_are_transient(
     event = {"request": {"hfModelId": MODEL, "source": {"kind": "hub"}}}
     with pytest.raises(TransientStagingError, match="hub download failed"):
         fetch_from_hub(event)
+
+
+def test_a_tensor_that_differs_after_conversion_is_a_corrupt_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bit-for-bit check after writing safetensors: a mismatch is CorruptShard naming the tensor."""
+    import torch
+
+    from chalicelib.staging import convert
+    from chalicelib.staging.errors import CorruptShard
+
+    a = torch.arange(6, dtype=torch.float32)
+    flipped = a.clone()
+    flipped.view(torch.int32)[2] ^= 1  # one bit
+    assert convert._same_bits(a, a.clone())
+    assert not convert._same_bits(a, flipped)
+    assert not convert._same_bits(a, a.to(torch.float16))
+
+    source = tmp_path / "pytorch_model.bin"
+    torch.save({"w": a}, source)
+    monkeypatch.setattr(convert, "_same_bits", lambda original, copy: False)
+    with pytest.raises(CorruptShard, match="tensor 'w' differs after conversion"):
+        convert.convert_to_safetensors(source, tmp_path / "model.safetensors")
