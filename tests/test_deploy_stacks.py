@@ -210,7 +210,13 @@ def test_every_chalice_route_but_the_public_ones_has_the_authorizer(templates: d
             assert method.get("security") == [{"lisa_authorizer": []}], f"{verb.upper()} {path} has no authorizer"
             checked += 1
     assert checked >= 15
-    assert body["securityDefinitions"]["lisa_authorizer"]["x-amazon-apigateway-authtype"] == "custom"
+    definition = body["securityDefinitions"]["lisa_authorizer"]
+    assert definition["x-amazon-apigateway-authtype"] == "custom"
+    # A REQUEST authorizer (every header reaches it: Api-Key works), uncached, with no identity source that
+    # would let API Gateway refuse a request without asking it (and without its reason).
+    authorizer = definition["x-amazon-apigateway-authorizer"]
+    assert (authorizer["type"], authorizer["authorizerResultTtlInSeconds"]) == ("request", 0)
+    assert "identitySource" not in authorizer
 
 
 def _statements(template: dict[str, Any]) -> list[dict[str, Any]]:

@@ -52,6 +52,8 @@ _STAGING_ASSET_EXCLUDE = [
     "**/__pycache__",
 ]
 
+_AUTHORIZER_SWAGGER = "DefinitionBody.securityDefinitions.lisa_authorizer.x-amazon-apigateway-authorizer"
+
 # API Gateway's own refusals as LISA's error shape. ACCESS_DENIED: the authorizer denied (its context's `message`
 # says why); UNAUTHORIZED: no credentials reached the authorizer. The app sets no CORS headers (the UI is served
 # from the API's own origin), so neither do these. SAM's GatewayResponses redeploys the stage when they change.
@@ -202,6 +204,10 @@ class ApiStack(cdk.Stack):
         rest_api = self.chalice.get_resource("RestAPI")
         # The authorizer's Deny carries `message`; callers see it as 401 {"message": ...} (as the local gateway does).
         rest_api.add_property_override("GatewayResponses", GATEWAY_RESPONSES)
+        # Chalice declares a TOKEN authorizer (Authorization header only). LISA's is a REQUEST authorizer: it sees
+        # every header, so `Api-Key` works on the control plane too. No identity source: with result caching off
+        # (ttl 0) API Gateway then calls it for every request, and a request without credentials gets its reason.
+        rest_api.add_property_override(f"{_AUTHORIZER_SWAGGER}.type", "request")
         rest = config.rest_api_config
         if rest.domain_name and rest.ssl_cert_iam_arn:
             # A custom domain with an ACM certificate (for dev stages: scripts/dev_tls.py, imported into ACM).
