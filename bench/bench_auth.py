@@ -17,30 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.timing import row, timed
+
 ROOT = Path(__file__).resolve().parent.parent
 CALLS = 20_000
 MISS_CALLS = 2_000
 DB_CALLS = 300
-
-
-def _timed(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
-    """(median, p99) of one call, in microseconds."""
-    for _ in range(min(200, calls)):
-        fn()
-    samples = []
-    clock = time.perf_counter_ns
-    for _ in range(calls):
-        start = clock()
-        fn()
-        samples.append(clock() - start)
-    samples.sort()
-    return statistics.median(samples) / 1000, samples[int(len(samples) * 0.99)] / 1000
-
-
-def _row(label: str, figures: tuple[float, float], baseline: tuple[float, float] | None = None) -> None:
-    median, p99 = figures
-    ratio = f"  x{median / baseline[0]:6.1f} of baseline (p99 x{p99 / baseline[1]:.1f})" if baseline else ""
-    print(f"  {label:<58} median {median:9.2f} us   p99 {p99:9.2f} us{ratio}", flush=True)
 
 
 def _request_headers(**auth: str) -> dict[str, str]:
@@ -121,23 +103,23 @@ def _decisions() -> None:
             authorizer.authorize_headers(headers)  # warm: JWKS fetched, decisions cached
 
         print(f"decision latency, {CALLS} calls each (request with 10 headers)", flush=True)
-        base = _timed(bare_lookup, CALLS)
-        _row("baseline: sha256 + compare_digest + dict lookup", base)
-        _row(
+        base = timed(bare_lookup, CALLS)
+        row("baseline: sha256 + compare_digest + dict lookup", base)
+        row(
             "cached API token via Api-Key (dict headers)",
-            _timed(lambda: authorizer.authorize_headers(api_headers), CALLS),
+            timed(lambda: authorizer.authorize_headers(api_headers), CALLS),
             base,
         )
-        _row("cached API token via Bearer", _timed(lambda: authorizer.authorize_headers(bearer_headers), CALLS), base)
-        _row(
+        row("cached API token via Bearer", timed(lambda: authorizer.authorize_headers(bearer_headers), CALLS), base)
+        row(
             "cached API token via Api-Key (aiohttp CIMultiDictProxy)",
-            _timed(lambda: authorizer.authorize_headers(proxy_headers), CALLS),
+            timed(lambda: authorizer.authorize_headers(proxy_headers), CALLS),
             base,
         )
-        _row("cached RS256 JWT", _timed(lambda: authorizer.authorize_headers(rs_headers), CALLS), base)
-        _row(
+        row("cached RS256 JWT", timed(lambda: authorizer.authorize_headers(rs_headers), CALLS), base)
+        row(
             "authorize_cached (no-I/O path) API token",
-            _timed(lambda: authorizer.authorize_cached(api_headers), CALLS),
+            timed(lambda: authorizer.authorize_cached(api_headers), CALLS),
             base,
         )
 
@@ -152,18 +134,18 @@ def _decisions() -> None:
 
             return call
 
-        base_rs = _timed(bare_rs, MISS_CALLS)
-        _row("baseline: bare jwt.decode RS256 with the known key", base_rs)
-        _row("uncached RS256 JWT decision", _timed(miss(rs_headers), MISS_CALLS), base_rs)
-        base_es = _timed(bare_es, MISS_CALLS)
-        _row("baseline: bare jwt.decode ES256 with the known key", base_es)
-        _row("uncached ES256 JWT decision", _timed(miss(es_headers), MISS_CALLS), base_es)
+        base_rs = timed(bare_rs, MISS_CALLS)
+        row("baseline: bare jwt.decode RS256 with the known key", base_rs)
+        row("uncached RS256 JWT decision", timed(miss(rs_headers), MISS_CALLS), base_rs)
+        base_es = timed(bare_es, MISS_CALLS)
+        row("baseline: bare jwt.decode ES256 with the known key", base_es)
+        row("uncached ES256 JWT decision", timed(miss(es_headers), MISS_CALLS), base_es)
 
         print(f"\nuncached API token decision (DynamoDB GetItem on moto server), {DB_CALLS} calls", flush=True)
         table = aws.table(store.table_name)
-        base_db = _timed(lambda: table.get_item(Key={"tokenHash": digest}, ConsistentRead=True), DB_CALLS)
-        _row("baseline: bare GetItem through boto3", base_db)
-        _row("uncached API token decision", _timed(miss(api_headers), DB_CALLS), base_db)
+        base_db = timed(lambda: table.get_item(Key={"tokenHash": digest}, ConsistentRead=True), DB_CALLS)
+        row("baseline: bare GetItem through boto3", base_db)
+        row("uncached API token decision", timed(miss(api_headers), DB_CALLS), base_db)
         print(f"  JWKS fetches during the whole run: {idp.hits['/jwks']}", flush=True)
     finally:
         idp.stop()

@@ -9,34 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
-import time
-from collections.abc import Callable
-from typing import Any
+
+from bench.timing import row, timed
 
 CALLS = 50_000
 DB_CALLS = 200
 MODELS = 20
-
-
-def _timed(fn: Callable[[], Any], calls: int) -> tuple[float, float]:
-    """(median, p99) of one call, in microseconds."""
-    for _ in range(min(200, calls)):
-        fn()
-    samples = []
-    clock = time.perf_counter_ns
-    for _ in range(calls):
-        start = clock()
-        fn()
-        samples.append(clock() - start)
-    samples.sort()
-    return statistics.median(samples) / 1000, samples[int(len(samples) * 0.99)] / 1000
-
-
-def _row(label: str, figures: tuple[float, float], baseline: tuple[float, float] | None = None) -> None:
-    median, p99 = figures
-    ratio = f"  x{median / baseline[0]:7.1f} of baseline (p99 x{p99 / baseline[1]:.1f})" if baseline else ""
-    print(f"  {label:<52} median {median:9.2f} us   p99 {p99:9.2f} us{ratio}", flush=True)
 
 
 def run() -> None:
@@ -86,22 +64,22 @@ def run() -> None:
         plain_dict = {r.model_name: r for r in registry.list_models()}
 
         print(f"cached lookups, {MODELS} models registered, {CALLS} calls each", flush=True)
-        base = _timed(lambda: plain_dict.get("model-13"), CALLS)
-        _row("baseline: dict.get(name)", base)
-        _row("resolve(name)", _timed(lambda: registry.resolve("model-13"), CALLS), base)
-        _row(f"resolve('{display}')", _timed(lambda: registry.resolve(display), CALLS), base)
-        _row("resolve(unnormalised '  name  ( provider ) ')", _timed(lambda: registry.resolve(messy), CALLS), base)
-        _row("list_models()", _timed(registry.list_models, CALLS), base)
+        base = timed(lambda: plain_dict.get("model-13"), CALLS)
+        row("baseline: dict.get(name)", base)
+        row("resolve(name)", timed(lambda: registry.resolve("model-13"), CALLS), base)
+        row(f"resolve('{display}')", timed(lambda: registry.resolve(display), CALLS), base)
+        row("resolve(unnormalised '  name  ( provider ) ')", timed(lambda: registry.resolve(messy), CALLS), base)
+        row("list_models()", timed(registry.list_models, CALLS), base)
 
         print(f"\nuncached (DynamoDB on moto server), {DB_CALLS} calls each", flush=True)
         table = aws.table("lisa-models")
-        base_db = _timed(lambda: table.get_item(Key={"modelId": "model-13"}, ConsistentRead=True), DB_CALLS)
-        _row("baseline: bare GetItem through boto3", base_db)
-        _row("ModelStore.get (GetItem + record validation)", _timed(lambda: store.get("model-13"), DB_CALLS), base_db)
+        base_db = timed(lambda: table.get_item(Key={"modelId": "model-13"}, ConsistentRead=True), DB_CALLS)
+        row("baseline: bare GetItem through boto3", base_db)
+        row("ModelStore.get (GetItem + record validation)", timed(lambda: store.get("model-13"), DB_CALLS), base_db)
         uncached = CachedRegistry(store, ttl_seconds=0)
-        _row(
+        row(
             f"resolve with TTL 0 (Scan of {MODELS} models)",
-            _timed(lambda: uncached.resolve("model-13"), DB_CALLS),
+            timed(lambda: uncached.resolve("model-13"), DB_CALLS),
             base_db,
         )
     finally:
