@@ -49,13 +49,13 @@ async def json_http_errors(request: web.Request, handler: Handler) -> web.Stream
         if error.status < 400:
             raise
         if isinstance(error, web.HTTPMethodNotAllowed):
-            allowed = ", ".join(sorted(error.allowed_methods))
+            allowed = sorted(error.allowed_methods)
             body = error_body(
-                f"method {request.method} is not allowed on {request.path} (allowed: {allowed})",
+                f"method {request.method} is not allowed on {request.path} (allowed: {', '.join(allowed)})",
                 INVALID_REQUEST,
                 code="method_not_allowed",
             )
-            return json_response(body, 405, {"Allow": ",".join(sorted(error.allowed_methods))})
+            return json_response(body, 405, {"Allow": ",".join(allowed)})
         if error.status == 404:
             return json_response(error_body(f"no route {request.path}", NOT_FOUND, code="not_found"), 404)
         message = error.reason or "request refused"

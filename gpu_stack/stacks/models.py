@@ -27,20 +27,20 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from chalicelib.config import EcsModel, LisaConfig
+from chalicelib.staging.layout import MANIFEST
 from gpu_stack.images import container_image
 
 CONTAINER_PORT = 8080
 MODEL_DIR = "/data/model"
 WEIGHTS_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.50"  # default; CDK context `weightsImage` overrides it
-MANIFEST = "lisa-manifest.json"  # chalicelib.staging.layout.MANIFEST
 
 # POSIX sh + the AWS CLI + sha256sum (all the aws-cli image has). $1 = s3://bucket/prefix, $2 = target folder.
 # The manifest is staging's `json.dumps(indent=2, sort_keys=True)`: one `{name, sha256, size}` object per file.
 FETCH_SCRIPT = r"""set -eu
-src="$1"; dst="$2"; tmp="$(mktemp -d)"
+src="$1"; dst="$2"; tmp="$(mktemp -d)"; manifest="@MANIFEST@"
 mkdir -p "$dst"
-if ! aws s3 cp --no-progress "$src/lisa-manifest.json" "$tmp/manifest.json" >/dev/null; then
-  echo "no $src/lisa-manifest.json: the model is not staged (or its staging failed); stage it, then redeploy" >&2
+if ! aws s3 cp --no-progress "$src/$manifest" "$tmp/manifest.json" >/dev/null; then
+  echo "no $src/$manifest: the model is not staged (or its staging failed); stage it, then redeploy" >&2
   exit 1
 fi
 tr -d '\n' < "$tmp/manifest.json" | sed 's/.*"files": *\[//; s/\].*//' | tr '}' '\n' > "$tmp/entries"
@@ -51,17 +51,17 @@ while IFS= read -r entry || [ -n "$entry" ]; do
   sha="$(printf '%s' "$entry" | sed -n 's/.*"sha256": *"\([0-9a-f]*\)".*/\1/p')"
   aws s3 cp --no-progress "$src/$name" "$dst/$name" >/dev/null </dev/null
   if ! printf '%s  %s\n' "$sha" "$dst/$name" | sha256sum -c - >/dev/null 2>&1; then
-    echo "$name: its sha256 differs from $src/lisa-manifest.json (restage the model)" >&2
+    echo "$name: its sha256 differs from $src/$manifest (restage the model)" >&2
     exit 1
   fi
   count=$((count + 1))
 done < "$tmp/entries"
 if [ "$count" -eq 0 ]; then
-  echo "$src/lisa-manifest.json lists no files" >&2
+  echo "$src/$manifest lists no files" >&2
   exit 1
 fi
-echo "fetched $count files listed in $src/lisa-manifest.json"
-"""
+echo "fetched $count files listed in $src/$manifest"
+""".replace("@MANIFEST@", MANIFEST)
 
 
 def _id(name: str) -> str:
@@ -140,14 +140,12 @@ class ModelsStack(cdk.Stack):
 
         self.endpoints: dict[str, str] = {}
         self.services: dict[str, ecs.Ec2Service] = {}
+        if not models:
+            return
+        context_image = self.node.try_get_context("weightsImage")
+        weights = container_image(self, "WeightsImage", str(context_image or WEIGHTS_IMAGE), config_dir)
         for model in models:
-            self._service(model, config, vpc, models_bucket, providers[model.instance_type], config_dir)
-
-    def _weights_image(self, config_dir: Path) -> ecs.ContainerImage:
-        if not hasattr(self, "_weights"):
-            image = self.node.try_get_context("weightsImage") or WEIGHTS_IMAGE
-            self._weights = container_image(self, "WeightsImage", str(image), config_dir)
-        return self._weights
+            self._service(model, config, vpc, models_bucket, providers[model.instance_type], config_dir, weights)
 
     def _service(
         self,
@@ -157,6 +155,7 @@ class ModelsStack(cdk.Stack):
         bucket: s3.IBucket,
         provider: ecs.AsgCapacityProvider,
         config_dir: Path,
+        weights_image: ecs.ContainerImage,
     ) -> None:
         name = _id(model.model_name)
         health = model.health_check_config
@@ -169,7 +168,7 @@ class ModelsStack(cdk.Stack):
 
         fetch = task.add_container(
             "fetch-weights",
-            image=self._weights_image(config_dir),
+            image=weights_image,
             essential=False,
             memory_reservation_mib=512,
             entry_point=["sh", "-c", FETCH_SCRIPT, "fetch-weights"],
