@@ -1,15 +1,14 @@
 """LISA's control plane: the Chalice app. Routes only; each concern mounts its Blueprint."""
 
-from chalice import Chalice
-
 from chalicelib.auth.routes import auth_bp
 from chalicelib.rag.routes import rag_bp
 from chalicelib.registry.routes import models_bp
+from chalicelib.request_context import ConcurrentChalice
 from chalicelib.sessions.routes import sessions_bp
 from chalicelib.staging.routes import staging_bp
 from chalicelib.webui.routes import webui_bp
 
-app = Chalice(app_name="lisa")
+app = ConcurrentChalice(app_name="lisa")  # per-request state is per thread (the local front door's pool)
 app.register_blueprint(auth_bp)  # /tokens (admin); also registers lisa_authorizer
 app.register_blueprint(models_bp, url_prefix="/models")
 app.register_blueprint(staging_bp, url_prefix="/models")  # /models/{id}/stage (admin); the staging Lambda tasks
