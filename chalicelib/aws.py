@@ -37,6 +37,26 @@ def resource(service: str) -> Any:
     return boto3.session.Session().resource(service, **_kwargs())  # type: ignore[call-overload]
 
 
+def presigned_put_origin(bucket: str, region: str | None = None) -> str:
+    """Where presigned S3 PUTs into `bucket` go, `scheme://host[:port]`: the origin a browser uploading documents
+    must be allowed to reach (the UI's Content-Security-Policy). Made as the API's own S3 client makes the URLs
+    (this process's settings), or for `region`'s public endpoint (a deployment's, at synth time). Offline: the URL
+    is only built, unsigned."""
+    from urllib.parse import urlsplit
+
+    from botocore import UNSIGNED
+
+    unsigned = Config(signature_version=UNSIGNED)
+    kwargs: dict[str, Any] = _kwargs()
+    if region is not None:  # AWS's own endpoint, whatever endpoint this process is configured with
+        kwargs = {"region_name": region}
+        unsigned = unsigned.merge(Config(ignore_configured_endpoint_urls=True))  # type: ignore[call-arg]
+    kwargs["config"] = _CONFIG.merge(unsigned)
+    s3 = boto3.session.Session().client("s3", **kwargs)  # type: ignore[call-overload]
+    url = urlsplit(s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "k"}, HttpMethod="PUT"))
+    return f"{url.scheme}://{url.netloc}"
+
+
 def table(name: str) -> Any:
     """A DynamoDB Table resource."""
     return resource("dynamodb").Table(name)

@@ -10,6 +10,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -146,13 +147,30 @@ class AuthConfig(_Model):
     client_id: str | None = Field(None, alias="clientId")
     admin_group: str = Field("", alias="adminGroup")
     jwt_groups_property: str = Field("cognito:groups", alias="jwtGroupsProperty")
+    # Origins the UI's sign-in calls besides the authority (the UI's Content-Security-Policy admits them): the
+    # token endpoint when the issuer's discovery document puts it elsewhere (Cognito's hosted-UI domain).
+    connect_origins: list[str] = Field(default_factory=list, alias="connectOrigins")
 
     @field_validator("authority")
     @classmethod
     def _https(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise ValueError("must be an https:// URL (http only for loopback)")
+        if value is not None:
+            _require_https(value)
         return value.rstrip("/") if value else value
+
+    @field_validator("connect_origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _require_https(value)
+            if urlsplit(value).path not in ("", "/"):
+                raise ValueError(f"{value!r}: an origin (scheme://host[:port]) has no path")
+        return [value.rstrip("/") for value in values]
+
+
+def _require_https(value: str) -> None:
+    if not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ValueError("must be an https:// URL (http only for loopback)")
 
 
 class RestApiConfig(_Model):

@@ -11,6 +11,7 @@ from aiohttp import web
 from router.app import create_app
 from router.http import json_http_errors
 from router.rag import RagAugmenter
+from router.server import run
 from router.settings import RouterSettings
 
 
@@ -47,14 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(settings, augment_chat=RagAugmenter() if settings.rag_in_chat else None)
     app.on_startup.append(_freeze_heap)
     app.middlewares.append(json_http_errors)  # unknown paths / wrong methods answer the JSON error object too
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        access_log=None,  # the router logs one structured line per request itself
-        handler_cancellation=True,  # a client that goes away cancels its backend call
-        print=lambda message: logging.getLogger("router").warning(message),
-    )
+    # No aiohttp access log (the router logs one structured line per request itself); a client that goes away
+    # cancels its backend call; LISA's HTTP-level answers (router/server.py).
+    run(app, args.host, args.port, lambda url: logging.getLogger("router").warning("serving on %s", url))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from chalicelib.auth.authorizer import credential_from_headers
+from chalicelib.auth.authorizer import CREDENTIAL_HEADERS, credential_from_headers
 
 if TYPE_CHECKING:
     from chalicelib.auth.authorizer import Authorizer
@@ -34,12 +34,9 @@ class AsyncAuthorizer:
         return get_authorizer()
 
     async def authorize(self, headers: Mapping[str, str]) -> Principal:
-        """The caller's Principal; raises `AuthError` (401 / 403 / 503)."""
-        wanted = {}
-        for name in ("Api-Key", "Authorization"):
-            value = headers.get(name)
-            if value is not None:
-                wanted[name] = value
+        """The caller's Principal; raises `AuthError` (401 / 400 / 403 / 503). `headers` may be a multidict: a
+        credential header sent twice is refused, never resolved to its first or last value."""
+        wanted = [(name, value) for name, value in headers.items() if name.lower() in CREDENTIAL_HEADERS]
         authorizer = self.authorizer
         principal = authorizer.authorize_cached(wanted)
         if principal is not None:

@@ -63,8 +63,8 @@ async def json_http_errors(request: web.Request, handler: Handler) -> web.Stream
 
 
 def auth_error(error: AuthError) -> ServeError:
-    """The authorizer's refusal as a ServeError (401 / 403 / 503)."""
-    codes = {401: "invalid_api_key", 403: "forbidden", 503: "auth_unavailable"}
+    """The authorizer's refusal as a ServeError (400 / 401 / 403 / 503)."""
+    codes = {400: "ambiguous_credentials", 401: "invalid_api_key", 403: "forbidden", 503: "auth_unavailable"}
     return ServeError(error.status, error.message, code=codes.get(error.status))
 
 

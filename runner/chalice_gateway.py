@@ -1,19 +1,49 @@
-"""Chalice's local API Gateway, made to behave like LISA's deployed REQUEST authorizer.
+"""Chalice's local API Gateway, made to behave like LISA's deployed REST API.
 
-In AWS the authorizer is deployed as a REQUEST authorizer whose identity is the request headers, so both
-`Authorization: Bearer ...` and `Api-Key: ...` reach it. Chalice's LocalGateway only knows TOKEN authorizers and
-refuses a request without an `Authorization` header before the authorizer runs; here the authorizer gets the
-request event (with its headers) either way, and decides itself.
+- The authorizer: in AWS it is deployed as a REQUEST authorizer whose identity is the request headers, so both
+  `Authorization: Bearer ...` and `Api-Key: ...` reach it. Chalice's LocalGateway only knows TOKEN authorizers and
+  refuses a request without an `Authorization` header before the authorizer runs; here the authorizer gets the
+  request event (with its headers) either way, and decides itself.
+- Repeated headers: the event carries `multiValueHeaders` beside `headers` (last value), as API Gateway's does, so
+  the authorizer sees a credential sent twice.
+- No route for a method and path: `404 {"message": NO_ROUTE}`, as LISA's deployed MISSING_AUTHENTICATION_TOKEN
+  gateway response answers (chalice's own answer is a 403 that quotes the caller's Authorization header).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from chalice.app import Chalice
 from chalice.config import Config
-from chalice.local import LambdaContext, LocalGateway, LocalGatewayAuthorizer, NotAuthorizedError
+from chalice.local import (
+    LambdaContext,
+    LocalGateway,
+    LocalGatewayAuthorizer,
+    LocalGatewayException,
+    NotAuthorizedError,
+)
+
+from chalicelib.gateway import NO_ROUTE
+
+
+class RequestHeaders(dict[str, str]):
+    """A request's headers by lower-case name, last value winning (API Gateway's `headers`), with every value of
+    each name kept in `multi` (its `multiValueHeaders`)."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        super().__init__()
+        self.multi: dict[str, list[str]] = {}
+        for name, value in pairs:
+            lowered = name.lower()
+            self[lowered] = value
+            self.multi.setdefault(lowered, []).append(value)
+
+
+class NoRouteError(LocalGatewayException):
+    CODE = 404
 
 
 class RequestAuthorizerGateway(LocalGatewayAuthorizer):
@@ -40,8 +70,32 @@ class RequestAuthorizerGateway(LocalGatewayAuthorizer):
         )
 
 
+class LisaLocalGateway(LocalGateway):
+    """LocalGateway with the deployed API's answers for unrouted requests and its multi-value headers."""
+
+    def _generate_lambda_event(
+        self, method: str, path: str, headers: dict[str, Any], body: bytes | None
+    ) -> dict[str, Any]:
+        try:
+            event: dict[str, Any] = super()._generate_lambda_event(method, path, headers, body)
+        except ValueError:  # no such path
+            raise _no_route() from None
+        methods = self._app_object.routes[event["requestContext"]["resourcePath"]]
+        if method not in methods and method != "OPTIONS":  # OPTIONS: chalice answers CORS preflights itself
+            raise _no_route()
+        if isinstance(headers, RequestHeaders):
+            event["multiValueHeaders"] = {name: list(values) for name, values in headers.multi.items()}
+        else:
+            event["multiValueHeaders"] = {k.lower(): [v] for k, v in headers.items()}
+        return event
+
+
+def _no_route() -> NoRouteError:
+    return NoRouteError({"x-amzn-ErrorType": "NotFoundException"}, json.dumps({"message": NO_ROUTE}).encode())
+
+
 def make_gateway(app: Chalice, stage: str = "dev") -> LocalGateway:
-    """A LocalGateway for `app` whose authorizer sees every header, as the deployed REQUEST authorizer does."""
-    gateway = LocalGateway(app, Config(chalice_stage=stage))
+    """A LocalGateway for `app` that behaves as LISA's deployed API does (authorizer, refusals, headers)."""
+    gateway = LisaLocalGateway(app, Config(chalice_stage=stage))
     gateway._authorizer = RequestAuthorizerGateway(app)
     return gateway

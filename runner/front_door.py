@@ -1,14 +1,19 @@
 """One port for all of local LISA, as API Gateway is in AWS.
 
-The data plane (the router's routes, streaming) is served directly; the web UI is served as static files at `/`;
-every other path goes to the Chalice control plane through its local gateway, authorizer included.
+The data plane (the router's routes under `/v1/`, streaming) is served directly; the web UI is served as static
+files at `/`; every other path goes to the Chalice control plane through its local gateway, authorizer included.
+Errors keep one rule, the deployed API's: under `/v1/` the router answers (OpenAI's `{"error": {...}}`, its own
+404 / 405 included); anywhere else a request no route serves is `404 {"message": "no route serves ..."}` (API
+Gateway's MISSING_AUTHENTICATION_TOKEN response as LISA overrides it), other refusals before a handler are
+`{"message": ...}` too, and the control plane's handlers answer in Chalice's shape. Serve it with
+`router.server.AppRunner` (JSON for what the HTTP parser refuses, no `Server` banner).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,7 +21,13 @@ from typing import Any
 from aiohttp import web
 from chalice.local import LocalGateway, LocalGatewayException
 
+from chalicelib.gateway import NO_ROUTE
+from router.http import Handler, json_http_errors
+from router.server import refusal
+from runner.chalice_gateway import RequestHeaders
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+DATA_PLANE_PREFIX = "/v1/"  # what API Gateway hands to the router (gpu_stack's DATA_PLANE_PATHS)
 
 
 class ControlPlane:
@@ -27,15 +38,19 @@ class ControlPlane:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="control-plane")
 
     async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return refusal(413, f"request body is larger than the limit of {request.client_max_size} bytes")
+        headers = RequestHeaders((k, v) for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP)
         call: Callable[[], dict[str, Any]] = lambda: self._gateway.handle_request(  # noqa: E731
             method=request.method, path=request.path_qs, headers=headers, body=body or None
         )
         try:
             result = await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        except LocalGatewayException as error:
-            return web.Response(status=error.CODE, body=error.body, headers=_clean(error.headers))
+        except LocalGatewayException as error:  # the gateway's own refusals: JSON bodies
+            out = {"Content-Type": "application/json", **_clean(error.headers)}
+            return web.Response(status=error.CODE, body=error.body, headers=out)
         out_headers = dict(result.get("headers") or {})
         for name, values in (result.get("multiValueHeaders") or {}).items():
             out_headers[name] = ", ".join(values)
@@ -53,18 +68,60 @@ def _clean(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
 
 
-def mount(app: web.Application, control_plane: ControlPlane, webui_dir: Path | None) -> web.Application:
-    """Add the web UI and the control-plane catch-all to `app` (the router's application), after its own routes."""
+@web.middleware
+async def _http_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (no route, no such UI file) as JSON, in the shape of the plane the path belongs to."""
+    if request.path.startswith(DATA_PLANE_PREFIX):
+        return await json_http_errors(request, handler)
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return refusal(error.status, NO_ROUTE if error.status == 404 else (error.reason or "request refused"))
+
+
+def mount(
+    app: web.Application,
+    control_plane: ControlPlane,
+    webui_dir: Path | None,
+    ui_headers: Mapping[str, str] | None = None,
+) -> web.Application:
+    """Add the web UI and the control-plane catch-all to `app` (the router's application), after its own routes.
+
+    `ui_headers` (chalicelib.webui.security.ui_security_headers) go on every response of the UI's page and files.
+    """
+    ui: set[web.AbstractResource] = set()
     if webui_dir is not None and (webui_dir / "index.html").is_file():
         index = webui_dir / "index.html"
 
         async def serve_index(_: web.Request) -> web.FileResponse:
             return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
-        app.router.add_get("/", serve_index)
+        ui.add(app.router.add_get("/", serve_index).resource)
         if (webui_dir / "assets").is_dir():
-            app.router.add_static("/assets", webui_dir / "assets")
+            assets = webui_dir / "assets"
+
+            async def serve_asset(request: web.Request) -> web.FileResponse:
+                # One flat folder of hashed bundle names, as the deployed `/assets/{file}` integration serves it.
+                name = request.match_info["file"]
+                if name.startswith(".") or not (assets / name).is_file():
+                    raise web.HTTPNotFound()
+                return web.FileResponse(assets / name, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+            ui.add(app.router.add_get("/assets/{file:[^/]+}", serve_asset).resource)
         for extra in sorted(p for p in webui_dir.iterdir() if p.is_file() and p.name != "index.html"):
-            app.router.add_get(f"/{extra.name}", lambda _r, f=extra: web.FileResponse(f))
-    app.router.add_route("*", "/{tail:.*}", control_plane.handle)
+            ui.add(app.router.add_get(f"/{extra.name}", lambda _r, f=extra: web.FileResponse(f)).resource)
+    if ui and ui_headers:
+        headers = dict(ui_headers)
+
+        async def harden(request: web.Request, response: web.StreamResponse) -> None:
+            if request.match_info.route.resource in ui:
+                response.headers.update(headers)
+
+        app.on_response_prepare.append(harden)
+    # Everything but the data plane: unknown `/v1/...` paths and methods stay the router's 404 / 405.
+    prefix = DATA_PLANE_PREFIX.strip("/")
+    app.router.add_route("*", f"/{{tail:(?!{prefix}/).*}}", control_plane.handle)
+    app.middlewares.append(_http_errors)
     return app

@@ -237,12 +237,26 @@ class LocalLisa:
         control_plane = ControlPlane(make_gateway(chalice_app, self.config.stage))
         self._stoppers.append(control_plane.close)
         settings = RouterSettings(host=self.options.host, port=self.options.port)
-        return mount(create_app(settings, augment_chat=augmenter), control_plane, self.options.webui_dir)
+        app = create_app(settings, augment_chat=augmenter)
+        return mount(app, control_plane, self.options.webui_dir, self._ui_headers(self.config))
+
+    @staticmethod
+    def _ui_headers(config: LisaConfig) -> dict[str, str]:
+        """The UI's hardening headers; its page may call the authority the UI is told (/ui/config: the settings')
+        and the endpoint the documents' presigned uploads go to."""
+        from chalicelib.settings import get_settings
+        from chalicelib.webui.security import ui_security_headers
+
+        settings = get_settings()
+        upload = aws.presigned_put_origin(settings.docs_bucket)
+        return ui_security_headers([settings.authority, upload, *config.auth_config.connect_origins])
 
     def _start_front_door(self, augmenter: ChatAugmenter | None = None) -> None:
+        from router.server import AppRunner
+
         loop = asyncio.new_event_loop()
         app = self._front_door_app(augmenter)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        runner = AppRunner(app, handler_cancellation=True, access_log=None)
         loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, self.options.host, self.options.port)
         loop.run_until_complete(site.start())

@@ -19,7 +19,10 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 assertions = pytest.importorskip("aws_cdk.assertions")
 
 from chalicelib import aws  # noqa: E402
+from chalicelib.aws import presigned_put_origin  # noqa: E402
 from chalicelib.config import ConfigError, load_config, parse_config  # noqa: E402
+from chalicelib.gateway import NO_ROUTE  # noqa: E402
+from chalicelib.webui.security import ui_security_headers  # noqa: E402
 from gpu_stack.app import PROJECT_DIR, LisaApp, build_app  # noqa: E402
 from gpu_stack.functions import AppFunctions, app_functions, asl_placeholders, substitution_function  # noqa: E402
 from gpu_stack.stacks.models import FETCH_SCRIPT, WEIGHTS_IMAGE  # noqa: E402
@@ -437,7 +440,7 @@ def test_lambda_images_come_from_ecr_or_are_built(tmp_path: Path) -> None:
 def test_chat_ui_is_served_from_a_private_bucket_on_the_apis_origin(
     deployment: tuple[LisaApp, dict[str, dict[str, Any]], Path],
 ) -> None:
-    _, templates, cdk_out = deployment
+    built_app, templates, cdk_out = deployment
     api = templates["acme-prod-api"]["Resources"]
     (bucket_id, bucket), *others = _resources({"Resources": api}, "AWS::S3::Bucket").items()
     assert not others
@@ -448,6 +451,11 @@ def test_chat_ui_is_served_from_a_private_bucket_on_the_apis_origin(
     assert (built / "index.html").read_text() == (PROJECT_DIR / "webui/dist/index.html").read_text()
     assert 'src="./assets/' in (built / "index.html").read_text()  # relative: works under the /prod/ stage path
 
+    # The UI's page may call its own origin and the documents bucket's presigned uploads (no OIDC in this config).
+    uploads = "https://acme-prod-rag-docs.s3.amazonaws.com"
+    assert presigned_put_origin(built_app.names.docs_bucket, region="us-east-1") == uploads
+    hardening = ui_security_headers([uploads])
+    assert f"connect-src 'self' {uploads};" in hardening["Content-Security-Policy"]
     paths = api["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     for path, key in (("/", "/index.html"), ("/assets/{file}", "/assets/{file}")):
         method = paths[path]["get"]
@@ -457,6 +465,14 @@ def test_chat_ui_is_served_from_a_private_bucket_on_the_apis_origin(
         assert integration["uri"]["Fn::Sub"][0].endswith(":s3:path/${Bucket}" + key)
         assert integration["uri"]["Fn::Sub"][1] == {"Bucket": {"Ref": bucket_id}}
         reader = integration["credentials"]["Fn::GetAtt"][0]
+        # the browser-hardening headers, on the file and on its 404, declared on the method
+        for status, answer in (
+            ("200", integration["responses"]["default"]),
+            ("404", integration["responses"]["4\\d{2}"]),
+        ):
+            set_here = {k.removeprefix("method.response.header."): v for k, v in answer["responseParameters"].items()}
+            assert {name: set_here.get(name) for name in hardening} == {k: f"'{v}'" for k, v in hardening.items()}
+            assert set(hardening) <= set(method["responses"][status]["headers"])
     grants = json.dumps([v for v in api.values() if v["Type"] == "AWS::IAM::Policy" and reader in json.dumps(v)])
     assert "s3:GetObject" in grants
     assert "s3:PutObject" not in grants
@@ -588,13 +604,19 @@ def test_rag_database_is_private_encrypted_and_reached_by_lambdas_and_router(
     assert {"Name": "LISA_RAG_PG_SECRET", "Value": "acme-prod-rag-db"} in env
 
 
-def test_api_gateway_refusals_are_401_with_the_authorizers_message(templates: dict[str, dict[str, Any]]) -> None:
-    """As chalicelib/auth/routes.py promises (and runner/chalice_gateway.py does locally)."""
+def test_api_gateway_refusals_are_json_and_never_quote_the_request(templates: dict[str, dict[str, Any]]) -> None:
+    """As chalicelib/auth/routes.py promises (and runner/chalice_gateway.py does locally): a denial is a 401 with the
+    authorizer's message; a method and path no route serves is a 404 (API Gateway's default: a 403 quoting the
+    caller's Authorization header)."""
     api = _template(templates, "api")
     api.has_resource_properties(
         "AWS::Serverless::Api",
         {
             "GatewayResponses": {
+                "MISSING_AUTHENTICATION_TOKEN": {
+                    "StatusCode": 404,
+                    "ResponseTemplates": {"application/json": json.dumps({"message": NO_ROUTE})},
+                },
                 "ACCESS_DENIED": {
                     "StatusCode": 401,
                     "ResponseTemplates": {"application/json": '{"message": "$context.authorizer.message"}'},

@@ -3,6 +3,7 @@ answers chat requests that name a RAG repository (the `lisa_rag` field) through 
 
 from __future__ import annotations
 
+import http.client
 import json
 from pathlib import Path
 
@@ -39,6 +40,20 @@ def test_python_m_router_serves_and_logs_each_request_once(aws_env: str, tmp_pat
         wrong = requests.get(f"{url}/v1/openai/chat/completions", headers=headers, timeout=10)
         assert (wrong.status_code, wrong.json()["error"]["code"]) == (405, "method_not_allowed")
         assert wrong.headers["Allow"] == "POST"
+        # what the HTTP parser refuses: a JSON 431 quoting nothing, one log line; no server banner anywhere
+        big = requests.get(f"{url}/v1/openai/models", headers={**headers, "X-Big": "a" * 9000}, timeout=10)
+        assert (big.status_code, big.headers["Content-Type"]) == (431, "application/json")
+        assert "aaaa" not in big.text
+        assert {big.headers["Server"], missing.headers["Server"], wrong.headers["Server"]} == {"LISA"}
+        # a credential sent twice is refused, not resolved to the first one
+        twice = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        twice.putrequest("GET", "/v1/openai/models")
+        twice.putheader("Authorization", f"Bearer {token}")
+        twice.putheader("Authorization", "Bearer lisa_someone-else")
+        twice.endheaders()
+        answer = twice.getresponse()
+        assert (answer.status, json.loads(answer.read())["error"]["code"]) == (400, "ambiguous_credentials")
+        twice.close()
     finally:
         router.stop()
     lines = router.log_path.read_text().splitlines()
@@ -46,6 +61,10 @@ def test_python_m_router_serves_and_logs_each_request_once(aws_env: str, tmp_pat
     assert [(a["path"], a["status"]) for a in access] == [("/v1/openai/models", 200)] * 3 + [
         ("/v1/openai/models", 401),
         ("/v1/openai/chat/completions", 404),
+        ("/v1/openai/models", 400),
     ]
+    refused = [json.loads(line) for line in lines if "refused by the HTTP parser" in line]
+    assert [r["status"] for r in refused] == [431]
+    assert not [line for line in lines if "Traceback" in line or "aaaa" in line]
     assert access[0]["user"] == "alice"
     assert not [line for line in lines if line.startswith("INFO:")], "a Powertools record was printed twice"

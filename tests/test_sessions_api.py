@@ -1,9 +1,11 @@
 """The sessions API over real HTTP: the Chalice app behind the local front door on loopback, moto server for
-DynamoDB, real API tokens through the real authorizer. Isolation, concurrency (real threads), bad input, 413."""
+DynamoDB, real API tokens through the real authorizer. Isolation, concurrency (real threads, and interleavings
+forced deterministically: one request held inside its handler while another one runs), bad input, 413."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +34,9 @@ def users(aws_env: str, api_url: str) -> tuple[Client, Client]:
     alice, _ = store.create(username="alice")
     bob, _ = store.create(username="bob")
     return Client(api_url, alice), Client(api_url, bob)
+
+
+_WAIT = 30
 
 
 def _message(content: str, role: str = "user") -> dict[str, Any]:
@@ -269,3 +274,47 @@ def test_oversized_sessions_are_413_and_never_truncated(users: tuple[Client, Cli
     )
     assert replace.status_code == 413
     assert alice.call("GET", "/sessions/big").json()["version"] == 1
+
+
+def _hold_first_call(target: Callable[..., Any]) -> tuple[Callable[..., Any], threading.Event]:
+    """`target` wrapped so its first call waits (after signalling `held`) until a later call has started."""
+    held, second, calls = threading.Event(), threading.Event(), []
+    lock = threading.Lock()
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            calls.append(1)
+            first = len(calls) == 1
+        if first:
+            held.set()
+            assert second.wait(_WAIT), "the second request never reached its handler"
+        else:
+            second.set()
+        return target(*args, **kwargs)
+
+    return wrapper, held
+
+
+def test_a_write_held_while_another_user_lists_is_stored_for_its_own_caller(
+    users: tuple[Client, Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reported misfiling: alice's PUT /sessions/{id} is paused inside its handler (after reading its body, before
+    asking who the caller is) while bob's listing runs; the session must still be alice's."""
+    import chalicelib.sessions.store as sessions_store
+
+    alice, bob = users
+    hook, held = _hold_first_call(sessions_store.get_store)
+    monkeypatch.setattr(sessions_store, "get_store", hook)  # the handlers look it up per call
+    with ThreadPoolExecutor(2) as pool:
+        put = pool.submit(alice.call, "PUT", "/sessions/mine", {"messages": [{"role": "user", "content": "secret"}]})
+        assert held.wait(_WAIT)
+        listed = pool.submit(bob.call, "GET", "/sessions").result(_WAIT)
+        written = put.result(_WAIT)
+    assert listed.json() == {"sessions": []}
+    assert written.status_code == 201, written.text
+    monkeypatch.undo()
+    mine = alice.call("GET", "/sessions/mine")
+    assert mine.status_code == 200, f"alice's session was filed under another user: {mine.text}"
+    assert mine.json()["messages"][0]["content"] == "secret"
+    assert bob.call("GET", "/sessions/mine").status_code == 404
+    assert bob.call("GET", "/sessions").json() == {"sessions": []}

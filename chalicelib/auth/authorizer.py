@@ -2,7 +2,8 @@
 
 Credentials: `Api-Key: <token>` (an API token), or `Authorization: Bearer <credential>` where the credential is an
 API token or an OIDC JWT (told apart by shape: a JWT has three dot-separated parts). When both headers are sent,
-Api-Key wins. Header names are matched case-insensitively.
+Api-Key wins. Header names are matched case-insensitively. A request that sends either header twice is refused
+(400): which of two credentials it means is never guessed (proxies and servers disagree on first vs last).
 
 Decisions are cached in memory, keyed by the SHA-256 of the credential, for `Settings.auth_cache_ttl_seconds`
 (never past a token's `tokenExpiration` or a JWT's `exp`): a hot credential costs a hash and a dict lookup, no I/O,
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
@@ -40,16 +41,23 @@ MISSING_CREDENTIALS = "missing credentials: send 'Authorization: Bearer <token>'
 _Entry = tuple[float, Principal | None, tuple[int, str] | None]
 
 
-def credential_from_headers(headers: Mapping[str, str]) -> str:
-    """The credential a request presents (Api-Key first, then a Bearer Authorization); raises AuthError(401)."""
-    api_key: str | None = None
-    authorization: str | None = None
-    for name, value in headers.items():
+CREDENTIAL_HEADERS = {"api-key": "Api-Key", "authorization": "Authorization"}  # lower-case name -> as written
+
+# Request headers: a mapping (a multidict's items() yields every value of a repeated header) or (name, value) pairs.
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def credential_from_headers(headers: Headers) -> str:
+    """The credential a request presents (Api-Key first, then a Bearer Authorization); raises AuthError (401, or
+    400 when a credential header is repeated)."""
+    found: dict[str, str] = {}
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers:
         lowered = name.lower()
-        if lowered == "api-key":
-            api_key = value
-        elif lowered == "authorization":
-            authorization = value
+        if lowered in CREDENTIAL_HEADERS:
+            if lowered in found:
+                raise AuthError(f"ambiguous credentials: send the {CREDENTIAL_HEADERS[lowered]} header once", 400)
+            found[lowered] = value
+    api_key, authorization = found.get("api-key"), found.get("authorization")
     if api_key is not None and api_key.strip():
         credential = api_key.strip()
         if looks_like_jwt(credential):
@@ -103,11 +111,12 @@ class Authorizer:
         return cls(TokenStore(settings.tokens_table), verifier, cache_ttl_seconds=settings.auth_cache_ttl_seconds)
 
     # ---- public API -------------------------------------------------------------------------------------------
-    def authorize_headers(self, headers: Mapping[str, str]) -> Principal:
-        """The Principal behind a request's headers; raises AuthError (401 invalid, 503 cannot check now)."""
+    def authorize_headers(self, headers: Headers) -> Principal:
+        """The Principal behind a request's headers; raises AuthError (401 invalid, 400 ambiguous, 503 cannot check
+        now)."""
         return self.authorize_credential(credential_from_headers(headers))
 
-    def authorize_cached(self, headers: Mapping[str, str]) -> Principal | None:
+    def authorize_cached(self, headers: Headers) -> Principal | None:
         """Like authorize_headers but never does I/O: None means "not decided yet, call authorize_headers"."""
         credential = credential_from_headers(headers)
         return self._cached(hashlib.sha256(credential.encode()).digest())

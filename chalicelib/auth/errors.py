@@ -6,8 +6,9 @@ from __future__ import annotations
 class AuthError(Exception):
     """A refused request.
 
-    `status` is 401 for missing or invalid credentials, 403 for an authenticated caller who may not do this, and
-    503 when a credential cannot be checked right now (token store or identity provider unreachable).
+    `status` is 401 for missing or invalid credentials, 400 for ambiguous ones (a credential header sent twice),
+    403 for an authenticated caller who may not do this, and 503 when a credential cannot be checked right now
+    (token store or identity provider unreachable).
     `message` is safe to show the caller.
     """
 

@@ -5,10 +5,14 @@ the request headers, so it accepts `Api-Key` as well as `Authorization`. It hand
 - REQUEST events (how LISA deploys it in AWS, and what the local gateway sends): all headers are used;
 - TOKEN events (Chalice's default deployment): only `authorizationToken` exists, read as the Authorization header.
 A valid caller gets an Allow for the whole API (admin checks happen in handlers) and its Principal in the context.
-Anything else gets an explicit Deny whose context carries `message`; API Gateway's ACCESS_DENIED gateway response
-is overridden to `401 {"message": "$context.authorizer.message"}` (the local gateway does the same), so callers see
-why they were refused. API Gateway result caching is off (ttl 0): the in-process decision cache is the cache, and
-a REQUEST authorizer without caching does not demand every identity header.
+Invalid or missing credentials get an explicit Deny whose context carries `message`; API Gateway's ACCESS_DENIED
+gateway response is overridden to `401 {"message": "$context.authorizer.message"}` (the local gateway does the
+same), so callers see why they were refused. A gateway response's status is fixed, so refusals with another status
+(400 ambiguous credentials, 503 cannot check now) pass the gateway with no principal and a `refusal` in the
+context, and `refuse_what_the_authorizer_refused` (middleware of every route of the app) answers them
+`{"message": ...}` with their status before any handler runs. API Gateway result caching is off (ttl 0): the
+in-process decision cache is the cache (so no such pass is ever reused for another request), and a REQUEST
+authorizer without caching does not demand every identity header.
 
 Token routes (admin only; the blueprint is registered without a prefix so these are the exact paths):
 POST /tokens, GET /tokens[?username=U], PUT /tokens/{tokenId}, DELETE /tokens/{tokenId}.
@@ -16,7 +20,7 @@ POST /tokens, GET /tokens[?username=U], PUT /tokens/{tokenId}, DELETE /tokens/{t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -33,7 +37,7 @@ from chalice.app import (
     UserHandlerFuncType,
 )
 
-from chalicelib.auth.authorizer import get_authorizer
+from chalicelib.auth.authorizer import Headers, get_authorizer
 from chalicelib.auth.errors import AuthError
 from chalicelib.auth.principal import Principal
 from chalicelib.auth.tokens import TokenNotFoundError, TokenStore
@@ -44,7 +48,7 @@ logger = Logger(child=True)
 class HeadersAuthRequest(AuthRequest):
     """Chalice's AuthRequest plus the request headers (empty for a TOKEN event, which carries none)."""
 
-    def __init__(self, auth_type: str, token: str, method_arn: str, headers: Mapping[str, str]) -> None:
+    def __init__(self, auth_type: str, token: str, method_arn: str, headers: Headers) -> None:
         super().__init__(auth_type, token, method_arn)
         self.headers = headers
 
@@ -54,8 +58,10 @@ class RequestAuthorizer(ChaliceAuthorizer):
 
     def _transform_event(self, event: dict[str, Any]) -> AuthRequest:
         token = str(event.get("authorizationToken") or "")
-        headers: Mapping[str, str] = event.get("headers") or {}
-        if not headers and token:
+        headers: Headers = event.get("headers") or {}
+        if event.get("multiValueHeaders"):  # every value of a repeated header (`headers` keeps only the last)
+            headers = [(name, value) for name, values in event["multiValueHeaders"].items() for value in values or ()]
+        elif not headers and token:
             headers = {"authorization": token}
         return HeadersAuthRequest(str(event.get("type", "REQUEST")), token, str(event.get("methodArn", "")), headers)
 
@@ -73,6 +79,9 @@ class _AuthBlueprint(Blueprint):
 
 auth_bp = _AuthBlueprint(__name__)
 
+# Authorizer-context keys of a refusal the gateway cannot answer with its status (see the module docstring).
+REFUSAL, REFUSAL_STATUS = "refusal", "refusalStatus"
+
 
 def _deny(method_arn: str, message: str) -> dict[str, Any]:
     # The message lands in a JSON gateway-response template in AWS: keep it short and free of quotes/backslashes.
@@ -89,15 +98,29 @@ def _deny(method_arn: str, message: str) -> dict[str, Any]:
 
 @auth_bp.authorizer(ttl_seconds=0)
 def lisa_authorizer(auth_request: HeadersAuthRequest) -> AuthResponse | dict[str, Any]:
-    """Allow a valid API token or JWT (Principal in the context); deny anything else with a message."""
+    """Allow a valid API token or JWT (Principal in the context); deny anything else with a message (a refusal
+    that is not a 401 is passed on to the middleware below, which answers it with its own status)."""
     try:
         principal = get_authorizer().authorize_headers(auth_request.headers)
     except AuthError as error:
-        return _deny(auth_request.method_arn, error.message)
+        if error.status == 401:
+            return _deny(auth_request.method_arn, error.message)
+        context = {REFUSAL: error.message, REFUSAL_STATUS: str(error.status)}
+        return AuthResponse(routes=["*"], principal_id="anonymous", context=context)
     except Exception:  # an unexpected failure must still be a refusal, never a 500
         logger.exception("authorizer failed")
         return _deny(auth_request.method_arn, "authorization failed; try again later")
     return AuthResponse(routes=["*"], principal_id=principal.username, context=principal.to_context())
+
+
+@auth_bp.middleware("http")
+def refuse_what_the_authorizer_refused(request: Request, get_response: Callable[[Request], Response]) -> Response:
+    """Every route of the app: a request the authorizer refused with a status other than 401 gets that refusal,
+    `{"message": ...}`, and never reaches a handler (it carries no principal either: see current_principal)."""
+    context = (request.context or {}).get("authorizer") or {}
+    if REFUSAL in context:
+        return Response(status_code=int(context[REFUSAL_STATUS]), body={"message": context[REFUSAL]})
+    return get_response(request)
 
 
 def current_principal(request: Request) -> Principal:

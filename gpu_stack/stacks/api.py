@@ -5,6 +5,7 @@ data-plane routes of the same REST API proxied through the VPC link to the route
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +22,10 @@ from chalice.cdk import Chalice
 from chalice.utils import to_cfn_resource_name
 from constructs import Construct
 
+from chalicelib.aws import presigned_put_origin
 from chalicelib.config import LisaConfig
+from chalicelib.gateway import NO_ROUTE
+from chalicelib.webui.security import ui_security_headers
 from gpu_stack.functions import (
     AppFunctions,
     asl_placeholders,
@@ -55,10 +59,16 @@ _STAGING_ASSET_EXCLUDE = [
 _AUTHORIZER_SWAGGER = "DefinitionBody.securityDefinitions.lisa_authorizer.x-amazon-apigateway-authorizer"
 
 # API Gateway's own refusals as LISA's error shape. ACCESS_DENIED: the authorizer denied (its context's `message`
-# says why); UNAUTHORIZED: no credentials reached the authorizer. The app sets no CORS headers (the UI is served
-# from the API's own origin), so neither do these. SAM's GatewayResponses redeploys the stage when they change.
+# says why); UNAUTHORIZED: no credentials reached the authorizer; MISSING_AUTHENTICATION_TOKEN: no route serves the
+# method and path (API Gateway's default is a 403 whose message quotes the caller's Authorization header). The app
+# sets no CORS headers (the UI is served from the API's own origin), so neither do these. SAM's GatewayResponses
+# redeploys the stage when they change.
 _JSON = "application/json"
 GATEWAY_RESPONSES: dict[str, Any] = {
+    "MISSING_AUTHENTICATION_TOKEN": {
+        "StatusCode": 404,
+        "ResponseTemplates": {_JSON: json.dumps({"message": NO_ROUTE})},
+    },
     "ACCESS_DENIED": {
         "StatusCode": 401,
         "ResponseTemplates": {_JSON: '{"message": "$context.authorizer.message"}'},
@@ -200,7 +210,18 @@ class ApiStack(cdk.Stack):
 
         if router_endpoint is not None:
             self._data_plane_routes(*router_endpoint)
-        serve_web_ui(self, self.chalice.get_resource("RestAPI"), web_assets_dir(config, project_dir, config_dir))
+        serve_web_ui(
+            self,
+            self.chalice.get_resource("RestAPI"),
+            web_assets_dir(config, project_dir, config_dir),
+            ui_security_headers(
+                [
+                    config.auth_config.authority,
+                    presigned_put_origin(names.docs_bucket, region=config.region),
+                    *config.auth_config.connect_origins,
+                ]
+            ),
+        )
         rest_api = self.chalice.get_resource("RestAPI")
         # The authorizer's Deny carries `message`; callers see it as 401 {"message": ...} (as the local gateway does).
         rest_api.add_property_override("GatewayResponses", GATEWAY_RESPONSES)

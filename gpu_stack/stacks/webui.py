@@ -3,6 +3,7 @@ and `/assets/{file}` of the same REST API, so the UI and the API share one origi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ def web_assets_dir(config: LisaConfig, project_dir: Path, config_dir: Path) -> P
     return assets.resolve()
 
 
-def serve_web_ui(scope: Construct, rest_api: cdk.CfnResource, assets: Path) -> None:
-    """The chat UI from a private bucket through API Gateway's S3 integration: same origin as the API."""
+def serve_web_ui(scope: Construct, rest_api: cdk.CfnResource, assets: Path, headers: Mapping[str, str]) -> None:
+    """The chat UI from a private bucket through API Gateway's S3 integration: same origin as the API. Every
+    answer (the files and their 404s) carries `headers` (chalicelib.webui.security.ui_security_headers)."""
     bucket = s3.Bucket(
         scope,
         "WebAssets",
@@ -49,6 +51,8 @@ def serve_web_ui(scope: Construct, rest_api: cdk.CfnResource, assets: Path) -> N
         description="API Gateway: read the chat UI's files",
     )
     bucket.grant_read(role)
+    # Static values are quoted once; API Gateway keeps the quotes inside them ('self', 'none') as they are.
+    hardening = {f"method.response.header.{name}": f"'{value}'" for name, value in headers.items()}
     for path, key, cache in (
         ("/", "index.html", "no-cache"),
         ("/assets/{file}", "assets/{file}", "public, max-age=31536000, immutable"),  # names carry a hash
@@ -63,23 +67,25 @@ def serve_web_ui(scope: Construct, rest_api: cdk.CfnResource, assets: Path) -> N
             "credentials": role.role_arn,
             "passthroughBehavior": "when_no_match",
             "responses": {
-                "4\\d{2}": {"statusCode": "404"},
+                "4\\d{2}": {"statusCode": "404", "responseParameters": hardening},
                 "default": {
                     "statusCode": "200",
                     "responseParameters": {
                         "method.response.header.Content-Type": "integration.response.header.Content-Type",
                         "method.response.header.Cache-Control": f"'{cache}'",
+                        **hardening,
                     },
                 },
             },
         }
+        declared = {name: {"type": "string"} for name in headers}
         method: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "the file",
-                    "headers": {"Content-Type": {"type": "string"}, "Cache-Control": {"type": "string"}},
+                    "headers": {"Content-Type": {"type": "string"}, "Cache-Control": {"type": "string"}, **declared},
                 },
-                "404": {"description": "no such file"},
+                "404": {"description": "no such file", "headers": declared},
             },
             "x-amazon-apigateway-integration": integration,
         }

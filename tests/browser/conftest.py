@@ -101,9 +101,50 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
+# Every page reports what its Content-Security-Policy blocked: a violation breaks the UI silently otherwise.
+_REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`);
+});
+"""
+
+
+class CspViolations(list[str]):
+    """The CSP violations the pages of one browser context reported (Chromium's own messages and the events)."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        super().__init__()
+        context.add_init_script(_REPORT_CSP_VIOLATIONS)
+        context.on("console", self._seen)
+
+    def _seen(self, message: Any) -> None:
+        if "Content Security Policy" in message.text or message.text.startswith("CSP violation"):
+            self.append(f"{message.page.url if message.page else '?'}: {message.text}")
+
+
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+def csp_violations() -> list[CspViolations]:
+    """Every watched context's violations; the test fails if any page saw one (`watched_context` registers)."""
+    return []
+
+
+def watched_context(browser: Browser, violations: list[CspViolations], **options: Any) -> BrowserContext:
+    """A new browser context whose CSP violations fail the test."""
+    context = browser.new_context(**options)
+    violations.append(CspViolations(context))
+    return context
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations(csp_violations: list[CspViolations]) -> Iterator[None]:
+    yield
+    seen = [message for watched in csp_violations for message in watched]
+    assert not seen, f"the UI violated its Content-Security-Policy: {seen}"
+
+
+@pytest.fixture
+def context(browser: Browser, csp_violations: list[CspViolations]) -> Iterator[BrowserContext]:
+    context = watched_context(browser, csp_violations, viewport={"width": 1280, "height": 800})
     yield context
     context.close()
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import Screenshots, User, make_user
+from tests.browser.conftest import CspViolations, Screenshots, User, make_user, watched_context
 from tests.support.oidc_issuer import OidcIssuer
 from tests.support.servers import AppThread, stage_path_proxy
 
@@ -277,8 +277,11 @@ def test_keyboard_use_and_labels(page: Page, lisa: Any, user: User) -> None:
     expect(page.get_by_role("button", name="Send")).to_be_focused()
 
 
-def test_phone_width(browser: Browser, lisa: Any, user: User, shots: Screenshots) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, has_touch=True)
+def test_phone_width(
+    browser: Browser, lisa: Any, user: User, shots: Screenshots, csp_violations: list[CspViolations]
+) -> None:
+    phone = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "has_touch": True}
+    context = watched_context(browser, csp_violations, **phone)
     page = context.new_page()
     try:
         sign_in(page, lisa, user)
@@ -427,3 +430,37 @@ def test_the_ui_works_under_an_api_gateway_stage_path(page: Page, lisa: Any, use
     assert {url[len(base) :].split("?")[0] for url in ours} >= {"/prod/", "/prod/ui/config", "/prod/sessions"}
     assert any(url.startswith(f"{base}/prod/v1/openai/chat/completions") for url in ours)
     assert all(url.startswith(f"{base}/prod/") for url in ours), [u for u in ours if not u.startswith(f"{base}/prod/")]
+
+
+def test_the_ui_is_served_under_a_strict_csp_and_a_violation_would_fail_the_tests(
+    page: Page, lisa: Any, user: User, csp_violations: list[CspViolations]
+) -> None:
+    """Every browser test fails on a CSP violation (the `_no_csp_violations` check); this one proves the check sees
+    one: the UI works under its policy, then an inline script and a foreign image are refused and reported."""
+    response = page.goto(lisa.url)
+    assert response is not None
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self';" in policy
+    assert "'unsafe-inline'" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["server"] == "LISA"
+    sign_in(page, lisa, user)
+    assert not csp_violations[0]
+    page.evaluate("""() => {
+      const script = document.createElement("script");
+      script.textContent = "window.injected = true";
+      document.body.append(script);
+      const image = document.createElement("img");
+      image.src = "https://images.example.invalid/pixel.png";
+      document.body.append(image);
+    }""")
+    for _ in range(100):  # the reports arrive asynchronously
+        seen = " ".join(csp_violations[0])
+        if "script-src" in seen and "img-src" in seen:
+            break
+        page.wait_for_timeout(50)
+    assert "script-src" in seen, seen
+    assert "img-src" in seen, seen
+    assert page.evaluate("window.injected") is None
+    csp_violations[0].clear()  # seen as intended: this test must not fail the check

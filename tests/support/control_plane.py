@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import requests
 from aiohttp import web
 
+from router.server import AppRunner
 from runner.chalice_gateway import make_gateway
 from runner.front_door import ControlPlane, mount
 from tests.support.servers import AppThread
 
 
 @contextmanager
-def control_plane_url(workers: int = 8) -> Iterator[str]:
-    """Serve app.py (authorizer included) on loopback; yield its base URL."""
+def control_plane_url(
+    workers: int = 8,
+    *,
+    data_plane: bool = False,
+    webui_dir: Path | None = None,
+    ui_headers: Mapping[str, str] | None = None,
+) -> Iterator[str]:
+    """Serve app.py (authorizer included) on loopback as the front door does; yield its base URL. `data_plane`:
+    the router's routes too (process-wide authorizer and registry), as `make run` serves them on one port."""
     from app import app as chalice_app
 
+    def front_door() -> web.Application:
+        from router.app import create_app
+
+        app = create_app() if data_plane else web.Application()
+        return mount(app, control_plane, webui_dir, ui_headers)
+
     control_plane = ControlPlane(make_gateway(chalice_app), workers=workers)
-    server = AppThread(lambda: mount(web.Application(), control_plane, None))
+    server = AppThread(front_door, runner=AppRunner)
     try:
         yield server.start()
     finally:

@@ -16,9 +16,16 @@ _UPSTREAM_SESSION: web.AppKey[ClientSession] = web.AppKey("upstream_session", Cl
 class AppThread:
     """`AppThread(factory).start()` → the base URL; `.stop()` shuts the server and its loop down."""
 
-    def __init__(self, factory: Callable[[], web.Application], handler_cancellation: bool = True) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], web.Application],
+        handler_cancellation: bool = True,
+        runner: type[web.AppRunner] = web.AppRunner,
+    ) -> None:
+        """`runner`: how the app is served (LISA's servers use `router.server.AppRunner`)."""
         self._factory = factory
         self._handler_cancellation = handler_cancellation
+        self._runner_class = runner
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="app-thread")
         self._runner: web.AppRunner | None = None
@@ -32,7 +39,7 @@ class AppThread:
 
     async def _start(self) -> None:
         self.app = self._factory()
-        self._runner = web.AppRunner(self.app, handler_cancellation=self._handler_cancellation, access_log=None)
+        self._runner = self._runner_class(self.app, handler_cancellation=self._handler_cancellation, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
