@@ -104,7 +104,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 # Every page reports what its Content-Security-Policy blocked: a violation breaks the UI silently otherwise.
 _REPORT_CSP_VIOLATIONS = """
 document.addEventListener("securitypolicyviolation", (event) => {
-  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI || "inline"}`);
+  const where = event.sourceFile ? ` at ${event.sourceFile}:${event.lineNumber}` : "";
+  console.error(`CSP violation: ${event.effectiveDirective} blocked ${event.blockedURI || "inline"}${where}` +
+    (event.sample ? ` (${event.sample})` : ""));
 });
 """
 

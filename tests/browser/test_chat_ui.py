@@ -299,7 +299,8 @@ def test_phone_width(
         sessions_panel = page.get_by_role("navigation", name="Chat sessions")
         expect(sessions_panel).to_be_visible()
         expect(page.get_by_role("button", name="Say hello in French.", exact=True)).to_be_in_viewport(ratio=1)
-        page.wait_for_function("getComputedStyle(document.getElementById('sessions-panel')).transform === 'none'")
+        # a function, not an expression string: Playwright evals those in the page, which the UI's CSP refuses
+        page.wait_for_function("() => getComputedStyle(document.getElementById('sessions-panel')).transform === 'none'")
         shots(page, "phone-sessions")
         page.keyboard.press("Escape")
         expect(sessions_panel).to_be_hidden()
@@ -339,7 +340,7 @@ def test_model_output_is_rendered_as_sanitized_markdown(page: Page, lisa: Any, u
     hostile = (
         "**bold** and `code`\n\n```python\nprint('hi')\n```\n\n"
         '<img src=x onerror="window.__xss=1"> <script>window.__xss=2</script> '
-        "[click](javascript:window.__xss=3) [docs](https://example.com)"
+        "[click](javascript:window.__xss=3) [docs](https://example.com) ![a pixel](https://images.example.invalid/p.png)"
     )
     created = user.api(
         "PUT",
@@ -359,6 +360,10 @@ def test_model_output_is_rendered_as_sanitized_markdown(page: Page, lisa: Any, u
     expect(answer).to_contain_text("click")
     expect(answer.locator("[href^='javascript'], [onerror], [onclick]")).to_have_count(0)
     assert answer.get_by_role("link", name="docs").get_attribute("rel") == "noopener noreferrer"
+    # raw HTML is shown as text, an image as a link: the page fetches nothing a model names
+    expect(answer).to_contain_text('<img src=x onerror="window.__xss=1">')
+    pixel = answer.get_by_role("link", name="a pixel")
+    assert pixel.get_attribute("href") == "https://images.example.invalid/p.png"
     assert page.evaluate("window.__xss") is None
     expect(page.locator("#messages .message.user .content")).to_have_text("<b>not bold</b>")
     shots(page, "markdown")

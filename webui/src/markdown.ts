@@ -1,9 +1,22 @@
 // Markdown to safe HTML: marked renders, DOMPurify removes anything executable (model output is untrusted).
+// Raw HTML in the output is shown as text and images as links: neither is ever parsed as markup, not even in
+// DOMPurify's inert document, where the browser would still fetch the images a model names and check their
+// inline handlers against the page's Content-Security-Policy (reporting violations).
 
 import DOMPurify from "dompurify";
 import { Marked } from "marked";
 
-const marked = new Marked({ gfm: true, breaks: true, async: false });
+const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+const marked = new Marked(
+  { gfm: true, breaks: true, async: false },
+  {
+    renderer: {
+      html: ({ text }) => escapeHtml(text),
+      image: ({ href, text }) => `<a href="${escapeHtml(href)}">${escapeHtml(text || href)}</a>`,
+    },
+  },
+);
 
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A") {
