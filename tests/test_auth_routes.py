@@ -248,3 +248,27 @@ def test_stock_chalice_test_client_with_bearer(oidc_env: None, idp: OidcIssuer) 
         user = client.http.get("/tokens", headers={"Authorization": f"Bearer {idp.mint(groups=['users'])}"})
         assert user.status_code == 403
         assert "not an administrator" in user.json_body["Message"]
+
+
+def test_refusals_a_gateway_cannot_word_keep_their_status_and_never_reach_a_handler(
+    api: Api, admin_key: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deny always becomes API Gateway's 401; a credential sent twice (400) or one that cannot be checked now
+    (503) passes the gateway without a principal and is answered by the app's middleware with its own status."""
+    from chalicelib.auth.authorizer import get_authorizer
+    from runner.chalice_gateway import RequestHeaders
+
+    token = admin_key["Api-Key"]
+    twice = RequestHeaders([("content-type", "application/json"), ("Api-Key", token), ("api-key", token)])
+    response = api.gateway.handle_request("POST", "/tokens", twice, json.dumps({"username": "eve"}).encode())
+    assert (response["statusCode"], json.loads(response["body"])) == (
+        400,
+        {"message": "ambiguous credentials: send the Api-Key header once"},
+    )
+    assert [t["username"] for t in api("GET", "/tokens", admin_key).body["tokens"]] == ["root"]  # eve never made
+
+    get_authorizer().clear_cache()
+    monkeypatch.setenv("LISA_TOKENS_TABLE", "no-such-table")  # the token store is unreachable
+    aws.reset()
+    reply = api("POST", "/tokens", admin_key, {"username": "eve"})
+    assert (reply.status, reply.body) == (503, {"message": "cannot check the API token right now; try again later"})
