@@ -210,6 +210,9 @@ def test_an_expired_api_key_is_explained_and_leads_back_to_login(
 
     # A key that expires while the user is chatting: the next request brings the login back, with the reason.
     sign_in(page, lisa, user)
+    # Let the sign-in's own listings finish first: one refused mid-flight would show the login before the
+    # message is typed, and the Enter meant for the message would submit the empty login form.
+    page.wait_for_load_state("networkidle")
     user.expire_token()
     send(page, "Hello?")
     expect(page.get_by_role("heading", name="Sign in to LISA")).to_be_visible()
