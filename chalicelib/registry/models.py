@@ -17,12 +17,16 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from chalicelib.apidocs.operations import PUBLIC
 from chalicelib.config import (
     MODEL_ID_PATTERN,
     NAME_PATTERN,
@@ -145,18 +149,23 @@ class ModelRecord(_Wire):
         """True when requests can be sent to it: in service with a known endpoint."""
         return self.status is ModelStatus.IN_SERVICE and self.endpoint_url is not None
 
+    @model_serializer(mode="wrap")
+    def _for_caller(self, serialize: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """For non-admins (`public` in the context): of containerConfig's environment (which may hold
+        credentials) only the serving limits clients need (`PUBLIC_ENVIRONMENT_KEYS`, e.g. MAX_INPUT_LENGTH)."""
+        data: dict[str, Any] = serialize(self)
+        config = data.get("containerConfig")
+        if isinstance(info.context, dict) and info.context.get(PUBLIC) and config is not None:
+            config["environment"] = {k: v for k, v in config["environment"].items() if k in PUBLIC_ENVIRONMENT_KEYS}
+        return data
+
     def wire(self) -> dict[str, Any]:
         """The API shape (camelCase, nulls included so clients see every field)."""
         return self.model_dump(mode="json", by_alias=True)
 
     def public_wire(self) -> dict[str, Any]:
-        """The API shape for non-admins: of containerConfig's environment (which may hold credentials) only the
-        serving limits clients need (`PUBLIC_ENVIRONMENT_KEYS`, e.g. MAX_INPUT_LENGTH) are shown."""
-        data = self.wire()
-        config = data["containerConfig"]
-        if config is not None:
-            config["environment"] = {k: v for k, v in config["environment"].items() if k in PUBLIC_ENVIRONMENT_KEYS}
-        return data
+        """The API shape for non-admins (see `_for_caller`)."""
+        return self.model_dump(mode="json", by_alias=True, context={PUBLIC: True})
 
 
 class CreateModelRequest(_Wire):
@@ -235,3 +244,23 @@ class UpdateModelRequest(_Wire):
     def changes(self) -> dict[str, Any]:
         """The fields to change (python names), explicit nulls included."""
         return {name: getattr(self, name) for name in self.model_fields_set if name != "version"}
+
+
+# -- responses -----------------------------------------------------------------------------------------------------
+class RegisteredModels(_Wire):
+    """GET /models."""
+
+    models: list[ModelRecord]
+
+
+class DeletedModel(_Wire):
+    """DELETE /models/{modelId}: the name and the record as it was."""
+
+    deleted: str
+    model: ModelRecord
+
+
+class VersionQuery(_Wire):
+    """DELETE /models/{modelId}?version=N: delete only while the model is at version N."""
+
+    version: int | None = Field(None, ge=1)
