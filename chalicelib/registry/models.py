@@ -1,8 +1,8 @@
 """Wire shapes of the model registry (camelCase on the wire and in the table), validated at the edge.
 
 A registry record's id is its `modelName` (unique); `hfModelId` is the Hugging Face `org/name` its weights come
-from. `provider` is derived from the inference container (`ecs.textgen.tgi`, `ecs.embedding.tei`,
-`ecs.embedding.instructor`) and must agree with `modelType`.
+from. `provider` is derived from the inference container (`ecs.textgen.vllm`, `ecs.textgen.tgi`,
+`ecs.embedding.tei`, `ecs.embedding.instructor`) and must agree with `modelType`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from chalicelib.config import (
     ContainerConfig,
     InferenceContainer,
     ModelType,
+    check_container_config,
+    model_type_of,
 )
 from chalicelib.dynamo import dynamo_storable
 
@@ -57,17 +59,14 @@ PUBLIC_ENVIRONMENT_KEYS = frozenset(
         "MAX_BATCH_TOTAL_TOKENS",
         "MAX_BATCH_TOKENS",
         "MAX_CLIENT_BATCH_SIZE",
+        "VLLM_MAX_MODEL_LEN",
+        "VLLM_MAX_NUM_SEQS",
     }
 )
-"""Container environment keys every user may see: TGI/TEI serving limits, never credentials."""
+"""Container environment keys every user may see: TGI/TEI/vLLM serving limits, never credentials."""
 
 ModelSource = Literal["config", "api"]
 """Who manages a record: `lisa models sync` (config.yaml) or the admin API."""
-
-
-def model_type_of(container: InferenceContainer) -> ModelType:
-    """The only model type an inference container serves (the middle part of its provider name)."""
-    return ModelType(PROVIDERS[container].split(".")[1])
 
 
 def _name(value: str) -> str:
@@ -125,6 +124,14 @@ class ModelRecord(_Wire):
     created_at: str
     updated_at: str
     version: int = Field(ge=1)
+
+    @field_validator("container_config")
+    @classmethod
+    def _engine(cls, value: ContainerConfig | None, info: ValidationInfo) -> ContainerConfig | None:
+        container = info.data.get("inference_container")
+        if container is not None:
+            check_container_config(container, value)
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelRecord:
@@ -188,6 +195,14 @@ class CreateModelRequest(_Wire):
         container = info.data.get("inference_container")
         if value is not None and container is not None and model_type_of(container) is not value:
             raise ValueError(f"inferenceContainer {container.value!r} cannot serve modelType {value.value!r}")
+        return value
+
+    @field_validator("container_config")
+    @classmethod
+    def _engine(cls, value: ContainerConfig | None, info: ValidationInfo) -> ContainerConfig | None:
+        container = info.data.get("inference_container")
+        if container is not None:
+            check_container_config(container, value)
         return value
 
     def record_fields(self) -> dict[str, Any]:
