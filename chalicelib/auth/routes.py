@@ -143,20 +143,15 @@ def require_admin(request: Request) -> Principal:
 
 
 # ---- token administration ------------------------------------------------------------------------------------
-def _raw_body(request: Request) -> bytes:
-    raw = request.raw_body
-    return raw.encode() if isinstance(raw, str) else raw
-
-
 @auth_bp.route("/tokens", methods=["POST"], authorizer=lisa_authorizer)
 def create_token() -> Response:
     """Create a token; the response is the only time the token itself is shown."""
     from chalicelib.auth.models import CreateTokenRequest
-    from chalicelib.validation import parse_body
+    from chalicelib.validation import parse_request
 
     request = auth_bp.current_request
     admin = require_admin(request)
-    body = parse_body(CreateTokenRequest, _raw_body(request))
+    body = parse_request(CreateTokenRequest, request)
     store = TokenStore()
     token, record = store.create(
         username=body.username,
@@ -184,11 +179,11 @@ def list_tokens() -> dict[str, Any]:
 def update_token(tokenId: str) -> dict[str, Any]:
     """Change a token's expiration and/or description."""
     from chalicelib.auth.models import UpdateTokenRequest
-    from chalicelib.validation import parse_body
+    from chalicelib.validation import parse_request
 
     request = auth_bp.current_request
     admin = require_admin(request)
-    body = parse_body(UpdateTokenRequest, _raw_body(request))
+    body = parse_request(UpdateTokenRequest, request)
     store = TokenStore()
     try:
         record = store.update(tokenId, expiration=body.expiration(store.now()), description=body.new_description())

@@ -154,6 +154,16 @@ class DocumentRecord(_Wire):
         return self.model_dump(mode="json", by_alias=True)
 
 
+class DocumentPageToken(_Wire):
+    """A documents page's `nextToken` (base64url JSON): DynamoDB's LastEvaluatedKey, both key attributes strings.
+    Typed so that a forged one is refused here, not by DynamoDB's serializer (a float) or the JSON parser."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel, strict=True)
+
+    repository_id: str = Field(min_length=1, max_length=63)
+    document_id: str = Field(min_length=1, max_length=64)
+
+
 def _check_filename(value: str) -> str:
     if value.startswith("/") or "\\" in value or "\x00" in value:
         raise ValueError("must be a relative path with '/' separators")

@@ -85,10 +85,9 @@ def _principal() -> Principal:
 
 
 def _parse(model: type[M]) -> M:
-    from chalicelib.validation import parse_body
+    from chalicelib.validation import parse_request
 
-    raw = rag_bp.current_request.raw_body
-    return parse_body(model, raw.encode() if isinstance(raw, str) else raw)
+    return parse_request(model, rag_bp.current_request)
 
 
 def _repository_id(raw: str) -> str:
@@ -157,12 +156,12 @@ def upload_url(repositoryId: str) -> dict[str, Any]:
 @rag_bp.route("/{repositoryId}/documents", methods=["GET"], authorizer=lisa_authorizer)
 @_mapped
 def list_documents(repositoryId: str) -> dict[str, Any]:
+    from chalicelib.validation import query_int
+
     params: Mapping[str, str] = rag_bp.current_request.query_params or {}
-    raw_limit = params.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
-        raise BadRequestError(f"limit: must be an integer from 1 to 1000, got {raw_limit!r}")
+    limit = query_int(params, "limit", 1, 1000, default=100)
     records, token = _service().list_documents(
-        _principal(), _repository_id(repositoryId), int(raw_limit), params.get("nextToken") or None
+        _principal(), _repository_id(repositoryId), limit, params.get("nextToken") or None
     )
     return {"documents": [r.wire() for r in records], "nextToken": token}
 

@@ -7,7 +7,7 @@ POST, PUT (body names the `version` it is based on; 409 if stale) and DELETE (op
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -39,11 +39,6 @@ def _changed() -> None:
     get_registry().invalidate()
 
 
-def _raw_body() -> bytes:
-    raw = models_bp.current_request.raw_body
-    return raw.encode() if isinstance(raw, str) else raw
-
-
 def _model_id(raw: str) -> str:
     from chalicelib.config import NAME_PATTERN
 
@@ -53,13 +48,9 @@ def _model_id(raw: str) -> str:
 
 
 def _version_param() -> int | None:
-    params: Mapping[str, str] = models_bp.current_request.query_params or {}
-    raw = params.get("version")
-    if raw is None:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise BadRequestError(f"version: must be a positive integer, got {raw!r}")
-    return int(raw)
+    from chalicelib.validation import query_int
+
+    return query_int(models_bp.current_request.query_params, "version", 1, 10**18)
 
 
 @contextmanager
@@ -100,10 +91,10 @@ def get_model(modelId: str) -> dict[str, Any]:
 def create_model() -> Response:
     """Register a model (201); 409 if the name is taken."""
     from chalicelib.registry.models import CreateModelRequest
-    from chalicelib.validation import parse_body
+    from chalicelib.validation import parse_request
 
     admin = require_admin(models_bp.current_request)
-    body = parse_body(CreateModelRequest, _raw_body())
+    body = parse_request(CreateModelRequest, models_bp.current_request)
     with _registry_errors():
         record = _store().create(body)
     _changed()
@@ -115,11 +106,11 @@ def create_model() -> Response:
 def update_model(modelId: str) -> dict[str, Any]:
     """Change a model based on the `version` in the body; 409 if it moved on since."""
     from chalicelib.registry.models import UpdateModelRequest
-    from chalicelib.validation import parse_body
+    from chalicelib.validation import parse_request
 
     admin = require_admin(models_bp.current_request)
     model_id = _model_id(modelId)
-    body = parse_body(UpdateModelRequest, _raw_body())
+    body = parse_request(UpdateModelRequest, models_bp.current_request)
     with _registry_errors():
         record = _store().update(model_id, body.version, body.changes())
     _changed()

@@ -45,10 +45,9 @@ def _store() -> SessionStore:
 
 
 def _parse(model: type[M]) -> M:
-    from chalicelib.validation import parse_body
+    from chalicelib.validation import parse_request
 
-    raw = sessions_bp.current_request.raw_body
-    return parse_body(model, raw.encode() if isinstance(raw, str) else raw)
+    return parse_request(model, sessions_bp.current_request)
 
 
 def _wire(model: BaseModel) -> dict[str, Any]:

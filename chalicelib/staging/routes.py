@@ -61,12 +61,11 @@ def start_staging(modelId: str) -> Response:
     """Stage a registered model's weights; body (optional): {"source": {...}, "force": false}."""
     from chalicelib.staging.models import StageModelRequest
     from chalicelib.staging.service import start_staging
-    from chalicelib.validation import parse_body
+    from chalicelib.validation import parse_request
 
     admin = require_admin(staging_bp.current_request)
     model_id = _model_id(modelId)
-    raw = staging_bp.current_request.raw_body
-    body = parse_body(StageModelRequest, (raw.encode() if isinstance(raw, str) else raw) or b"{}")
+    body = parse_request(StageModelRequest, staging_bp.current_request, empty=b"{}")
     with _errors():
         started = start_staging(_hf_model_id(model_id), model_ids=[model_id], source=body.source, force=body.force)
     logger.info("staging requested", model_id=model_id, execution=started.execution_name, by=admin.username)
