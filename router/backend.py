@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from chalicelib import bounded_json
 from chalicelib.serve import sse
 from chalicelib.serve.errors import ServeError, backend_timeout, backend_unreachable, from_backend
 from router.settings import RouterSettings
@@ -70,7 +71,7 @@ class Backend:
                     if response.status >= 400:
                         raise from_backend(response.status, raw, what)
                     try:
-                        answer = json.loads(raw)
+                        answer = bounded_json.loads(raw, "the answer")
                     except ValueError:
                         raise ServeError(502, f"{what} answered with something other than JSON") from None
                     if not isinstance(answer, expect):

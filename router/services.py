@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from chalicelib import bounded_json
 from chalicelib.config import ModelType
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import SERVER, ServeError, error_body
@@ -133,7 +133,7 @@ async def first_error(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
 def backend_event(data: str, what: str) -> dict[str, Any]:
     """A backend stream event's JSON; a malformed event or an error event raises ServeError(502)."""
     try:
-        payload = json.loads(data)
+        payload = bounded_json.loads(data, "the event")
     except ValueError:
         raise ServeError(502, f"{what} sent a malformed stream event") from None
     if not isinstance(payload, dict):

@@ -22,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from chalicelib import bounded_json
+
 Handler = Callable[[Any, Any], Any]
 logger = logging.getLogger("lisa.lambda_shim")
 
@@ -66,7 +68,7 @@ def invoke(handlers: Mapping[str, Handler], function_name: str, payload: bytes) 
         headers["x-amzn-ErrorType"] = "ResourceNotFoundException"
         return 404, headers, json.dumps(body).encode()
     try:
-        event = json.loads(payload or b"{}")
+        event = bounded_json.loads(payload or b"{}")
     except ValueError as error:
         headers["x-amzn-ErrorType"] = "InvalidRequestContentException"
         return 400, headers, json.dumps({"Type": "User", "message": f"Could not parse request body: {error}"}).encode()

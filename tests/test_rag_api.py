@@ -4,6 +4,8 @@ create/delete, presigned uploads that get ingested, document listing/deletion ri
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -208,6 +210,15 @@ def test_a_repository_delete_that_fails_on_the_vector_store_leaves_a_repository_
     assert users.alice.call("GET", "/repositories/finance/documents").status_code == 404
 
 
+_LONE = "a\ud800"  # a lone UTF-16 surrogate (json.dumps writes the escape "\\ud800")
+
+
+def _token(key: dict[str, Any] | None, raw: bytes | None = None) -> str:
+    """A forged documents `nextToken` (the API's own are base64url JSON of the page's last key)."""
+    body = raw if raw is not None else json.dumps({"repositoryId": "public", **(key or {})}).encode()
+    return base64.urlsafe_b64encode(body).decode()
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "field"),
     [
@@ -221,6 +232,18 @@ def test_a_repository_delete_that_fails_on_the_vector_store_leaves_a_repository_
         ("POST", "/repositories/public/search", {"query": "x", "filter": {"a b": 1}}, "filter"),
         ("GET", "/repositories/public/documents?limit=0", None, "limit"),
         ("GET", "/repositories/public/documents?nextToken=garbage", None, "nextToken"),
+        ("GET", "/repositories/public/documents?limit=%C2%B2", None, "limit"),  # "²": str.isdigit, not int()
+        ("GET", "/repositories/public/documents?limit=%D9%A1", None, "limit"),  # Arabic-Indic 1: int() takes it
+        ("GET", f"/repositories/public/documents?nextToken={_token({'documentId': 1.5})}", None, "nextToken"),
+        ("GET", f"/repositories/public/documents?nextToken={_token({'documentId': ['a']})}", None, "nextToken"),
+        ("GET", f"/repositories/public/documents?nextToken={_token({'documentId': _LONE})}", None, "nextToken"),
+        (
+            "GET",
+            f"/repositories/public/documents?nextToken={_token(None, b'[' * 2000 + b']' * 2000)}",
+            None,
+            "nextToken",
+        ),
+        ("POST", "/repositories/public/search", {"query": _LONE}, "query: contains a lone UTF-16 surrogate"),
         ("GET", "/repositories/public/documents/not-an-id", None, "documentId"),
     ],
 )

@@ -501,6 +501,93 @@ def test_bad_chat_bodies(lisa: Lisa, raw: bytes, status: int, param: str | None)
     assert lisa.fake.requests == []
 
 
+_CHAT = {"model": "fake-chat", "messages": [{"role": "user", "content": "x"}]}
+_NATIVE = {"provider": "ecs.textgen.tgi", "modelName": "fake-chat", "text": "x"}
+_NATIVE_EMBED = {"provider": "ecs.embedding.tei", "modelName": "fake-embed", "text": "x"}
+_DATA_PLANE_BODIES = [
+    ("/v1/openai/chat/completions", _CHAT, "messages"),
+    ("/v1/openai/completions", {"model": "fake-chat", "prompt": "x"}, "prompt"),
+    ("/v1/openai/embeddings", {"model": "fake-embed", "input": "x"}, "input"),
+    ("/v1/generate", _NATIVE, "text"),
+    ("/v1/generateStream", _NATIVE, "text"),
+    ("/v1/embeddings", _NATIVE_EMBED, "text"),
+]
+
+
+def _post_raw(lisa: Lisa, path: str, raw: bytes) -> requests.Response:
+    headers = {**lisa.headers, "Content-Type": "application/json"}
+    return requests.post(f"{lisa.url}{path}", data=raw, headers=headers, timeout=30)
+
+
+@pytest.mark.parametrize(("path", "body", "field"), _DATA_PLANE_BODIES)
+def test_deeply_nested_bodies_are_400_naming_the_field(lisa: Lisa, path: str, body: dict[str, Any], field: str) -> None:
+    nested = json.dumps(body).replace(f'"{field}": ', f'"{field}": ' + "[" * 5000, 1).rstrip("}") + "]" * 5000 + "}"
+    for raw in (nested.encode(), b"[" * 30_000 + b"]" * 30_000):
+        response = _post_raw(lisa, path, raw)
+        assert response.status_code == 400, response.text
+        error = error_of(response)
+        assert "nested too deeply" in error["message"]
+        assert error["param"] == (field if raw.startswith(b"{") else None)
+    assert lisa.fake.requests == []
+
+
+_S = "a\ud800"  # a lone UTF-16 surrogate: json.dumps writes it as the escape "\\ud800", as an attacker would
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/openai/chat/completions", {**_CHAT, "messages": [{"role": "user", "content": _S}]}, "messages.0.content"),
+        (
+            "/v1/openai/chat/completions",
+            {**_CHAT, "messages": [{"role": "user", "content": "a", "name": _S}]},
+            "messages.0.name",
+        ),
+        (
+            "/v1/openai/chat/completions",
+            {**_CHAT, "messages": [{"role": "user", "content": [{"type": "text", "text": _S}]}]},
+            "messages.0.content.0.text",
+        ),
+        ("/v1/openai/completions", {"model": "fake-chat", "prompt": _S}, "prompt"),
+        ("/v1/openai/completions", {"model": "fake-chat", "prompt": ["ok", _S]}, "prompt.1"),
+        ("/v1/openai/embeddings", {"model": "fake-embed", "input": _S}, "input"),
+        ("/v1/generate", {**_NATIVE, "text": _S}, "text"),
+        ("/v1/generateStream", {**_NATIVE, "text": _S}, "text"),
+        ("/v1/embeddings", {**_NATIVE_EMBED, "text": ["ok", _S]}, "text.1"),
+        ("/v1/openai/chat/completions", {**_CHAT, _S: 1}, None),  # a key: the body as a whole
+    ],
+)
+def test_lone_surrogates_are_400_naming_the_field(
+    lisa: Lisa, path: str, body: dict[str, Any], param: str | None
+) -> None:
+    response = _post_raw(lisa, path, json.dumps(body).encode())
+    assert response.status_code == 400, response.text
+    error = error_of(response)
+    assert (error["param"], error["code"]) == (param, "invalid_json")
+    assert "lone UTF-16 surrogate" in error["message"]
+    assert lisa.fake.requests == []
+
+
+def test_surrogate_pairs_and_non_utf8_bodies(lisa: Lisa) -> None:
+    """A valid pair (ensure_ascii JSON of an emoji) is text; bytes that are not UTF-8 (CESU-8 surrogates) are not."""
+    raw = b'{"model": "fake-chat", "prompt": "\\ud83d\\ude00"}'
+    assert _post_raw(lisa, "/v1/openai/completions", raw).status_code == 200
+    assert lisa.fake.requests[-1][1]["inputs"] == "\U0001f600"
+    response = _post_raw(lisa, "/v1/openai/completions", b'{"model": "fake-chat", "prompt": "\xed\xa0\x80"}')
+    assert response.status_code == 400
+    assert "not valid UTF-8" in error_of(response)["message"]
+
+
+@pytest.mark.parametrize("value", [b"Bearer lisa_\xff\xfe", "Bearer lisa_ü".encode(), b"Bearer \xed\xa0\x80"])
+def test_a_non_ascii_credential_is_401(lisa: Lisa, value: bytes) -> None:
+    for response in (
+        requests.get(f"{lisa.url}/v1/openai/models", headers={"Authorization": value}, timeout=10),
+        requests.post(f"{lisa.url}/v1/generate", json=_NATIVE, headers={"Api-Key": value[7:]}, timeout=10),
+    ):
+        assert response.status_code == 401, response.text
+        assert "ASCII" in error_of(response)["message"]
+
+
 def test_embeddings_on_a_chat_model_is_400(lisa: Lisa) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         lisa.client().embeddings.create(model="fake-chat", input="x")

@@ -148,6 +148,9 @@ def test_requests_without_valid_credentials_are_refused(users: tuple[Client, Cli
     bad = requests.get(f"{api_url}/sessions", headers={"Authorization": "Bearer lisa_not-a-token"}, timeout=10)
     assert bad.status_code == 401
     assert bad.json()["message"]
+    for value in (b"Bearer lisa_\xff\xfe", "Bearer lisa_ü".encode(), b"Bearer \xed\xa0\x80"):  # not ASCII: 401
+        odd = requests.get(f"{api_url}/sessions", headers={"Authorization": value}, timeout=10)
+        assert (odd.status_code, "ASCII" in odd.json()["message"]) == (401, True), odd.text
 
 
 def test_concurrent_appends_from_real_threads_never_lose_a_message(users: tuple[Client, Client]) -> None:
@@ -235,6 +238,21 @@ def test_stale_version_is_409_and_existing_session_cannot_be_recreated(users: tu
         ("PUT", "/sessions/s1", {"version": 0}, "version"),
         ("PUT", "/sessions/s1", {"owner": "bob"}, "owner"),
         ("PUT", "/sessions/s1", b'{"messages": [{"role": "user", "content": "x", "metadata": {"n": NaN}}]}', "finite"),
+        ("PUT", "/sessions/s1", {"messages": [_message("a\ud800")]}, "messages.0.content: contains a lone UTF-16"),
+        ("PUT", "/sessions/s1", {"name": "\udfff"}, "name: contains a lone UTF-16 surrogate"),
+        (
+            "POST",
+            "/sessions/s1/messages",
+            {"messages": [{"role": "user", "content": "x", "metadata": {"k": ["\ud800"]}}]},
+            "messages.0.metadata.k.0: contains a lone",
+        ),
+        ("PUT", "/sessions/s1", b'{"name": "\xed\xa0\x80"}', "not valid UTF-8"),
+        (
+            "PUT",
+            "/sessions/s1",
+            b'{"messages": [{"role": "user", "content": "x", "metadata": {"n": ' + b"[" * 900 + b"]" * 900 + b"}}]}",
+            "messages: nested too deeply",
+        ),
         ("PUT", "/sessions/bad.id", {}, "sessionId"),
         ("PUT", "/sessions/" + "a" * 129, {}, "sessionId"),
         ("POST", "/sessions/s1/messages", {"messages": []}, "messages"),

@@ -375,6 +375,33 @@ def test_malformed_json_is_a_422(http: httpx.Client) -> None:
     assert "not valid JSON" in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/generate", {"inputs": "a\ud800"}, "inputs"),
+        ("/generate_stream", {"inputs": "x", "parameters": {"stop": ["\udc00"]}}, "parameters.stop.0"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a\ud800"}]}, "messages.0.content"),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a", "name": "\ud800"}]}, "messages.0.name"),
+        ("/v1/completions", {"prompt": ["ok", "\ud800"]}, "prompt.1"),
+        ("/tokenize", {"inputs": "\ud800"}, "inputs"),
+    ],
+)
+def test_lone_surrogates_are_a_422_naming_the_field(http: httpx.Client, route: str, body: dict, field: str) -> None:
+    response = http.post(route, content=json.dumps(body), headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["error_type"] == "validation"
+    assert f"{field}: contains a lone UTF-16 surrogate" in response.json()["error"]
+
+
+@pytest.mark.parametrize("route", ["/generate", "/v1/chat/completions", "/v1/completions"])
+def test_deeply_nested_json_is_a_422(http: httpx.Client, route: str) -> None:
+    for raw in (b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", b"[" * 50_000 + b"]" * 50_000):
+        response = http.post(route, content=raw, headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+        assert "nested too deeply" in response.json()["error"]
+    assert http.get("/health").status_code == 200
+
+
 def test_hf_client_maps_422_to_validation_error(client: Client) -> None:
     with pytest.raises(ValidationError, match="must be <= 2048"):
         client.generate("hi", max_new_tokens=4000)

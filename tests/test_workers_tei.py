@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -127,6 +128,26 @@ def test_bad_embed_requests_answer_like_tei(http: httpx.Client, body: dict, stat
     assert response.status_code == status, response.text
     assert response.json()["error_type"] == error_type
     assert response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "status", "field"),
+    [
+        ("/embed", {"inputs": ["ok", "a\ud800"]}, 422, "inputs.1"),
+        ("/v1/embeddings", {"input": "\udfff"}, 422, "input"),
+        ("/predictions/model", {"instruction": "\ud800", "text": "x"}, 400, "instruction"),
+    ],
+)
+def test_lone_surrogates_and_deep_nesting_are_refused_naming_the_field(
+    http: httpx.Client, route: str, body: dict, status: int, field: str
+) -> None:
+    headers = {"content-type": "application/json"}
+    response = http.post(route, content=json.dumps(body), headers=headers)  # json.dumps escapes the surrogate
+    assert response.status_code == status, response.text
+    assert f"{field}: contains a lone UTF-16 surrogate" in str(response.json())
+    deep = http.post(route, content=b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", headers=headers)
+    assert deep.status_code == status, deep.text
+    assert "nested too deeply" in str(deep.json())
 
 
 def test_openai_embeddings_route_with_the_openai_sdk(tei_worker: str, http: httpx.Client) -> None:

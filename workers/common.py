@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ValidationError
+
+from chalicelib.bounded_json import InvalidJson, loads
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,12 +69,12 @@ async def parse_json(
     error_type: str = "validation",
     prefix: str = "",
 ) -> ModelT:
-    """The request body validated as `model`, or an HTTPError naming the offending field."""
+    """The request body (bounded: chalicelib.bounded_json) validated as `model`, or an HTTPError naming the field."""
     raw = await request.read()
     try:
-        payload: Any = json.loads(raw) if raw else None
-    except ValueError as error:
-        raise HTTPError(status, f"{prefix}request body is not valid JSON: {error}", error_type) from None
+        payload: Any = loads(raw) if raw else None
+    except InvalidJson as error:
+        raise HTTPError(status, f"{prefix}{error.message}", error_type) from None
     if not isinstance(payload, dict):
         raise HTTPError(status, f"{prefix}request body must be a JSON object", error_type)
     try:

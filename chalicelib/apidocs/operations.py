@@ -156,12 +156,10 @@ class ApiBlueprint(Blueprint):
 
     def body(self, wanted: type[M], *, default: bytes | None = None) -> M:
         """The request body parsed into the operation's declared body model (`default` when the body is empty)."""
-        from chalicelib.validation import parse_body
+        from chalicelib.validation import parse_request
 
         self._declared("body", wanted)
-        raw = self.current_request.raw_body
-        raw = raw.encode() if isinstance(raw, str) else raw
-        return parse_body(wanted, raw or default)
+        return parse_request(wanted, self.current_request, default or b"null")
 
     def query(self, wanted: type[M]) -> M:
         """The query string parsed into the operation's declared query model (a 400 naming the parameter)."""

@@ -71,6 +71,8 @@ def credential_from_headers(headers: Headers) -> str:
         raise AuthError(MISSING_CREDENTIALS)
     if len(credential) > MAX_CREDENTIAL_LENGTH:
         raise AuthError("credential is too long")
+    if not (credential.isascii() and credential.isprintable()):  # tokens and JWTs are; others cannot be hashed
+        raise AuthError("credential must be printable ASCII (a LISA API token or a JWT)")
     return credential
 
 

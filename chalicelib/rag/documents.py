@@ -21,9 +21,9 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from chalicelib import aws
+from chalicelib import aws, bounded_json
 from chalicelib.rag.errors import InvalidRequest
-from chalicelib.rag.models import DocumentRecord
+from chalicelib.rag.models import DocumentPageToken, DocumentRecord
 from chalicelib.settings import get_settings
 
 logger = Logger(service="lisa-rag")
@@ -54,21 +54,14 @@ def _encode_token(key: dict[str, Any]) -> str:
 
 
 def _decode_token(token: str, repository_id: str) -> dict[str, Any]:
+    """The ExclusiveStartKey a `nextToken` stands for; InvalidRequest (400) naming nextToken for anything else."""
     try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, binascii.Error):
+        key = DocumentPageToken.model_validate(bounded_json.loads(base64.urlsafe_b64decode(token), "nextToken"))
+    except (ValueError, binascii.Error):  # InvalidJson and pydantic's ValidationError are ValueErrors
         raise InvalidRequest("nextToken: not a token this API returned") from None
-    if (
-        not isinstance(key, dict)
-        or key.get("repositoryId") != repository_id
-        or set(key)
-        != {
-            "repositoryId",
-            "documentId",
-        }
-    ):
+    if key.repository_id != repository_id:
         raise InvalidRequest("nextToken: not a token this API returned for this repository")
-    return key
+    return key.model_dump(by_alias=True)
 
 
 class DocumentStore:

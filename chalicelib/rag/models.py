@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_camel
 
 from chalicelib.apidocs.operations import PUBLIC
 from chalicelib.config import RagRepository
+from chalicelib.validation import QueryInt
 
 MAX_K = 50
 METADATA_KEY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
@@ -171,6 +172,16 @@ class DocumentRecord(_Wire):
         return self.model_dump(mode="json", by_alias=True)
 
 
+class DocumentPageToken(_Wire):
+    """A documents page's `nextToken` (base64url JSON): DynamoDB's LastEvaluatedKey, both key attributes strings.
+    Typed so that a forged one is refused here, not by DynamoDB's serializer (a float) or the JSON parser."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel, strict=True)
+
+    repository_id: str = Field(min_length=1, max_length=63)
+    document_id: str = Field(min_length=1, max_length=64)
+
+
 def _check_filename(value: str) -> str:
     if value.startswith("/") or "\\" in value or "\x00" in value:
         raise ValueError("must be a relative path with '/' separators")
@@ -267,7 +278,7 @@ class UploadUrl(_Wire):
 class DocumentsQuery(_Wire):
     """GET /repositories/{repositoryId}/documents: a page of at most `limit`, after `nextToken`'s page."""
 
-    limit: int = Field(100, ge=1, le=1000)
+    limit: QueryInt = Field(100, ge=1, le=1000)
     next_token: str | None = Field(None, max_length=4096)
 
 

@@ -38,6 +38,7 @@ from chalicelib.config import (
     model_type_of,
 )
 from chalicelib.dynamo import dynamo_storable
+from chalicelib.validation import QueryInt
 
 
 class ModelStatus(StrEnum):
@@ -278,4 +279,4 @@ class DeletedModel(_Wire):
 class VersionQuery(_Wire):
     """DELETE /models/{modelId}?version=N: delete only while the model is at version N."""
 
-    version: int | None = Field(None, ge=1)
+    version: QueryInt | None = Field(None, ge=1)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from chalicelib import bounded_json
 
 # OpenAI's `error.type` values used by LISA.
 INVALID_REQUEST = "invalid_request_error"
@@ -84,7 +85,7 @@ def from_backend(status: int, body: bytes | str, backend: str = "the model backe
 def _backend_message(body: bytes | str) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
-        data = json.loads(text)
+        data = bounded_json.loads(text)
     except ValueError:
         return text.strip()[:500]
     if isinstance(data, dict):

@@ -36,7 +36,8 @@ Refused with 400 `unsupported_parameter` naming the parameter (they would change
   prompts/inputs, `modalities` other than text, `audio`, embeddings `dimensions`.
 Accepted and ignored (they do not change the output): `user`, `stream_options` without `stream`, and any field this
 API does not know (forward compatibility with newer SDKs).
-Range and type errors are 422 naming the field (`param`); a body that is not a JSON object is 400.
+Range and type errors are 422 naming the field (`param`); a body that is not a JSON object is 400, and so is one
+nested deeper than `bounded_json.MAX_DEPTH` or holding a lone UTF-16 surrogate (`param` names where).
 
 finish_reason: TGI `length` → `length`; `eos_token` and `stop_sequence` → `stop`.
 LISA-native `modelKwargs` use TGI's own names (see `types.TgiModelKwargs`) and keep TGI's finish reasons.
@@ -45,7 +46,6 @@ LISA-native `modelKwargs` use TGI's own names (see `types.TgiModelKwargs`) and k
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 import time
 from array import array
@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from chalicelib import bounded_json
 from chalicelib.config import format_validation_error
 from chalicelib.serve.errors import ServeError, invalid, unsupported
 from chalicelib.serve.types import (
@@ -127,13 +128,14 @@ _GENERATE_DEFAULTS = (
 # edge validation
 # ---------------------------------------------------------------------------------------------------------------
 def parse_json_object(raw: bytes | str | None) -> dict[str, Any]:
-    """A request body as a JSON object, or a 400 saying what is wrong with it."""
+    """A request body as a JSON object (bounded: chalicelib.bounded_json), or a 400 saying what is wrong, naming the
+    field where it can."""
     if not raw:
         raise invalid("request body is empty; send a JSON object", code="invalid_json")
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise invalid(f"request body is not valid JSON: {error}", code="invalid_json") from None
+        data = bounded_json.loads(raw)
+    except bounded_json.InvalidJson as error:
+        raise invalid(error.message, error.field, code="invalid_json") from None
     if not isinstance(data, dict):
         raise invalid("request body must be a JSON object", code="invalid_json")
     return data

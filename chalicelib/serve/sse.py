@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib import bounded_json
+
 CONTENT_TYPE = "text/event-stream"
 DONE = b"data: [DONE]\n\n"
 DONE_DATA = "[DONE]"
@@ -37,8 +39,8 @@ class Event:
     id: str | None = None
 
     def json(self) -> Any:
-        """The data parsed as JSON (ValueError if it is not)."""
-        return json.loads(self.data)
+        """The data parsed as bounded JSON (ValueError if it is not)."""
+        return bounded_json.loads(self.data, "the event")
 
 
 class SSEDecoder:
