@@ -3,6 +3,8 @@
 TGI worker: tokens/s for one stream and for 4 concurrent streams (continuous batching) against `generate()` on the
 same SmolLM2 weights in this process (one request at a time, and a padded batch of 4), plus time to first token.
 TEI worker: embeddings/s for sequential and concurrent requests against a direct transformers computation.
+Refusals: a 2-token chat's latency alone and while a ~10 MB prompt is refused (ratio: how much the huge one stalls
+it), and the refusal's time against tokenizing that prompt whole in-process (what refusing it used to cost).
 Baseline and worker runs alternate (the idle side uses no CPU) and the best of the repetitions is reported, so a
 burst of outside load on the shared cores does not decide the ratio.
 """
@@ -44,8 +46,11 @@ def _row(label: str, value: float, unit: str, baseline: float | None = None) -> 
 
 
 @contextmanager
-def _worker(container: str, model_id: str, folder: Path, log_dir: Path) -> Iterator[str]:
-    spec = worker_spec(container, model_id, folder, free_port(), environment={"LISA_WORKER_THREADS": str(THREADS)})
+def _worker(
+    container: str, model_id: str, folder: Path, log_dir: Path, environment: dict[str, str] | None = None
+) -> Iterator[str]:
+    environment = {"LISA_WORKER_THREADS": str(THREADS), **(environment or {})}
+    spec = worker_spec(container, model_id, folder, free_port(), environment=environment)
     process = ManagedProcess(container, spec.module, spec.args, spec.health_url, log_dir, env=spec.env)
     process.start()
     try:
@@ -197,6 +202,51 @@ def _embeddings(folder: Path, log_dir: Path) -> None:
     _row("worker: 64 concurrent single-input requests (batched)", w["concurrent"], "emb/s", b["batched"])
 
 
+# -- refusing huge input ------------------------------------------------------------------------------------------
+HUGE = "The quick brown fox jumps over the lazy dog. " * 220_000  # ~10 MB, ~2.2 million tokens
+LIMITS = {"MAX_INPUT_LENGTH": "1536", "MAX_TOTAL_TOKENS": "2048"}  # config.yaml's local text model
+
+
+async def _chat(client: httpx.AsyncClient, content: str) -> tuple[int, float]:
+    body = {"messages": [{"role": "user", "content": content}], "max_tokens": 2, "temperature": 0}
+    started = time.perf_counter()
+    response = await client.post("/v1/chat/completions", json=body)
+    return response.status_code, time.perf_counter() - started
+
+
+async def _measure_refusal(url: str) -> dict[str, float]:
+    """(s) a small chat alone; the same sent 0.3 s after a huge prompt; the huge prompt's refusal."""
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        status, alone = await _chat(client, "Hi")
+        huge = asyncio.create_task(_chat(client, HUGE))
+        await asyncio.sleep(0.3)
+        small_status, loaded = await _chat(client, "Hi")
+        huge_status, refused = await huge
+    assert (status, small_status, huge_status) == (200, 200, 422), (status, small_status, huge_status)
+    return {"alone": -alone, "loaded": -loaded, "refused": -refused}  # negated: "best" (max) is the fastest
+
+
+def _refusals(folder: Path, log_dir: Path) -> None:
+    print(f"TGI worker, a {len(HUGE) / 1e6:.0f} MB prompt (limit 1536 tokens) and a 2-token chat, best of {REPEATS}")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    started = time.perf_counter()
+    tokenizer(HUGE)
+    whole = time.perf_counter() - started
+    with _worker("tgi", SMOLLM2_ID, folder, log_dir, LIMITS) as url:
+        asyncio.run(_chat_warmup(url))
+        runs = [asyncio.run(_measure_refusal(url)) for _ in range(REPEATS)]
+    best = {key: -value for key, value in _best(runs).items()}
+    _row("baseline: the 2-token chat alone", best["alone"] * 1000, "ms")
+    _row("worker: the 2-token chat while the huge prompt is refused", best["loaded"] * 1000, "ms", best["alone"])
+    _row("baseline: tokenizing the huge prompt whole, in-process", whole * 1000, "ms")
+    _row("worker: the huge prompt's 422 (upload, parse, bounded prefix)", best["refused"] * 1000, "ms", whole)
+
+
+async def _chat_warmup(url: str) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        await _chat(client, "Hi")
+
+
 def run() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(THREADS)
@@ -205,3 +255,4 @@ def run() -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     _generation(folders[SMOLLM2_ID], log_dir)
     _embeddings(folders[MINILM_ID], log_dir)
+    _refusals(folders[SMOLLM2_ID], log_dir)

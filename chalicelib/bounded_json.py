@@ -5,9 +5,9 @@ json itself, in pydantic, in a serializer: RecursionError) and lone UTF-16 surro
 Unicode text and fail when the string is encoded to be sent on (UnicodeEncodeError). `loads` refuses both, naming
 the field they sit in, with `InvalidJson` (a ValueError), which each server answers in its own error shape.
 
-Both checks cost nothing for ordinary bodies: the nesting scan runs only when the text holds more than MAX_DEPTH
-brackets, the surrogate walk only when it holds a `\\uD800`-`\\uDFFF` escape (a valid pair decodes to one code
-point and passes).
+Both checks cost nothing for ordinary bodies: the walk over the parsed value runs only when the text holds more than
+MAX_DEPTH brackets or a `\\uD800`-`\\uDFFF` escape (a valid pair decodes to one code point and passes), and it visits
+the parsed containers and their items (the characters of strings only when looking for a surrogate).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ MAX_DEPTH = 64  # arrays and objects inside each other; DynamoDB stops at 32, JS
 _SCAN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?|[\[\]{}]')
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTAINERS: frozenset[type] = frozenset({dict, list})  # json.loads makes exactly these types, no subclasses
+_WITH_STRINGS: frozenset[type] = frozenset({dict, list, str})
 
 
 class InvalidJson(ValueError):
@@ -43,21 +45,51 @@ def loads(raw: bytes | str, what: str = "request body", max_depth: int = MAX_DEP
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidJson(f"{what} is not valid UTF-8 text (byte {error.start})") from None
-    _check_depth(text, what, max_depth)
     try:
         data = json.loads(text)
     except ValueError as error:
         raise InvalidJson(f"{what} is not valid JSON: {error}") from None
-    except RecursionError:  # only when the caller's own stack is already deep
-        raise InvalidJson(f"{what} is nested too deeply") from None
-    if _SURROGATE_ESCAPE.search(text):
-        _check_strings(data, what)
+    except RecursionError:  # json stops cleanly at the interpreter's recursion limit; name the field, slowly
+        raise _too_deep(what, max_depth, _deepest_top_key(text, max_depth)) from None
+    deep = text.count("[") + text.count("{") > max_depth
+    strings = _SURROGATE_ESCAPE.search(text) is not None
+    if deep or strings:
+        _walk(data, what, max_depth if deep else None, strings)
     return data
 
 
-def _check_depth(text: str, what: str, max_depth: int) -> None:
-    if text.count("[") + text.count("{") <= max_depth:
-        return
+def _too_deep(what: str, max_depth: int, field: str | None) -> InvalidJson:
+    reason = f"nested too deeply (more than {max_depth} levels of arrays and objects)"
+    return InvalidJson(f"{field}: {reason}" if field else f"{what} is {reason}", field)
+
+
+def _walk(data: Any, what: str, max_depth: int | None, strings: bool) -> None:
+    """Depth (unless `max_depth` is None) and, with `strings`, lone surrogates, iteratively; raise naming the first
+    offender."""
+    kinds = _WITH_STRINGS if strings else _CONTAINERS
+    stack: list[tuple[str, Any, int]] = [("", data, 1)]
+    while stack:
+        path, value, depth = stack.pop()
+        if isinstance(value, str):
+            _refuse_surrogate(value, path, what)
+            continue
+        if max_depth is not None and depth > max_depth:
+            raise _too_deep(what, max_depth, path.split(".", 1)[0] or None)
+        if isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                if strings:
+                    _refuse_surrogate(key, path, what, "has a key that ")
+                if type(item) in kinds:
+                    stack.append((f"{path}.{key}" if path else key, item, depth + 1))
+        elif isinstance(value, list) and not kinds.isdisjoint(map(type, value)):  # skips scalar runs at C speed
+            for index in range(len(value) - 1, -1, -1):
+                item = value[index]
+                if type(item) in kinds:
+                    stack.append((f"{path}.{index}" if path else str(index), item, depth + 1))
+
+
+def _deepest_top_key(text: str, max_depth: int) -> str | None:
+    """The top-level key under which `text` nests deeper than `max_depth` (strings skipped), if there is one."""
     depth = 0
     top_key: str | None = None
     for match in _SCAN.finditer(text):
@@ -65,12 +97,12 @@ def _check_depth(text: str, what: str, max_depth: int) -> None:
         if piece in "[{":
             depth += 1
             if depth > max_depth:
-                reason = f"nested too deeply (more than {max_depth} levels of arrays and objects)"
-                raise InvalidJson(f"{top_key}: {reason}" if top_key else f"{what} is {reason}", top_key)
+                return top_key
         elif piece in "]}":
             depth -= 1
         elif match.group(1) is not None and depth == 1:
             top_key = _key(piece[: match.start(1) - match.start()])
+    return None
 
 
 def _key(quoted: str) -> str | None:
@@ -79,21 +111,6 @@ def _key(quoted: str) -> str | None:
     except ValueError:
         return None
     return key if isinstance(key, str) and not _LONE_SURROGATE.search(key) else None
-
-
-def _check_strings(data: Any, what: str) -> None:
-    """Find the first string (key or value) with a lone surrogate; raise naming its path."""
-    stack: list[tuple[str, Any]] = [("", data)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, str):
-            _refuse_surrogate(value, path, what)
-        elif isinstance(value, dict):
-            for key, item in reversed(value.items()):
-                _refuse_surrogate(key, path, what, "has a key that ")
-                stack.append((f"{path}.{key}" if path else key, item))
-        elif isinstance(value, list):
-            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in reversed(list(enumerate(value))))
 
 
 def _refuse_surrogate(text: str, path: str, what: str, subject: str = "") -> None:

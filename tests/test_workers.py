@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from text_generation import AsyncClient, Client
 from text_generation.errors import OverloadedError, ValidationError
 from text_generation.types import FinishReason
 
-from tests.support.workers import TGI_ENVIRONMENT, running_worker
+from tests.support.workers import HUGE, TGI_ENVIRONMENT, running_worker, small_while_huge
 from workers.prepare import SMOLLM2_ID
 
 pytestmark = pytest.mark.slow
@@ -400,6 +401,31 @@ def test_deeply_nested_json_is_a_422(http: httpx.Client, route: str) -> None:
         assert response.status_code == 422, response.text
         assert "nested too deeply" in response.json()["error"]
     assert http.get("/health").status_code == 200
+
+
+def _chat(content: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": content}], "max_tokens": 2, "temperature": 0}
+
+
+def test_a_huge_prompt_is_refused_cheaply_and_never_stalls_a_concurrent_chat(tgi_worker: str) -> None:
+    """Tokenizing all of HUGE takes seconds; it is refused after a bounded prefix, on the tokenizing thread, so a
+    2-token chat sent meanwhile takes about as long as it does alone (bound: generous, relative to that)."""
+    stall = small_while_huge(f"{tgi_worker}/v1/chat/completions", _chat("Hi"), _chat(HUGE))
+    assert stall.huge.status_code == 422, stall.huge.text
+    assert "must have less than 1536 tokens" in stall.huge.json()["error"]
+    assert stall.small.status_code == 200, stall.small.text
+    assert stall.loaded < 10 * stall.unloaded + 0.5, stall
+
+
+def test_truncate_keeps_the_last_tokens_of_a_huge_input(http: httpx.Client) -> None:
+    """`truncate` on a huge input tokenizes only its tail, and keeps exactly the tokens the whole text ends with."""
+    params = {"truncate": 6, "max_new_tokens": 1, "details": True, "decoder_input_details": True}
+    huge = http.post("/generate", json={"inputs": HUGE, "parameters": params})
+    short = http.post("/generate", json={"inputs": HUGE[-200:], "parameters": params})
+    assert huge.status_code == short.status_code == 200, huge.text
+    prefill = [t["text"] for t in huge.json()["details"]["prefill"]]
+    assert prefill == [t["text"] for t in short.json()["details"]["prefill"]]
+    assert "".join(prefill) == " over the lazy dog. "
 
 
 def test_hf_client_maps_422_to_validation_error(client: Client) -> None:

@@ -12,7 +12,7 @@ import torch
 from openai import OpenAI
 from transformers import AutoModel, AutoTokenizer
 
-from tests.support.workers import local_model_dirs
+from tests.support.workers import HUGE, local_model_dirs, small_while_huge
 from workers.prepare import MINILM_ID
 
 pytestmark = pytest.mark.slow
@@ -148,6 +148,25 @@ def test_lone_surrogates_and_deep_nesting_are_refused_naming_the_field(
     deep = http.post(route, content=b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", headers=headers)
     assert deep.status_code == status, deep.text
     assert "nested too deeply" in str(deep.json())
+
+
+def test_a_huge_input_is_refused_cheaply_and_never_stalls_a_concurrent_embed(tei_worker: str) -> None:
+    stall = small_while_huge(f"{tei_worker}/embed", {"inputs": "a small one"}, {"inputs": HUGE})
+    assert stall.huge.status_code == 413, stall.huge.text
+    assert "must have less than" in stall.huge.json()["error"]
+    assert stall.small.status_code == 200, stall.small.text
+    assert stall.loaded < 10 * stall.unloaded + 0.5, stall
+
+
+def test_truncating_a_huge_input_embeds_exactly_its_head(http: httpx.Client) -> None:
+    """Truncation tokenizes only the head it keeps (or the tail, truncating left): the same vector as a short text
+    holding those tokens."""
+    for direction, short in (("Right", HUGE[:3000]), ("Left", HUGE[-3000:])):
+        body = {"truncate": True, "truncation_direction": direction}
+        huge = http.post("/embed", json={"inputs": HUGE, **body})
+        expected = http.post("/embed", json={"inputs": short, **body})
+        assert huge.status_code == expected.status_code == 200, huge.text
+        assert torch.allclose(torch.tensor(huge.json()), torch.tensor(expected.json()), atol=1e-6)
 
 
 def test_openai_embeddings_route_with_the_openai_sdk(tei_worker: str, http: httpx.Client) -> None:

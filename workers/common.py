@@ -1,13 +1,16 @@
-"""What the TGI and TEI workers share: torch threading, JSON errors, request parsing, admission, serving."""
+"""What the TGI and TEI workers share: torch threading, JSON errors, request parsing, bounded tokenization off the
+event loop, admission, serving."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from aiohttp import web
 from aws_lambda_powertools import Logger
@@ -16,6 +19,8 @@ from pydantic import BaseModel, ValidationError
 from chalicelib.bounded_json import InvalidJson, loads
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+P = ParamSpec("P")
+R = TypeVar("R")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -81,6 +86,44 @@ async def parse_json(
         return model.model_validate(payload)
     except ValidationError as error:
         raise HTTPError(status, f"{prefix}{describe_validation_error(error)}", error_type) from None
+
+
+# -- tokenization: bounded, and never on the event loop or the engine's thread -----------------------------------
+CUT_MARGIN = 16  # tokens next to a cut in the text that may differ from the whole text's tokens there
+_FIRST_CHARS_PER_TOKEN = 6  # the first part tried; English BPE averages ~4.5 characters per token
+_tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+
+
+def bounded_part(text: str, limit: int, count: Callable[[str], int], keep: Literal["head", "tail"] = "head") -> str:
+    """The head (or tail) of `text` that decides its first (last) `limit` tokens, so that a huge input costs
+    tokenizing a little more than `limit` tokens' worth of text, not all of it.
+
+    Parts of 6 characters per token, then 4x longer, are tokenized (`count`) until one holds more than
+    `limit + CUT_MARGIN` tokens: that part is returned (tokenized alone, its tokens away from the cut are the whole
+    text's). `text` itself is returned when no shorter part holds that many (it must be tokenized whole)."""
+    size = (limit + CUT_MARGIN + 1) * _FIRST_CHARS_PER_TOKEN
+    while size < len(text):
+        part = text[:size] if keep == "head" else text[-size:]
+        if count(part) > limit + CUT_MARGIN:
+            return part
+        size *= 4
+    return text
+
+
+def too_long(limit: int, given: int | None) -> str:
+    """TGI's and TEI's words for an input over the limit; `given` None: only a part of it was counted."""
+    return f"`inputs` must have less than {limit} tokens. Given: {f'more than {limit}' if given is None else given}"
+
+
+async def off_loop(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run tokenization (and what validates its result) on the worker's one tokenizing thread.
+
+    Never on the event loop, which streams every response, nor on the engine's thread, which generates for every
+    sequence: a long input stalls neither. One thread, as TGI's one validation worker: calls queue behind each
+    other, which `bounded_part` keeps short, and tokenizer settings (truncation) never change under a running call.
+    """
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_tokenizing, functools.partial(function, *args, **kwargs))
 
 
 @web.middleware

@@ -15,19 +15,21 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from aws_lambda_powertools import Logger
 from transformers import AutoModel, AutoTokenizer
 
+from workers.common import bounded_part, too_long
+
 
 class InputTooLong(ValueError):
     """An input exceeds the model's maximum length and truncation was not requested."""
 
-    def __init__(self, limit: int, given: int) -> None:
-        super().__init__(f"`inputs` must have less than {limit} tokens. Given: {given}")
+    def __init__(self, limit: int, given: int | None) -> None:
+        super().__init__(too_long(limit, given))
         self.limit = limit
         self.given = given
 
@@ -80,8 +82,20 @@ class EmbeddingModel:
     def encode(
         self, texts: list[str], *, truncate: bool, direction: str = "right", prefix: str = "", pool_prefix: bool = True
     ) -> list[Encoded]:
-        """Tokenize `prefix + text` for each text; with `pool_prefix` False pooling skips [CLS] + the prefix."""
-        joined = [_join(prefix, text) for text in texts]
+        """Tokenize `prefix + text` for each text; with `pool_prefix` False pooling skips [CLS] + the prefix.
+
+        Only the part of a long text that decides its tokens is tokenized (`bounded_part`): the head or tail that
+        truncation keeps, or, without truncation, enough to refuse it. Call it on one thread (`off_loop`): it sets
+        the tokenizer's truncation side."""
+        limit = self.max_input_length
+        keep: Literal["head", "tail"] = "tail" if direction == "left" else "head"
+        joined = []
+        for text in texts:
+            whole = _join(prefix, text)
+            part = bounded_part(whole, limit, self._count, keep)
+            if part is not whole and not truncate:
+                raise InputTooLong(limit, None)
+            joined.append(part)
         self.tokenizer.truncation_side = "left" if direction == "left" else "right"
         batch = self.tokenizer(joined, truncation=truncate, max_length=self.max_input_length if truncate else None)
         pool_from = 0
@@ -93,6 +107,9 @@ class EmbeddingModel:
                 raise InputTooLong(self.max_input_length, len(ids))
             encoded.append(Encoded(list(ids), min(pool_from, len(ids) - 1)))
         return encoded
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     @torch.inference_mode()
     def embed(self, items: list[Encoded]) -> torch.Tensor:

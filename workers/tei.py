@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from workers.common import Admission, HTTPError, configure_torch, error_middleware, get_logger, parse_json, serve
+from workers.common import (
+    Admission,
+    HTTPError,
+    configure_torch,
+    error_middleware,
+    get_logger,
+    off_loop,
+    parse_json,
+    serve,
+)
 
 if TYPE_CHECKING:  # torch and transformers load only when the worker starts, not for `--help`
     from aws_lambda_powertools import Logger
@@ -119,7 +128,8 @@ class TEIService:
         from workers.embedding import InputTooLong
 
         try:
-            items = self.model.encode(
+            items = await off_loop(
+                self.model.encode,
                 texts,
                 truncate=self.limits.auto_truncate if truncate is None else truncate,
                 direction=direction.lower(),

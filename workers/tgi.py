@@ -26,7 +26,18 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from chalicelib.serve.streams import merge
-from workers.common import Admission, HTTPError, configure_torch, error_middleware, get_logger, parse_json, serve
+from workers.common import (
+    Admission,
+    HTTPError,
+    bounded_part,
+    configure_torch,
+    error_middleware,
+    get_logger,
+    off_loop,
+    parse_json,
+    serve,
+    too_long,
+)
 
 if TYPE_CHECKING:  # torch and transformers load only when the worker starts, not for `--help`
     from aws_lambda_powertools import Logger
@@ -241,19 +252,30 @@ class TGIService:
         )
 
     def encode(self, text: str, *, add_special_tokens: bool = True, truncate: int | None = None) -> list[int]:
+        """Token ids of `text` within the input limit (TGI's rules and messages); a huge text is refused, or
+        truncated, after tokenizing only the part that decides (`bounded_part`). Call it off the loop (`off_loop`)."""
         if not text:
             raise _invalid("`inputs` cannot be empty")
-        ids: list[int] = self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+        limit = self.limits.max_input_tokens
         if truncate is not None:
-            if not 0 < truncate <= self.limits.max_input_tokens:
-                raise _invalid(
-                    f"`truncate` must be strictly positive and less than {self.limits.max_input_tokens}. "
-                    f"Given: {truncate}"
-                )
-            ids = ids[-truncate:]
-        if len(ids) > self.limits.max_input_tokens:
-            raise _invalid(f"`inputs` must have less than {self.limits.max_input_tokens} tokens. Given: {len(ids)}")
+            if not 0 < truncate <= limit:
+                raise _invalid(f"`truncate` must be strictly positive and less than {limit}. Given: {truncate}")
+            tail = bounded_part(text, truncate, self._count, keep="tail")
+            return self._ids(tail, add_special_tokens)[-truncate:]
+        part = bounded_part(text, limit, self._count)
+        if part is not text:
+            raise _invalid(too_long(limit, None))
+        ids = self._ids(text, add_special_tokens)
+        if len(ids) > limit:
+            raise _invalid(too_long(limit, len(ids)))
         return ids
+
+    def _ids(self, text: str, add_special_tokens: bool) -> list[int]:
+        ids: list[int] = self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+        return ids
+
+    def _count(self, text: str) -> int:
+        return len(self._ids(text, False))
 
     def request(
         self,
@@ -371,6 +393,44 @@ class TGIService:
         ids = self.encode(prompt, add_special_tokens=add_special_tokens)
         return self.request(ids, params, max_tokens, stops)
 
+    def prepare_chat(self, body: ChatBody) -> GenerationRequest:
+        """The chat rendered with the model's template and tokenized (off the loop: the template sees every text)."""
+        return self.prepare_openai(
+            prompt=self.render_chat(body.messages),
+            add_special_tokens=False,  # the template already wrote every special token
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            # TGI's Messages API: unset max_tokens → 100; repetition_penalty = presence_penalty + 2 (multiplicative,
+            # no additive presence penalty)
+            max_tokens=DEFAULT_MAX_NEW_TOKENS if body.max_tokens is None else body.max_tokens,
+            stop=body.stop,
+            frequency_penalty=body.frequency_penalty,
+            presence_penalty=None,
+            repetition_penalty=None if body.presence_penalty is None else body.presence_penalty + 2.0,
+            n=body.n,
+            top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+        )
+
+    def prepare_completions(self, body: CompletionBody, prompts: list[str]) -> list[GenerationRequest]:
+        """Each prompt validated and tokenized (off the loop)."""
+        return [
+            self.prepare_openai(
+                prompt=prompt,
+                add_special_tokens=True,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                seed=body.seed,
+                max_tokens=body.max_tokens,
+                stop=body.stop,
+                frequency_penalty=body.frequency_penalty,
+                presence_penalty=body.presence_penalty,
+                repetition_penalty=body.repetition_penalty,
+                n=body.n,
+            )
+            for prompt in prompts
+        ]
+
     # -- handlers ----------------------------------------------------------------------------------------------
     async def info(self, _: web.Request) -> web.Response:
         return web.json_response(
@@ -424,7 +484,10 @@ class TGIService:
 
     async def tokenize(self, request: web.Request) -> web.Response:
         body = await parse_json(request, TokenizeBody, prefix=_PREFIX)
-        encoded = self.tokenizer(body.inputs, add_special_tokens=body.add_special_tokens, return_offsets_mapping=True)
+        # any length, as TGI's /tokenize: on a pool thread, so neither the loop nor the validation thread waits
+        encoded = await asyncio.to_thread(
+            self.tokenizer, body.inputs, add_special_tokens=body.add_special_tokens, return_offsets_mapping=True
+        )
         tokens = [
             {"id": token, "text": body.inputs[start:stop], "start": start, "stop": stop}
             for token, (start, stop) in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
@@ -447,7 +510,7 @@ class TGIService:
 
     async def _generate(self, body: GenerateBody) -> tuple[dict[str, Any], dict[str, str]]:
         started = time.monotonic()
-        prepared = self.prepare_generate(body, stream=False)
+        prepared = await off_loop(self.prepare_generate, body, stream=False)
         with self.admission:
             finals = await asyncio.gather(*(self._run(prepared.request) for _ in range(prepared.best_of)))
         finals.sort(key=lambda f: sum(t.logprob or 0.0 for t in f.tokens), reverse=True)
@@ -474,7 +537,7 @@ class TGIService:
         return final
 
     async def _generate_stream(self, request: web.Request, body: GenerateBody) -> web.StreamResponse:
-        prepared = self.prepare_generate(body, stream=True)
+        prepared = await off_loop(self.prepare_generate, body, stream=True)
         with self.admission:
             stream = self.engine.submit(prepared.request)
             response = await _open_sse(request)
@@ -519,23 +582,7 @@ class TGIService:
             raise _invalid("`response_format` is not supported by this worker")
         if body.logit_bias:
             raise _invalid("`logit_bias` is not supported by this worker")
-        prompt = self.render_chat(body.messages)
-        generation = self.prepare_openai(
-            prompt=prompt,
-            add_special_tokens=False,  # the template already wrote every special token
-            temperature=body.temperature,
-            top_p=body.top_p,
-            seed=body.seed,
-            # TGI's Messages API: unset max_tokens → 100; repetition_penalty = presence_penalty + 2 (multiplicative,
-            # no additive presence penalty)
-            max_tokens=DEFAULT_MAX_NEW_TOKENS if body.max_tokens is None else body.max_tokens,
-            stop=body.stop,
-            frequency_penalty=body.frequency_penalty,
-            presence_penalty=None,
-            repetition_penalty=None if body.presence_penalty is None else body.presence_penalty + 2.0,
-            n=body.n,
-            top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
-        )
+        generation = await off_loop(self.prepare_chat, body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         with self.admission:
             if body.stream:
@@ -609,22 +656,7 @@ class TGIService:
             raise _invalid(
                 f"`prompt` must hold between 1 and {self.limits.max_client_batch_size} prompts. Given: {len(prompts)}"
             )
-        requests = [
-            self.prepare_openai(
-                prompt=prompt,
-                add_special_tokens=True,
-                temperature=body.temperature,
-                top_p=body.top_p,
-                seed=body.seed,
-                max_tokens=body.max_tokens,
-                stop=body.stop,
-                frequency_penalty=body.frequency_penalty,
-                presence_penalty=body.presence_penalty,
-                repetition_penalty=body.repetition_penalty,
-                n=body.n,
-            )
-            for prompt in prompts
-        ]
+        requests = await off_loop(self.prepare_completions, body, prompts)
         with self.admission:
             if body.stream:
                 include_usage = bool(body.stream_options and body.stream_options.include_usage)

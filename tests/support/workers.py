@@ -8,10 +8,15 @@ other limits for a single test module.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from runner.processes import ManagedProcess
@@ -70,3 +75,32 @@ def tei_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     speaks the instructor protocol (`POST /predictions/model`)."""
     with running_worker("instructor", MINILM_ID, tmp_path_factory.mktemp("tei-worker")) as url:
         yield url
+
+
+HUGE = "The quick brown fox jumps over the lazy dog. " * 220_000  # ~10 MB, ~2.2 million tokens
+
+
+def timed_post(url: str, body: Any) -> tuple[httpx.Response, float]:
+    """POST `body` as JSON: (response, seconds)."""
+    started = time.perf_counter()
+    response = httpx.post(url, json=body, timeout=300)
+    return response, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Stall:
+    unloaded: float  # seconds of the small request alone (best of 3)
+    loaded: float  # seconds of the small request sent while the huge one is handled
+    small: httpx.Response
+    huge: httpx.Response
+
+
+def small_while_huge(url: str, small: Any, huge: Any) -> Stall:
+    """Time `small` alone, then again 0.3 s after `huge` was sent (uploaded, being validated) to the same URL."""
+    timed_post(url, small)  # warm
+    unloaded = min(timed_post(url, small)[1] for _ in range(3))
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(timed_post, url, huge)
+        time.sleep(0.3)
+        response, loaded = timed_post(url, small)
+        return Stall(unloaded, loaded, response, pending.result()[0])
