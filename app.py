@@ -1,5 +1,6 @@
 """LISA's control plane: the Chalice app. Routes only; each concern mounts its Blueprint."""
 
+from chalicelib.apidocs.routes import apidocs_bp
 from chalicelib.auth.routes import auth_bp
 from chalicelib.rag.routes import rag_bp
 from chalicelib.registry.routes import models_bp
@@ -15,3 +16,4 @@ app.register_blueprint(staging_bp, url_prefix="/models")  # /models/{id}/stage (
 app.register_blueprint(sessions_bp, url_prefix="/sessions")
 app.register_blueprint(rag_bp, url_prefix="/repositories")  # also the ingestion queue handler
 app.register_blueprint(webui_bp)  # /ui/config (public)
+app.register_blueprint(apidocs_bp)  # /openapi.json (public): the document of every route above and the data plane

@@ -13,7 +13,17 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from chalicelib.vllm_engine import EngineSettingsError, VllmEngineArgs, engine_args
 
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
@@ -33,24 +43,34 @@ class ModelType(StrEnum):
 
 
 class InferenceContainer(StrEnum):
-    TGI = "tgi"
+    VLLM = "vllm"
+    TGI = "tgi"  # archived upstream (maintenance mode 2025-12-11, archived March 2026): for existing deployments
     TEI = "tei"
     INSTRUCTOR = "instructor"
 
 
 PROVIDERS: dict[InferenceContainer, str] = {
+    InferenceContainer.VLLM: "ecs.textgen.vllm",
     InferenceContainer.TGI: "ecs.textgen.tgi",
     InferenceContainer.TEI: "ecs.embedding.tei",
     InferenceContainer.INSTRUCTOR: "ecs.embedding.instructor",
 }
 
 
+def model_type_of(container: InferenceContainer) -> ModelType:
+    """The only model type an inference container serves (the middle part of its provider name)."""
+    return ModelType(PROVIDERS[container].split(".")[1])
+
+
 class ContainerConfig(_Model):
-    """The inference container: its image and the environment it starts with."""
+    """The inference container: its image, the environment it starts with and (vLLM) its engine arguments."""
 
     image: str = Field(min_length=1, description="ECR repo:tag, public registry path, local dir or tarball")
     environment: dict[str, str] = Field(default_factory=dict)
     shared_memory_size: int = Field(2048, alias="sharedMemorySize", gt=0)
+    engine_args: VllmEngineArgs | None = Field(
+        None, alias="engineArgs", description="vLLM only; the VLLM_* environment names work too"
+    )
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -69,6 +89,24 @@ class ContainerConfig(_Model):
         if all(k in env for k in limits) and int(env[limits[0]]) >= int(env[limits[1]]):
             raise ValueError("environment.MAX_INPUT_LENGTH must be less than MAX_TOTAL_TOKENS")
         return self
+
+    def vllm_args(self) -> VllmEngineArgs:
+        """The vLLM engine arguments: `engineArgs` merged with the `VLLM_*` environment (EngineSettingsError)."""
+        return engine_args(self.environment, self.engine_args)
+
+
+def check_container_config(container: InferenceContainer, config: ContainerConfig | None) -> None:
+    """What only the container can tell: a vLLM model's engine settings are valid; no other takes engineArgs.
+    ValueError with the key path under `containerConfig`."""
+    if config is None:
+        return
+    if container is InferenceContainer.VLLM:
+        try:
+            config.vllm_args()
+        except EngineSettingsError as error:
+            raise ValueError(str(error)) from None
+    elif config.engine_args is not None:
+        raise ValueError(f"engineArgs: only inferenceContainer 'vllm' takes engine arguments, not {container.value!r}")
 
 
 class AutoScalingConfig(_Model):
@@ -123,10 +161,17 @@ class EcsModel(_Model):
             raise ValueError(f"must be 'org/name' (a Hugging Face model id), got {value!r}")
         return value
 
+    @field_validator("container_config")
+    @classmethod
+    def _engine(cls, value: ContainerConfig, info: ValidationInfo) -> ContainerConfig:
+        container = info.data.get("inference_container")
+        if container is not None:
+            check_container_config(container, value)
+        return value
+
     @model_validator(mode="after")
     def _container_fits_type(self) -> EcsModel:
-        textgen = self.inference_container is InferenceContainer.TGI
-        if textgen != (self.model_type is ModelType.TEXTGEN):
+        if model_type_of(self.inference_container) is not self.model_type:
             raise ValueError(
                 f"inferenceContainer {self.inference_container.value!r}"
                 f" cannot serve modelType {self.model_type.value!r}"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, TypeVar, overload
+from typing import Annotated, Any, TypeVar
 
 from chalice.app import BadRequestError, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from chalicelib.bounded_json import InvalidJson, loads
 from chalicelib.config import format_validation_error
@@ -44,20 +43,13 @@ def parse_data(model: type[M], data: Any) -> M:
         raise BadRequestError(format_validation_error(error).replace("\n", "; ")) from None
 
 
-@overload
-def query_int(params: Mapping[str, str] | None, name: str, minimum: int, maximum: int, default: int) -> int: ...
-@overload
-def query_int(
-    params: Mapping[str, str] | None, name: str, minimum: int, maximum: int, default: None = None
-) -> int | None: ...
-def query_int(
-    params: Mapping[str, str] | None, name: str, minimum: int, maximum: int, default: int | None = None
-) -> int | None:
-    """The query parameter `name` as an integer in [minimum, maximum], `default` when absent, else a 400 naming it.
-    ASCII digits only: `str.isdigit` passes "²" (which `int` then refuses); `int` takes Arabic-Indic digits, "7_0"."""
-    raw = (params or {}).get(name)
-    if raw is None:
-        return default
-    if not _DIGITS.fullmatch(raw) or not minimum <= int(raw) <= maximum:
-        raise BadRequestError(f"{name}: must be an integer from {minimum} to {maximum}, got {raw[:40]!r}")
-    return int(raw)
+def _ascii_integer(value: Any) -> Any:
+    """Query values are text, and pydantic (like `int`) reads "1_0" as 10 and Arabic-Indic digits as numbers: in a
+    query string only ASCII digits are an integer."""
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError(f"must be an integer in ASCII digits, got {value[:40]!r}")
+    return value
+
+
+QueryInt = Annotated[int, BeforeValidator(_ascii_integer)]
+"""An integer field of a query-string model."""

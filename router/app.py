@@ -3,8 +3,9 @@
     app = create_app()                       # process-wide authorizer and registry, settings from the env
     web.run_app(app, port=8080, handler_cancellation=True)
 
-Routes (explicit, so a host may add a catch-all after them): `GET /health` (no auth), the OpenAI-compatible
-`/v1/openai/...` routes and the LISA-native `/v1/...` routes. A host should serve it with `handler_cancellation=True`
+Routes (explicit, so a host may add a catch-all after them): `GET /health` (no auth) and the data plane's public
+routes, the OpenAI-compatible `/v1/openai/...` and the LISA-native `/v1/...`, from the table the OpenAPI document
+describes (`chalicelib.serve.routes.DATA_PLANE`). A host should serve it with `handler_cancellation=True`
 so a client that disconnects during a non-streaming call also cancels the backend call (streams stop either way).
 """
 
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from chalicelib.serve.routes import DATA_PLANE
 from router.auth import AsyncAuthorizer
 from router.backend import Backend, new_session
 from router.catalog import ModelCatalog
-from router.http import guarded, json_response
+from router.http import Handler, guarded, json_response
 from router.native_api import NativeApi
 from router.openai_api import OpenAIApi
 from router.services import ChatAugmenter, Services
@@ -65,16 +67,22 @@ def create_app(
 
     openai, native = OpenAIApi(services), NativeApi(services)
     log = settings.access_log
-    add = app.router
-    add.add_get("/health", health)
-    add.add_get("/v1/openai/models", guarded(openai.models, log))
-    add.add_post("/v1/openai/chat/completions", guarded(openai.chat_completions, log))
-    add.add_post("/v1/openai/completions", guarded(openai.completions, log))
-    add.add_post("/v1/openai/embeddings", guarded(openai.embeddings, log))
-    add.add_get("/v1/listModels", guarded(native.list_models, log))
-    add.add_get("/v1/describeModel", guarded(native.describe_model, log))
-    add.add_get("/v1/describeModels", guarded(native.describe_models, log))
-    add.add_post("/v1/generate", guarded(native.generate, log))
-    add.add_post("/v1/generateStream", guarded(native.generate_stream, log))
-    add.add_post("/v1/embeddings", guarded(native.embeddings, log))
+    handlers: dict[str, Handler] = {
+        "listOpenAIModels": openai.models,
+        "createChatCompletion": openai.chat_completions,
+        "createCompletion": openai.completions,
+        "createEmbeddings": openai.embeddings,
+        "listModels": native.list_models,
+        "describeModel": native.describe_model,
+        "describeModels": native.describe_models,
+        "generate": native.generate,
+        "generateStream": native.generate_stream,
+        "embeddings": native.embeddings,
+    }
+    app.router.add_get("/health", health)
+    for route in DATA_PLANE:  # the documented table (chalicelib.serve.routes): every operation, nothing else
+        handler = handlers.pop(route.operation.operation_id)
+        app.router.add_route(route.method, route.path, guarded(handler, log))
+    if handlers:
+        raise RuntimeError(f"handlers without a route: {', '.join(handlers)}")
     return app

@@ -5,9 +5,11 @@
 - `GET /v1/describeModels[?modelTypes=...]` → `{"textgen": {"ecs.textgen.tgi": [<describeModel>, ...]}, ...}`
 - `POST /v1/generate` `{"provider", "modelName", "text", "modelKwargs"}` → `{"generatedText", "generatedTokens",
   "finishReason"}` (TGI's finish reasons: `length`, `eos_token`, `stop_sequence`)
-- `POST /v1/generateStream` (same body) → `data: {"token": {"text", "special"}}` per token, ending with
-  `data: {"token": {"text": "", "special": true}, "generatedTokens", "finishReason"}`. No `[DONE]` line: lisapy parses
-  every `data:` line as JSON. A failure mid-stream is a final `data: {"error": {...}}` event.
+- `POST /v1/generateStream` (same body) → exactly one `data: {"token": {"text", "special"}}` event per generated
+  token, the last token's event also carrying `"generatedTokens"` and `"finishReason"` (the first LISA's format: a
+  one-token generation is one event). lisapy yields that last event with an empty token, dropping its text; other
+  clients get every token. No `[DONE]` line: lisapy parses every `data:` line as JSON. A failure mid-stream is a
+  final `data: {"error": {...}}` event.
 - `POST /v1/embeddings` (same body; `text` a string or a list) → `{"embeddings": [[...], ...]}`
 
 Listings show the models that can be called now; describeModel describes any registered model.
@@ -139,11 +141,10 @@ class NativeApi:
 
     async def _events(self, request: web.Request, upstream: aiohttp.ClientResponse, what: str) -> AsyncIterator[bytes]:
         async for event in self.s.http.events(upstream, what):
-            payload = backend_event(event.data, what)
-            for out in mapping.native_stream_events(payload):
-                if "generatedTokens" in out:
-                    note(request, tokens=out["generatedTokens"])
-                yield sse.encode(out)
+            out = mapping.native_stream_event(backend_event(event.data, what))
+            if "generatedTokens" in out:
+                note(request, tokens=out["generatedTokens"])
+            yield sse.encode(out)
 
     async def embeddings(self, request: web.Request) -> web.Response:
         req, record = await self._request(request, ModelType.EMBEDDING)

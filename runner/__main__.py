@@ -11,26 +11,49 @@ from pathlib import Path
 
 from rich.console import Console
 
-from runner.stack import LocalLisa, StackOptions
+from chalicelib.config import ConfigError, InferenceContainer, load_config
+from runner.stack import LocalLisa, StackOptions, served_locally
 
 
-def _arguments(argv: list[str] | None) -> StackOptions:
+def _needs_vllm(config_path: Path) -> str:
+    """`yes` when the config serves a `vllm` model locally (the Makefile then creates .venv-vllm), else `no`."""
+    try:
+        models = served_locally(load_config(config_path))
+    except ConfigError:
+        return "no"  # the runner itself reports the config's problems
+    return "yes" if any(m.inference_container is InferenceContainer.VLLM for m in models) else "no"
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     defaults = StackOptions()
     parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__)
     parser.add_argument("--port", type=int, default=defaults.port, help="the one port (default %(default)s)")
     parser.add_argument("--host", default=defaults.host, help="interface to listen on (default %(default)s)")
     parser.add_argument("--config", type=Path, default=defaults.config_path, help="config.yaml to serve")
     parser.add_argument(
+        "--state-dir", type=Path, default=defaults.state_dir, help="logs and database files (default .lisa)"
+    )
+    parser.add_argument("--needs-vllm", action="store_true", help="print whether the config needs .venv-vllm; exit")
+    parser.add_argument(
         "--aws-endpoint-url",
         default=None,
         help="use this AWS endpoint (LocalStack, real AWS...) instead of the embedded moto server",
     )
-    args = parser.parse_args(argv)
-    return StackOptions(port=args.port, host=args.host, config_path=args.config, aws_endpoint_url=args.aws_endpoint_url)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = _arguments(argv)
+    args = _arguments(argv)
+    if args.needs_vllm:
+        print(_needs_vllm(args.config))
+        return 0
+    options = StackOptions(
+        port=args.port,
+        host=args.host,
+        config_path=args.config,
+        state_dir=args.state_dir,
+        aws_endpoint_url=args.aws_endpoint_url,
+    )
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the embedded moto server's access log

@@ -1,4 +1,4 @@
-"""Child processes of the local runner (model workers): started on loopback, health-checked, stopped cleanly."""
+"""Child processes of the local runner (model engines): started on loopback, health-checked, stopped cleanly."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import requests
@@ -18,7 +18,8 @@ class ProcessFailed(RuntimeError):
 
 
 class ManagedProcess:
-    """A `python -m module args...` child with its output in a log file and a health URL to wait on."""
+    """A `python -m module args...` child (in its own process group, with everything it starts) with its output
+    in a log file and a health URL to wait on. `python` is another interpreter (a virtualenv's) to run it with."""
 
     def __init__(
         self,
@@ -28,11 +29,12 @@ class ManagedProcess:
         health_url: str,
         log_dir: Path,
         env: Mapping[str, str] | None = None,
+        python: str | None = None,
     ) -> None:
         self.name = name
         self.health_url = health_url
         self.log_path = log_dir / f"{name}.log"
-        self._argv = [sys.executable, "-m", module, *args]
+        self._argv = [python or sys.executable, "-m", module, *args]
         self._env = {**os.environ, **(env or {})}
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -44,10 +46,24 @@ class ManagedProcess:
             )
         return self
 
-    def wait_healthy(self, timeout: float = 300.0) -> None:
-        """Block until the health URL answers 200, or raise with the log's tail if the child dies or times out."""
-        deadline = time.monotonic() + timeout
+    def wait_healthy(
+        self,
+        timeout: float = 300.0,
+        progress: Callable[[str], None] | None = None,
+        every: float = 5.0,
+    ) -> None:
+        """Block until the health URL answers 200, or raise with the log's tail if the child dies or times out.
+
+        `progress` hears every `every` seconds how long it has waited and the log's last line (an engine that
+        loads for half a minute shows what it is doing)."""
+        start = time.monotonic()
+        deadline, next_report = start + timeout, start + every
+        if progress is not None:
+            progress(f"{self.name}: waiting until it is ready (log: {self.log_path})")
         while time.monotonic() < deadline:
+            if progress is not None and time.monotonic() >= next_report:
+                next_report += every
+                progress(f"{self.name}: {time.monotonic() - start:.0f}s: {self.log_tail(1).strip()[:100]}")
             if self._process is None or self._process.poll() is not None:
                 raise ProcessFailed(f"{self.name} exited early:\n{self.log_tail()}")
             try:

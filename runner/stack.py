@@ -30,7 +30,7 @@ from chalicelib.config import EcsModel, LisaConfig, load_config
 from runner.bootstrap import bootstrap
 from runner.moto_fixes import answer_s3_preflights, serialize_moto_dynamodb
 from runner.processes import ManagedProcess
-from workers.launch import free_port, worker_spec
+from workers.launch import free_port, model_spec
 
 if TYPE_CHECKING:
     from router.services import ChatAugmenter
@@ -82,8 +82,8 @@ class LocalLisa:
             progress("models: preparing local weights")
             folders = self._model_folders(self.config)
             self._stage_models(self.config, folders, progress)
-            progress(f"workers: starting {', '.join(m.model_name for m in _deployed(self.config))}")
-            self.endpoints = self._start_workers(self.config, folders)
+            progress(f"workers: starting {', '.join(m.model_name for m in served_locally(self.config))}")
+            self.endpoints = self._start_workers(self.config, folders, progress)
             self._sync_registry(self.config)
             augmenter = self._start_rag(self.config, progress)
             self._start_front_door(augmenter)
@@ -144,7 +144,7 @@ class LocalLisa:
 
         prepared = ensure_local_models(self.options.models_dir)
         folders: dict[str, Path] = {}
-        for model in _deployed(config):
+        for model in served_locally(config):
             if model.model_id not in prepared:
                 raise RuntimeError(
                     f"ecsModels: {model.model_name} ({model.model_id}) has no local weights; local LISA can serve "
@@ -168,7 +168,7 @@ class LocalLisa:
         elif not os.environ.get("LISA_STAGING_STATE_MACHINE_ARN"):
             progress("staging: skipped (no LISA_STAGING_STATE_MACHINE_ARN for this AWS endpoint)")
             return
-        for model in _deployed(config):
+        for model in served_locally(config):
             if model.model_name not in folders:
                 continue
             progress(f"staging: {model.model_id} → s3://{config.s3_bucket_models}/{model.model_id}/")
@@ -176,25 +176,26 @@ class LocalLisa:
             if status.status != "SUCCEEDED":
                 raise RuntimeError(f"staging {model.model_id} failed at {status.failed_step}: {status.reason}")
 
-    def _start_workers(self, config: LisaConfig, folders: dict[str, Path]) -> dict[str, str]:
-        """Start one CPU worker per deployed model (all at once, then wait for each); modelName → URL."""
+    def _start_workers(
+        self, config: LisaConfig, folders: dict[str, Path], progress: Callable[[str], None]
+    ) -> dict[str, str]:
+        """Start one local engine per deployed model (all at once, then wait for each); modelName → URL.
+
+        The model's inferenceContainer picks the engine: vLLM's CPU build for `vllm`, our CPU workers otherwise.
+        """
         log_dir = self.options.state_dir / "logs"
         started: dict[str, tuple[ManagedProcess, str]] = {}
-        for model in _deployed(config):
+        for model in served_locally(config):
             if model.model_name not in folders:
                 continue
-            spec = worker_spec(
-                model.inference_container.value,
-                model.model_id,
-                folders[model.model_name],
-                free_port(),
-                environment=model.container_config.environment,
+            spec = model_spec(model, folders[model.model_name], free_port())
+            process = ManagedProcess(
+                model.model_name, spec.module, spec.args, spec.health_url, log_dir, spec.env, python=spec.python
             )
-            process = ManagedProcess(model.model_name, spec.module, spec.args, spec.health_url, log_dir, spec.env)
             self._processes.append(process.start())
             started[model.model_name] = (process, spec.url)
         for process, _ in started.values():
-            process.wait_healthy(self.options.worker_timeout)
+            process.wait_healthy(self.options.worker_timeout, progress=progress)
         return {name: url for name, (_, url) in started.items()}
 
     def _sync_registry(self, config: LisaConfig) -> None:
@@ -305,7 +306,8 @@ class LocalLisa:
         _forget_process_caches()
 
 
-def _deployed(config: LisaConfig) -> list[EcsModel]:
+def served_locally(config: LisaConfig) -> list[EcsModel]:
+    """The models the runner starts an engine for: deployed, with no fixed endpoint."""
     return [m for m in config.ecs_models if m.deploy and not m.endpoint_url]
 
 

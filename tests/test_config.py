@@ -17,6 +17,7 @@ def test_shipped_configs_are_valid(name: str) -> None:
     config = load_config(ROOT / name)
     assert config.ecs_models
     assert {m.provider for m in config.ecs_models} <= {
+        "ecs.textgen.vllm",
         "ecs.textgen.tgi",
         "ecs.embedding.tei",
         "ecs.embedding.instructor",
@@ -27,22 +28,25 @@ def _example() -> dict:
     return yaml.safe_load((ROOT / "example_config.yaml").read_text())
 
 
+TGI = 3  # example_config.yaml's TGI model (its limits are TGI's environment names)
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
         (lambda c: c["ecsModels"][0].__setitem__("modelId", "not-a-hf-id"), "ecsModels.0.modelId"),
         (lambda c: c["ecsModels"][1].__setitem__("modelType", "vision"), "ecsModels.1.modelType"),
-        (lambda c: c["ecsModels"][0].__setitem__("inferenceContainer", "tei"), "cannot serve modelType 'textgen'"),
+        (lambda c: c["ecsModels"][TGI].__setitem__("inferenceContainer", "tei"), "cannot serve modelType 'textgen'"),
         (
-            lambda c: c["ecsModels"][0]["containerConfig"]["environment"].__setitem__("MAX_TOTAL_TOKENS", "lots"),
+            lambda c: c["ecsModels"][TGI]["containerConfig"]["environment"].__setitem__("MAX_TOTAL_TOKENS", "lots"),
             "MAX_TOTAL_TOKENS must be a positive integer",
         ),
         (
-            lambda c: c["ecsModels"][0]["containerConfig"]["environment"].__setitem__("MAX_CONCURRENT_REQUESTS", "0"),
+            lambda c: c["ecsModels"][TGI]["containerConfig"]["environment"].__setitem__("MAX_CONCURRENT_REQUESTS", "0"),
             "MAX_CONCURRENT_REQUESTS must be a positive integer",
         ),
         (
-            lambda c: c["ecsModels"][0]["containerConfig"]["environment"].__setitem__("MAX_INPUT_LENGTH", 9000),
+            lambda c: c["ecsModels"][TGI]["containerConfig"]["environment"].__setitem__("MAX_INPUT_LENGTH", 9000),
             "MAX_INPUT_LENGTH must be less than MAX_TOTAL_TOKENS",
         ),
         (lambda c: c["ecsModels"][0]["autoScalingConfig"].__setitem__("minCapacity", 9), "minCapacity must not exceed"),

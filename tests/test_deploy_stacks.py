@@ -37,6 +37,21 @@ DATA_ACTION = re.compile(
 )
 
 
+# A vLLM model on a 4-GPU instance: engine args from engineArgs and from upstream LISA's VLLM_* names.
+VLLM_MODEL = {
+    "modelName": "qwen3-8b",
+    "modelId": "Qwen/Qwen3-8B",
+    "modelType": "textgen",
+    "inferenceContainer": "vllm",
+    "instanceType": "g5.12xlarge",
+    "containerConfig": {
+        "image": "vllm/vllm-openai:v0.32.0",
+        "engineArgs": {"maxModelLen": 16384, "tensorParallelSize": 4, "enableAutoToolChoice": True},
+        "environment": {"VLLM_TOOL_CALL_PARSER": "hermes", "VLLM_DTYPE": "bfloat16", "VLLM_LOGGING_LEVEL": "INFO"},
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[str, dict[str, Any]], Path]:
     """The repo's config.yaml as a prod deployment plus one model that is not deployed; synthesized once."""
@@ -44,7 +59,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[
     data = yaml.safe_load((PROJECT_DIR / "config.yaml").read_text())
     data.update(stage="prod", deploymentName="acme", s3BucketModels="acme-prod-models", awsAccountId="123456789012")
     extra = dict(data["ecsModels"][0], modelName="not-deployed", deploy=False)
-    data["ecsModels"].append(extra)
+    data["ecsModels"] += [extra, VLLM_MODEL]
     certificate = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
     data["restApiConfig"] = {"domainName": "lisa.example.com", "sslCertIamArn": certificate}
     data["ragDatabase"] = {"instanceType": "t4g.medium", "allocatedStorage": 50}  # for config.yaml's `default` repo
@@ -117,7 +132,7 @@ def test_cfn_lint_accepts_every_template(deployment: tuple[LisaApp, dict[str, di
 
 def test_one_gpu_service_per_deployed_model_with_its_environment(templates: dict[str, dict[str, Any]]) -> None:
     models = _template(templates, "models")
-    models.resource_count_is("AWS::ECS::Service", 2)
+    models.resource_count_is("AWS::ECS::Service", 3)
     config = load_config(PROJECT_DIR / "config.yaml")
     for model in config.ecs_models:
         env = [{"Name": k, "Value": v} for k, v in model.container_config.environment.items()]
@@ -156,8 +171,44 @@ def test_one_gpu_service_per_deployed_model_with_its_environment(templates: dict
         assert f"/{model.model_id}" in json.dumps(templates["acme-prod-models"])  # s3://<models bucket>/<org/name>
     task_defs = _resources(templates["acme-prod-models"], "AWS::ECS::TaskDefinition")
     images = [c["Image"] for t in task_defs.values() for c in t["Properties"]["ContainerDefinitions"]]
-    assert len(task_defs) == 2
+    assert len(task_defs) == 3
     assert images.count(config.ecs_models[0].container_config.image) == 1
+
+
+def test_vllm_model_runs_the_vllm_server_on_the_staged_weights_with_its_gpus(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    task = next(
+        t["Properties"]
+        for t in _resources(templates["acme-prod-models"], "AWS::ECS::TaskDefinition").values()
+        if any(c["Image"] == "vllm/vllm-openai:v0.32.0" for c in t["Properties"]["ContainerDefinitions"])
+    )
+    fetch, model = task["ContainerDefinitions"]
+    assert fetch["Name"] == "fetch-weights"
+    assert fetch["EntryPoint"] == ["sh", "-c", FETCH_SCRIPT, "fetch-weights"]  # manifest-checked, as for TGI
+    assert "/Qwen/Qwen3-8B" in json.dumps(fetch["Command"])
+    assert model["DependsOn"] == [{"ContainerName": "fetch-weights", "Condition": "SUCCESS"}]
+    assert model["EntryPoint"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    assert model["Command"] == [
+        *("--model", "/data/model", "--served-model-name", "qwen3-8b", "--host", "0.0.0.0", "--port", "8080"),  # noqa: S104
+        *("--max-model-len", "16384", "--dtype", "bfloat16", "--tensor-parallel-size", "4"),
+        *("--enable-auto-tool-choice", "--tool-call-parser", "hermes"),
+    ]
+    assert model["ResourceRequirements"] == [{"Type": "GPU", "Value": "4"}]  # one per tensor-parallel rank
+    environment = {e["Name"]: e["Value"] for e in model["Environment"]}
+    assert environment["VLLM_LOGGING_LEVEL"] == "INFO"
+    assert environment["HF_HUB_OFFLINE"] == "1"
+    assert not {"VLLM_DTYPE", "VLLM_TOOL_CALL_PARSER", "MODEL_ID", "PORT"} & set(environment)  # flags, not TGI's
+    probe = model["HealthCheck"]["Command"]
+    assert probe[:3] == ["CMD", "python3", "-c"]
+    assert "http://localhost:8080/health" in probe[3]
+    assert model["LinuxParameters"]["SharedMemorySize"] == 2048
+    models = _template(templates, "models")
+    models.has_resource_properties(
+        "AWS::EC2::LaunchTemplate", {"LaunchTemplateData": Match.object_like({"InstanceType": "g5.12xlarge"})}
+    )
+    models.has_resource_properties("AWS::ElasticLoadBalancingV2::TargetGroup", {"HealthCheckPath": "/health"})
+    assert "qwen3-8b (ecs.textgen.vllm)" in json.dumps(templates["acme-prod-models"]["Outputs"])
 
 
 def test_gpu_capacity_uses_the_ecs_gpu_ami_and_scales_on_requests(templates: dict[str, dict[str, Any]]) -> None:
@@ -177,7 +228,7 @@ def test_gpu_capacity_uses_the_ecs_gpu_ami_and_scales_on_requests(templates: dic
                 }
             )
         },
-        2,
+        3,
     )
 
 
@@ -201,7 +252,7 @@ def test_every_chalice_route_but_the_public_ones_has_the_authorizer(templates: d
     from app import app
 
     public = {path for path, methods in app.routes.items() if all(r.authorizer is None for r in methods.values())}
-    assert public == {"/ui/config"}
+    assert public == {"/ui/config", "/openapi.json"}  # the UI needs its config before login; the API document is public
     body = templates["acme-prod-api"]["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
     checked = 0
     for path, methods in body["paths"].items():

@@ -144,7 +144,7 @@ def _nested(levels: int) -> Any:
         ({}, "modelName"),
         ({**SMOL, "modelName": "has spaces"}, "modelName"),
         ({**SMOL, "hfModelId": "no-slash"}, "hfModelId"),
-        ({**SMOL, "inferenceContainer": "vllm"}, "inferenceContainer"),
+        ({**SMOL, "inferenceContainer": "sglang"}, "inferenceContainer"),
         ({**SMOL, "modelType": "embedding"}, "modelType"),
         ({**SMOL, "endpointUrl": "127.0.0.1:8081"}, "endpointUrl"),
         ({**SMOL, "defaultModelKwargs": []}, "defaultModelKwargs"),

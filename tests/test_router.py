@@ -29,6 +29,7 @@ from chalicelib.settings import get_settings
 from router.app import create_app
 from router.settings import RouterSettings
 from tests.conftest import free_port
+from tests.support import lisapy
 from tests.support.fake_backends import FakeBackend
 from tests.support.servers import AppThread
 
@@ -389,21 +390,30 @@ def test_native_generate(lisa: Lisa) -> None:
     assert sent["parameters"]["max_new_tokens"] == 3
 
 
-def test_native_generate_stream_as_lisapy_reads_it(lisa: Lisa) -> None:
+def test_native_generate_stream_is_one_event_per_token_as_the_first_lisa_sent(lisa: Lisa) -> None:
     body = {"provider": "ecs.textgen.tgi", "modelName": "fake-chat", "text": "Hi", "modelKwargs": {}}
-    response = lisa.post("/v1/generateStream", body, stream=True)
-    assert response.status_code == 200
-    tokens, final = [], None
-    for line in response.iter_lines():  # lisapy: every data: line is JSON; the one with finishReason ends it
-        if not line.startswith(b"data:"):
-            continue
-        payload = json.loads(line.decode().removeprefix("data:"))
-        if "finishReason" in payload:
-            final = payload
-        else:
-            tokens.append(payload["token"]["text"])
-    assert "".join(tokens) == "tok0 tok1 tok2 tok3 tok4"
-    assert final == {"token": {"text": "", "special": True}, "generatedTokens": 5, "finishReason": "length"}
+    events = [json.loads(d) for d in sse_data(lisa.post("/v1/generateStream", body, stream=True))]
+    assert events == [
+        {"token": {"text": "tok0", "special": False}},
+        {"token": {"text": " tok1", "special": False}},
+        {"token": {"text": " tok2", "special": False}},
+        {"token": {"text": " tok3", "special": False}},
+        {"token": {"text": " tok4", "special": False}, "generatedTokens": 5, "finishReason": "length"},
+    ]
+
+
+def test_native_generate_stream_through_lisapy(lisa: Lisa) -> None:
+    """lisapy's own test: one token asked, one event back, yielded with an empty token (lisapy drops its text)."""
+    sdk = lisapy.Lisa(lisa.url, lisa.headers)
+    model = next(m for m in sdk.list_textgen_models() if m.provider == "ecs.textgen.tgi" and m.streaming)
+    model.model_kwargs["max_new_tokens"] = 1
+    assert list(sdk.generate_stream("what is deep learning?", model)) == [
+        lisapy.StreamingResponse(token="", finish_reason="length", generated_tokens=1)
+    ]
+    model.model_kwargs["max_new_tokens"] = 3
+    responses = list(sdk.generate_stream("what is deep learning?", model))
+    assert [r.token for r in responses] == ["tok0", " tok1", ""]
+    assert (responses[-1].finish_reason, responses[-1].generated_tokens) == ("length", 3)
 
 
 def test_native_embeddings(lisa: Lisa) -> None:

@@ -183,17 +183,12 @@ def test_native_api(lisa: Lisa) -> None:
     generated = lisa.post("/v1/generate", body).json()
     assert generated["generatedTokens"] == 12
     assert generated["finishReason"] == "length"
-    tokens, final = [], None
-    for line in lisa.post("/v1/generateStream", body, stream=True).iter_lines():
-        if line.startswith(b"data:"):
-            payload = json.loads(line.removeprefix(b"data:"))
-            if "finishReason" in payload:
-                final = payload
-            else:
-                tokens.append(payload["token"]["text"])
-    assert "".join(tokens) == generated["generatedText"]
-    assert final is not None
-    assert final["generatedTokens"] == 12
+    with lisa.post("/v1/generateStream", body, stream=True) as streamed:
+        events = [json.loads(line.removeprefix(b"data:")) for line in streamed.iter_lines() if line]
+    assert len(events) == 12  # one event per generated token, the last with the counts (the first LISA's format)
+    assert all(set(e) == {"token"} for e in events[:-1])
+    assert (events[-1]["generatedTokens"], events[-1]["finishReason"]) == (12, "length")
+    assert "".join(e["token"]["text"] for e in events) == generated["generatedText"]
 
     tei = lisa.post("/v1/embeddings", {"provider": "ecs.embedding.tei", "modelName": EMBED_MODEL, "text": ["a", "b"]})
     assert [len(v) for v in tei.json()["embeddings"]] == [384, 384]

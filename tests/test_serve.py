@@ -343,15 +343,15 @@ def test_native_parameters_name_the_bad_kwarg() -> None:
     assert error.param == "modelKwargs.n"
 
 
-def test_native_stream_events_end_with_counts() -> None:
-    middle = mapping.native_stream_events({"token": {"id": 1, "text": " Paris", "special": False}})
-    assert middle == [{"token": {"text": " Paris", "special": False}}]
-    last = mapping.native_stream_events(
+def test_native_stream_event_per_token_the_last_with_counts() -> None:
+    middle = mapping.native_stream_event({"token": {"id": 1, "text": " Paris", "special": False}, "details": None})
+    assert middle == {"token": {"text": " Paris", "special": False}}
+    last = mapping.native_stream_event(
         {"token": {"text": "</s>", "special": True}, "details": {"finish_reason": "eos_token", "generated_tokens": 4}}
     )
-    assert last[0] == {"token": {"text": "</s>", "special": True}}
-    assert last[1] == {"token": {"text": "", "special": True}, "generatedTokens": 4, "finishReason": "eos_token"}
-    for event in middle + last:
+    assert last == {"token": {"text": "</s>", "special": True}, "generatedTokens": 4, "finishReason": "eos_token"}
+    assert list(last) == ["token", "generatedTokens", "finishReason"]  # the first LISA's field order
+    for event in (middle, last):
         NativeStreamResponse.model_validate(event)
 
 

@@ -8,12 +8,9 @@ to it with the unmodified `openai` SDK, as a user following the README would.
 from __future__ import annotations
 
 import json
-import os
-import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +26,7 @@ from chalicelib.config import ConfigError
 from runner.stack import LocalLisa, StackOptions
 from tests.conftest import free_port
 from tests.support.fake_backends import FakeBackend
+from tests.support.runner import running_runner
 from tests.support.servers import AppThread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,33 +142,8 @@ def test_a_bad_config_fails_before_anything_starts(aws_env: str, tmp_path: Path)
 @pytest.fixture(scope="module")
 def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     """`python -m runner` as `make run` starts it (own moto server, default config.yaml, real CPU workers)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISA_", "AWS_"))}
-    log = tmp_path_factory.mktemp("make-run") / "stderr.log"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "runner", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    assert process.stdout is not None
-    key = ""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        line = process.stdout.readline()
-        if found := re.search(r"API key \(admin, shown once\): (\S+)", line):
-            key = found.group(1)
-        if line.startswith("Press Ctrl-C"):
-            break
-    if not key:
-        process.kill()
-        pytest.fail(f"`python -m runner` did not start:\n{log.read_text()[-3000:]}")
-    yield f"http://127.0.0.1:{port}", key, process
-    if process.poll() is None:
-        process.kill()
+    with running_runner(log_dir=tmp_path_factory.mktemp("make-run")) as started:
+        yield started
 
 
 def test_make_run_serves_the_default_models_to_the_openai_sdk(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:

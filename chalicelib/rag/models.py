@@ -13,10 +13,22 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from chalicelib.apidocs.operations import PUBLIC
 from chalicelib.config import RagRepository
+from chalicelib.validation import QueryInt
 
 MAX_K = 50
 METADATA_KEY = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
@@ -90,14 +102,20 @@ class RepositoryRecord(RagRepository):
         connection_model(self.type).model_validate(self.connection)
         return self
 
+    @model_serializer(mode="wrap")
+    def _for_caller(self, serialize: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """For non-admins (`public` in the context) no connection details."""
+        data: dict[str, Any] = serialize(self)
+        if isinstance(info.context, dict) and info.context.get(PUBLIC):
+            data.pop("connection", None)
+        return data
+
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
     def public_wire(self) -> dict[str, Any]:
         """What any user of the repository may see (no connection details)."""
-        data = self.wire()
-        data.pop("connection", None)
-        return data
+        return self.model_dump(mode="json", by_alias=True, context={PUBLIC: True})
 
     def can_use(self, groups: tuple[str, ...] | list[str], is_admin: bool) -> bool:
         """Admins use every repository; others need one of `allowedGroups` (none listed: everyone)."""
@@ -228,3 +246,65 @@ class SearchRequest(_Wire):
             if not FILTER_KEY.match(key):
                 raise ValueError(f"key {key!r} must be 1-64 letters, digits, '_' or '-'")
         return value
+
+
+# -- responses -----------------------------------------------------------------------------------------------------
+class RepositoryList(_Wire):
+    """GET /repositories."""
+
+    repositories: list[RepositoryRecord]
+
+
+class RepositoryDeleted(_Wire):
+    """DELETE /repositories/{repositoryId}: what went with it."""
+
+    repository_id: str
+    deleted_documents: int
+    deleted_objects: int
+
+
+class UploadUrl(_Wire):
+    """POST /repositories/{repositoryId}/upload-url: PUT the file to `url` with `headers` before `expiresIn` s."""
+
+    url: str
+    method: Literal["PUT"]
+    headers: dict[str, str]
+    bucket: str
+    key: str
+    document_id: str
+    expires_in: int
+
+
+class DocumentsQuery(_Wire):
+    """GET /repositories/{repositoryId}/documents: a page of at most `limit`, after `nextToken`'s page."""
+
+    limit: QueryInt = Field(100, ge=1, le=1000)
+    next_token: str | None = Field(None, max_length=4096)
+
+
+class DocumentList(_Wire):
+    documents: list[DocumentRecord]
+    next_token: str | None = Field(description="pass as ?nextToken= for the next page; null: the last page")
+
+
+class DocumentDeleted(_Wire):
+    repository_id: str
+    document_id: str
+    deleted: bool
+
+
+class SearchHitView(_Wire):
+    """One chunk found: its document, its place, its text and its cosine similarity to the query."""
+
+    document_id: str
+    chunk_index: int
+    text: str
+    source: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class SearchResults(_Wire):
+    repository_id: str
+    query: str
+    results: list[SearchHitView]

@@ -20,28 +20,34 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from chalice.app import BadRequestError, Blueprint, ChaliceViewError, Response, SQSEvent
+from chalice.app import BadRequestError, ChaliceViewError, SQSEvent
 
+from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer
 from chalicelib.rag.errors import RagError
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from chalicelib.auth.principal import Principal
+    from chalicelib.rag.models import (
+        DocumentDeleted,
+        DocumentList,
+        DocumentRecord,
+        RepositoryDeleted,
+        RepositoryRecord,
+        SearchResults,
+        UploadUrl,
+    )
     from chalicelib.rag.service import RagService
-
-    M = TypeVar("M", bound=BaseModel)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-rag_bp = Blueprint(__name__)
+rag_bp = ApiBlueprint(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
 _DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -84,12 +90,6 @@ def _principal() -> Principal:
     return current_principal(rag_bp.current_request)
 
 
-def _parse(model: type[M]) -> M:
-    from chalicelib.validation import parse_request
-
-    return parse_request(model, rag_bp.current_request)
-
-
 def _repository_id(raw: str) -> str:
     if not _ID.match(raw):
         raise BadRequestError("repositoryId: must be 1-63 letters, digits, '.', '_' or '-', starting with one")
@@ -102,95 +102,167 @@ def _document_id(raw: str) -> str:
     return raw
 
 
-def _view(record: Any, principal: Principal) -> dict[str, Any]:
-    return dict(record.wire() if principal.is_admin else record.public_wire())
+_MODELS = "chalicelib.rag.models"
+REPOSITORY = f"{_MODELS}:RepositoryRecord"
+_REPOSITORY_ID = {"repositoryId": "$response.body#/repositoryId"}
 
 
 # -- repositories ------------------------------------------------------------------------------------------------
-@rag_bp.route("/", methods=["GET"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/", "GET", authorizer=lisa_authorizer, responses={200: f"{_MODELS}:RepositoryList"}, errors=(503,), tag="rag"
+)
 @_mapped
-def list_repositories() -> dict[str, Any]:
+def list_repositories() -> Reply:
     """The repositories the caller may use (admins: all, with connection details)."""
+    from chalicelib.rag.models import RepositoryList
+
     principal = _principal()
-    return {"repositories": [_view(r, principal) for r in _service().list_repositories(principal)]}
+    repositories = _service().list_repositories(principal)
+    return Reply(RepositoryList(repositories=repositories), public=not principal.is_admin)
 
 
-@rag_bp.route("/", methods=["POST"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/",
+    "POST",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:CreateRepositoryRequest",
+    responses={201: REPOSITORY},
+    errors=(403, 409, 422, 503),
+    links={
+        "GetRepository": Link("getRepository", _REPOSITORY_ID),
+        "ListDocuments": Link("listDocuments", _REPOSITORY_ID),
+        "Search": Link("search", _REPOSITORY_ID),
+        "DeleteRepository": Link("deleteRepository", _REPOSITORY_ID),
+    },
+    tag="rag",
+)
 @_mapped
-def create_repository() -> Response:
+def create_repository() -> RepositoryRecord:
     """Create a repository (admin); 409 if the id is taken."""
     from chalicelib.rag.models import CreateRepositoryRequest
 
     principal = _principal()
     if not principal.is_admin:
         raise _view_error(403)(f"user {principal.username!r} is not an administrator; this needs the admin group")
-    record = _service().create_repository(principal, _parse(CreateRepositoryRequest))
-    return Response(status_code=201, body=record.wire())
+    return _service().create_repository(principal, rag_bp.body(CreateRepositoryRequest))
 
 
-@rag_bp.route("/{repositoryId}", methods=["GET"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/{repositoryId}", "GET", authorizer=lisa_authorizer, responses={200: REPOSITORY}, errors=(403, 404), tag="rag"
+)
 @_mapped
-def get_repository(repositoryId: str) -> dict[str, Any]:
+def get_repository(repositoryId: str) -> Reply:
+    """One repository (admins see its connection details)."""
     principal = _principal()
-    return _view(_service().repository(principal, _repository_id(repositoryId)), principal)
+    record = _service().repository(principal, _repository_id(repositoryId))
+    return Reply(record, public=not principal.is_admin)
 
 
-@rag_bp.route("/{repositoryId}", methods=["DELETE"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/{repositoryId}",
+    "DELETE",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:RepositoryDeleted"},
+    errors=(403, 404, 503),
+    tag="rag",
+)
 @_mapped
-def delete_repository(repositoryId: str) -> dict[str, Any]:
+def delete_repository(repositoryId: str) -> RepositoryDeleted:
     """Delete a repository, its documents in S3, its vectors and its document list (admin)."""
     return _service().delete_repository(_principal(), _repository_id(repositoryId))
 
 
 # -- documents ---------------------------------------------------------------------------------------------------
-@rag_bp.route("/{repositoryId}/upload-url", methods=["POST"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/{repositoryId}/upload-url",
+    "POST",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:UploadUrlRequest",
+    responses={200: f"{_MODELS}:UploadUrl"},
+    errors=(403, 404),
+    links={"GetDocument": Link("getDocument", {"documentId": "$response.body#/documentId"})},
+    tag="rag",
+)
 @_mapped
-def upload_url(repositoryId: str) -> dict[str, Any]:
+def upload_url(repositoryId: str) -> UploadUrl:
     """A presigned PUT into the docs bucket; the upload is ingested automatically (see its document's status)."""
     from chalicelib.rag.models import UploadUrlRequest
 
-    request = _parse(UploadUrlRequest)
+    request = rag_bp.body(UploadUrlRequest)
     return _service().upload_url(_principal(), _repository_id(repositoryId), request)
 
 
-@rag_bp.route("/{repositoryId}/documents", methods=["GET"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/{repositoryId}/documents",
+    "GET",
+    authorizer=lisa_authorizer,
+    query=f"{_MODELS}:DocumentsQuery",
+    responses={200: f"{_MODELS}:DocumentList"},
+    errors=(403, 404),
+    tag="rag",
+)
 @_mapped
-def list_documents(repositoryId: str) -> dict[str, Any]:
-    from chalicelib.validation import query_int
+def list_documents(repositoryId: str) -> DocumentList:
+    """Documents and their ingestion status, a page at a time (`nextToken` of the last page)."""
+    from chalicelib.rag.models import DocumentList, DocumentsQuery
 
-    params: Mapping[str, str] = rag_bp.current_request.query_params or {}
-    limit = query_int(params, "limit", 1, 1000, default=100)
+    query = rag_bp.query(DocumentsQuery)
     records, token = _service().list_documents(
-        _principal(), _repository_id(repositoryId), limit, params.get("nextToken") or None
+        _principal(), _repository_id(repositoryId), query.limit, query.next_token or None
     )
-    return {"documents": [r.wire() for r in records], "nextToken": token}
+    return DocumentList(documents=records, next_token=token)
 
 
-@rag_bp.route("/{repositoryId}/documents/{documentId}", methods=["GET"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/{repositoryId}/documents/{documentId}",
+    "GET",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:DocumentRecord"},
+    errors=(403, 404),
+    tag="rag",
+)
 @_mapped
-def get_document(repositoryId: str, documentId: str) -> dict[str, Any]:
-    record = _service().document(_principal(), _repository_id(repositoryId), _document_id(documentId))
-    return record.wire()
+def get_document(repositoryId: str, documentId: str) -> DocumentRecord:
+    """One document and its ingestion status."""
+    return _service().document(_principal(), _repository_id(repositoryId), _document_id(documentId))
 
 
-@rag_bp.route("/{repositoryId}/documents/{documentId}", methods=["DELETE"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/{repositoryId}/documents/{documentId}",
+    "DELETE",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:DocumentDeleted"},
+    errors=(403, 404, 503),
+    tag="rag",
+)
 @_mapped
-def delete_document(repositoryId: str, documentId: str) -> dict[str, Any]:
+def delete_document(repositoryId: str, documentId: str) -> DocumentDeleted:
     """Delete the document's object, chunks and record (its uploader or an admin)."""
+    from chalicelib.rag.models import DocumentDeleted
+
     result = _service().delete_document(_principal(), _repository_id(repositoryId), _document_id(documentId))
-    return {"repositoryId": repositoryId, "documentId": documentId, "deleted": result.outcome == "deleted"}
+    return DocumentDeleted(repository_id=repositoryId, document_id=documentId, deleted=result.outcome == "deleted")
 
 
 # -- search ------------------------------------------------------------------------------------------------------
-@rag_bp.route("/{repositoryId}/search", methods=["POST"], authorizer=lisa_authorizer)
+@rag_bp.operation(
+    "/{repositoryId}/search",
+    "POST",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:SearchRequest",
+    responses={200: f"{_MODELS}:SearchResults"},
+    errors=(403, 404, 422, 503),
+    tag="rag",
+)
 @_mapped
-def search(repositoryId: str) -> dict[str, Any]:
+def search(repositoryId: str) -> SearchResults:
     """The `k` most similar chunks, best first, each with its score (cosine similarity) and source."""
-    from chalicelib.rag.models import SearchRequest
+    from chalicelib.rag.models import SearchHitView, SearchRequest, SearchResults
 
-    request = _parse(SearchRequest)
+    request = rag_bp.body(SearchRequest)
     hits = _service().search(_principal(), _repository_id(repositoryId), request)
-    return {"repositoryId": repositoryId, "query": request.query, "results": [hit.wire() for hit in hits]}
+    results = [SearchHitView.model_validate(hit.wire()) for hit in hits]
+    return SearchResults(repository_id=repositoryId, query=request.query, results=results)
 
 
 # -- ingestion ---------------------------------------------------------------------------------------------------

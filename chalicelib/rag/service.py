@@ -20,8 +20,10 @@ from chalicelib.rag.models import (
     UPLOADED_BY,
     CreateRepositoryRequest,
     DocumentRecord,
+    RepositoryDeleted,
     RepositoryRecord,
     SearchRequest,
+    UploadUrl,
     UploadUrlRequest,
 )
 from chalicelib.rag.parsing import content_type_of
@@ -63,7 +65,7 @@ class RagService:
         logger.info("repository created", repository_id=record.repository_id, by=admin.username)
         return record
 
-    def delete_repository(self, admin: Principal, repository_id: str) -> dict[str, Any]:
+    def delete_repository(self, admin: Principal, repository_id: str) -> RepositoryDeleted:
         """Remove the repository: its documents in S3, its vector store, its document list, and its record last,
         so that a failure on the way (a vector store that is down: 503) leaves a repository a retry can delete,
         never tables or an index nobody knows of."""
@@ -83,10 +85,10 @@ class RagService:
             logger.warning("could not re-check the dropped vector store", repository_id=repository_id, exc_info=True)
         forget_stores()
         logger.info("repository deleted", repository_id=repository_id, by=admin.username, documents=documents)
-        return {"repositoryId": repository_id, "deletedDocuments": documents, "deletedObjects": objects}
+        return RepositoryDeleted(repository_id=repository_id, deleted_documents=documents, deleted_objects=objects)
 
     # -- documents -------------------------------------------------------------------------------------------
-    def upload_url(self, principal: Principal, repository_id: str, request: UploadUrlRequest) -> dict[str, Any]:
+    def upload_url(self, principal: Principal, repository_id: str, request: UploadUrlRequest) -> UploadUrl:
         """A presigned S3 PUT for `<repositoryId>/<filename>`; the headers listed must be sent with the PUT."""
         repository = self.repository(principal, repository_id)
         bucket = get_settings().docs_bucket
@@ -104,15 +106,15 @@ class RagService:
             HttpMethod="PUT",
         )
         headers = {"Content-Type": content_type, **{f"x-amz-meta-{k}": v for k, v in metadata.items()}}
-        return {
-            "url": url,
-            "method": "PUT",
-            "headers": headers,
-            "bucket": bucket,
-            "key": key,
-            "documentId": doc_id,
-            "expiresIn": UPLOAD_URL_SECONDS,
-        }
+        return UploadUrl(
+            url=url,
+            method="PUT",
+            headers=headers,
+            bucket=bucket,
+            key=key,
+            document_id=doc_id,
+            expires_in=UPLOAD_URL_SECONDS,
+        )
 
     def list_documents(
         self, principal: Principal, repository_id: str, limit: int = 100, token: str | None = None

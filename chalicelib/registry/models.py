@@ -1,8 +1,8 @@
 """Wire shapes of the model registry (camelCase on the wire and in the table), validated at the edge.
 
 A registry record's id is its `modelName` (unique); `hfModelId` is the Hugging Face `org/name` its weights come
-from. `provider` is derived from the inference container (`ecs.textgen.tgi`, `ecs.embedding.tei`,
-`ecs.embedding.instructor`) and must agree with `modelType`.
+from. `provider` is derived from the inference container (`ecs.textgen.vllm`, `ecs.textgen.tgi`,
+`ecs.embedding.tei`, `ecs.embedding.instructor`) and must agree with `modelType`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from chalicelib.apidocs.operations import PUBLIC
 from chalicelib.config import (
     MODEL_ID_PATTERN,
     NAME_PATTERN,
@@ -30,8 +34,11 @@ from chalicelib.config import (
     ContainerConfig,
     InferenceContainer,
     ModelType,
+    check_container_config,
+    model_type_of,
 )
 from chalicelib.dynamo import dynamo_storable
+from chalicelib.validation import QueryInt
 
 
 class ModelStatus(StrEnum):
@@ -53,17 +60,14 @@ PUBLIC_ENVIRONMENT_KEYS = frozenset(
         "MAX_BATCH_TOTAL_TOKENS",
         "MAX_BATCH_TOKENS",
         "MAX_CLIENT_BATCH_SIZE",
+        "VLLM_MAX_MODEL_LEN",
+        "VLLM_MAX_NUM_SEQS",
     }
 )
-"""Container environment keys every user may see: TGI/TEI serving limits, never credentials."""
+"""Container environment keys every user may see: TGI/TEI/vLLM serving limits, never credentials."""
 
 ModelSource = Literal["config", "api"]
 """Who manages a record: `lisa models sync` (config.yaml) or the admin API."""
-
-
-def model_type_of(container: InferenceContainer) -> ModelType:
-    """The only model type an inference container serves (the middle part of its provider name)."""
-    return ModelType(PROVIDERS[container].split(".")[1])
 
 
 def _name(value: str) -> str:
@@ -122,6 +126,14 @@ class ModelRecord(_Wire):
     updated_at: str
     version: int = Field(ge=1)
 
+    @field_validator("container_config")
+    @classmethod
+    def _engine(cls, value: ContainerConfig | None, info: ValidationInfo) -> ContainerConfig | None:
+        container = info.data.get("inference_container")
+        if container is not None:
+            check_container_config(container, value)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelRecord:
         if self.model_id != self.model_name:
@@ -145,18 +157,23 @@ class ModelRecord(_Wire):
         """True when requests can be sent to it: in service with a known endpoint."""
         return self.status is ModelStatus.IN_SERVICE and self.endpoint_url is not None
 
+    @model_serializer(mode="wrap")
+    def _for_caller(self, serialize: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """For non-admins (`public` in the context): of containerConfig's environment (which may hold
+        credentials) only the serving limits clients need (`PUBLIC_ENVIRONMENT_KEYS`, e.g. MAX_INPUT_LENGTH)."""
+        data: dict[str, Any] = serialize(self)
+        config = data.get("containerConfig")
+        if isinstance(info.context, dict) and info.context.get(PUBLIC) and config is not None:
+            config["environment"] = {k: v for k, v in config["environment"].items() if k in PUBLIC_ENVIRONMENT_KEYS}
+        return data
+
     def wire(self) -> dict[str, Any]:
         """The API shape (camelCase, nulls included so clients see every field)."""
         return self.model_dump(mode="json", by_alias=True)
 
     def public_wire(self) -> dict[str, Any]:
-        """The API shape for non-admins: of containerConfig's environment (which may hold credentials) only the
-        serving limits clients need (`PUBLIC_ENVIRONMENT_KEYS`, e.g. MAX_INPUT_LENGTH) are shown."""
-        data = self.wire()
-        config = data["containerConfig"]
-        if config is not None:
-            config["environment"] = {k: v for k, v in config["environment"].items() if k in PUBLIC_ENVIRONMENT_KEYS}
-        return data
+        """The API shape for non-admins (see `_for_caller`)."""
+        return self.model_dump(mode="json", by_alias=True, context={PUBLIC: True})
 
 
 class CreateModelRequest(_Wire):
@@ -179,6 +196,14 @@ class CreateModelRequest(_Wire):
         container = info.data.get("inference_container")
         if value is not None and container is not None and model_type_of(container) is not value:
             raise ValueError(f"inferenceContainer {container.value!r} cannot serve modelType {value.value!r}")
+        return value
+
+    @field_validator("container_config")
+    @classmethod
+    def _engine(cls, value: ContainerConfig | None, info: ValidationInfo) -> ContainerConfig | None:
+        container = info.data.get("inference_container")
+        if container is not None:
+            check_container_config(container, value)
         return value
 
     def record_fields(self) -> dict[str, Any]:
@@ -235,3 +260,23 @@ class UpdateModelRequest(_Wire):
     def changes(self) -> dict[str, Any]:
         """The fields to change (python names), explicit nulls included."""
         return {name: getattr(self, name) for name in self.model_fields_set if name != "version"}
+
+
+# -- responses -----------------------------------------------------------------------------------------------------
+class RegisteredModels(_Wire):
+    """GET /models."""
+
+    models: list[ModelRecord]
+
+
+class DeletedModel(_Wire):
+    """DELETE /models/{modelId}: the name and the record as it was."""
+
+    deleted: str
+    model: ModelRecord
+
+
+class VersionQuery(_Wire):
+    """DELETE /models/{modelId}?version=N: delete only while the model is at version N."""
+
+    version: QueryInt | None = Field(None, ge=1)

@@ -7,23 +7,24 @@ POST, PUT (body names the `version` it is based on; 409 if stale) and DELETE (op
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
-from chalice.app import BadRequestError, Blueprint, ConflictError, NotFoundError, Response
+from chalice.app import BadRequestError, ConflictError, NotFoundError
 
+from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer, require_admin
 from chalicelib.registry.errors import InvalidModel, ModelConflict, ModelNotFound
 
 if TYPE_CHECKING:
-    from chalicelib.registry.models import ModelRecord
+    from chalicelib.registry.models import DeletedModel, ModelRecord
     from chalicelib.registry.store import ModelStore
 
 logger = Logger(child=True)
 
-models_bp = Blueprint(__name__)
+models_bp = ApiBlueprint(__name__)
 
 
 def _store() -> ModelStore:
@@ -47,12 +48,6 @@ def _model_id(raw: str) -> str:
     return raw
 
 
-def _version_param() -> int | None:
-    from chalicelib.validation import query_int
-
-    return query_int(models_bp.current_request.query_params, "version", 1, 10**18)
-
-
 @contextmanager
 def _registry_errors() -> Iterator[None]:
     try:
@@ -65,67 +60,111 @@ def _registry_errors() -> Iterator[None]:
         raise BadRequestError(error.message) from None
 
 
-def _viewer() -> Callable[[ModelRecord], dict[str, Any]]:
-    """How the caller may see records: whole for admins, with only the public environment keys otherwise."""
-    if current_principal(models_bp.current_request).is_admin:
-        return lambda record: record.wire()
-    return lambda record: record.public_wire()
+_MODELS = "chalicelib.registry.models"
+MODEL = f"{_MODELS}:ModelRecord"
+_MODEL_ID = {"modelId": "$response.body#/modelId"}
+_MODEL_LINKS = {
+    "GetModel": Link("getModel", _MODEL_ID),
+    "UpdateModel": Link("updateModel", _MODEL_ID),
+    "DeleteModel": Link("deleteModel", _MODEL_ID),
+}
 
 
-@models_bp.route("/", methods=["GET"], authorizer=lisa_authorizer)
-def list_models() -> dict[str, Any]:
+def _public() -> bool:
+    """Non-admins see records with only the public environment keys (ModelRecord's serializer)."""
+    return not current_principal(models_bp.current_request).is_admin
+
+
+@models_bp.operation(
+    "/",
+    "GET",
+    operation_id="listRegisteredModels",  # listModels is the LISA-native data-plane operation
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:RegisteredModels"},
+    tag="models",
+)
+def list_models() -> Reply:
     """Every registered model, by name."""
-    view = _viewer()
-    return {"models": [view(record) for record in _store().list()]}
+    from chalicelib.registry.models import RegisteredModels
+
+    public = _public()
+    return Reply(RegisteredModels(models=_store().list()), public=public)
 
 
-@models_bp.route("/{modelId}", methods=["GET"], authorizer=lisa_authorizer)
-def get_model(modelId: str) -> dict[str, Any]:
+@models_bp.operation(
+    "/{modelId}", "GET", authorizer=lisa_authorizer, responses={200: MODEL}, errors=(404,), tag="models"
+)
+def get_model(modelId: str) -> Reply:
     """One model."""
-    view = _viewer()
+    public = _public()
     with _registry_errors():
-        return view(_store().get(_model_id(modelId)))
+        return Reply(_store().get(_model_id(modelId)), public=public)
 
 
-@models_bp.route("/", methods=["POST"], authorizer=lisa_authorizer)
-def create_model() -> Response:
-    """Register a model (201); 409 if the name is taken."""
+@models_bp.operation(
+    "/",
+    "POST",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:CreateModelRequest",
+    responses={201: MODEL},
+    errors=(403, 409),
+    links=_MODEL_LINKS,
+    tag="models",
+)
+def create_model() -> ModelRecord:
+    """Register a model (admin, 201); 409 if the name is taken."""
     from chalicelib.registry.models import CreateModelRequest
-    from chalicelib.validation import parse_request
 
     admin = require_admin(models_bp.current_request)
-    body = parse_request(CreateModelRequest, models_bp.current_request)
+    body = models_bp.body(CreateModelRequest)
     with _registry_errors():
         record = _store().create(body)
     _changed()
     logger.info("model created", model_id=record.model_id, by=admin.username)
-    return Response(status_code=201, body=record.wire())
+    return record
 
 
-@models_bp.route("/{modelId}", methods=["PUT"], authorizer=lisa_authorizer)
-def update_model(modelId: str) -> dict[str, Any]:
-    """Change a model based on the `version` in the body; 409 if it moved on since."""
+@models_bp.operation(
+    "/{modelId}",
+    "PUT",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:UpdateModelRequest",
+    responses={200: MODEL},
+    errors=(403, 404, 409),
+    tag="models",
+)
+def update_model(modelId: str) -> ModelRecord:
+    """Change a model (admin) based on the `version` in the body; 409 if it moved on since."""
     from chalicelib.registry.models import UpdateModelRequest
-    from chalicelib.validation import parse_request
 
     admin = require_admin(models_bp.current_request)
     model_id = _model_id(modelId)
-    body = parse_request(UpdateModelRequest, models_bp.current_request)
+    body = models_bp.body(UpdateModelRequest)
     with _registry_errors():
         record = _store().update(model_id, body.version, body.changes())
     _changed()
     logger.info("model updated", model_id=model_id, version=record.version, by=admin.username)
-    return record.wire()
+    return record
 
 
-@models_bp.route("/{modelId}", methods=["DELETE"], authorizer=lisa_authorizer)
-def delete_model(modelId: str) -> dict[str, Any]:
-    """Remove a model (only at `?version=` when given)."""
+@models_bp.operation(
+    "/{modelId}",
+    "DELETE",
+    authorizer=lisa_authorizer,
+    query=f"{_MODELS}:VersionQuery",
+    responses={200: f"{_MODELS}:DeletedModel"},
+    errors=(403, 404, 409),
+    tag="models",
+)
+def delete_model(modelId: str) -> DeletedModel:
+    """Remove a model (admin; only at `?version=` when given)."""
+    from chalicelib.registry.models import DeletedModel, VersionQuery
+
     admin = require_admin(models_bp.current_request)
     model_id = _model_id(modelId)
-    expected = _version_param()
+    expected = models_bp.query(VersionQuery).version
     with _registry_errors():
         record = _store().delete(model_id, expected_version=expected)
     _changed()
     logger.info("model deleted", model_id=model_id, by=admin.username)
-    return {"deleted": model_id, "model": record.wire()}
+    return DeletedModel(deleted=model_id, model=record)

@@ -22,15 +22,9 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from chalicelib import aws
-from chalicelib.config import format_validation_error
+from chalicelib.config import format_validation_error, model_type_of
 from chalicelib.registry.errors import InvalidModel, ModelConflict, ModelNotFound
-from chalicelib.registry.models import (
-    CreateModelRequest,
-    ModelRecord,
-    ModelSource,
-    ModelStatus,
-    model_type_of,
-)
+from chalicelib.registry.models import CreateModelRequest, ModelRecord, ModelSource, ModelStatus
 from chalicelib.settings import get_settings
 
 __all__ = ["InvalidModel", "ModelConflict", "ModelNotFound", "ModelStore"]

@@ -64,6 +64,8 @@ from chalicelib.serve.types import (
     CompletionRequest,
     EmbeddingRequest,
     InstructorModelKwargs,
+    NativeStreamResponse,
+    NativeToken,
     TeiModelKwargs,
     TgiModelKwargs,
 )
@@ -541,25 +543,21 @@ def native_generate_response(tgi: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def native_stream_events(tgi: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One TGI stream event → LISA /v1/generateStream events.
+def native_stream_event(tgi: Mapping[str, Any]) -> dict[str, Any]:
+    """One TGI stream event → one LISA /v1/generateStream event, exactly as the first LISA sent it.
 
-    Every token is its own `{"token": {"text", "special"}}` event; the stream ends with
-    `{"token": {"text": "", "special": true}, "generatedTokens", "finishReason"}` (the lisapy SDK reads only the
-    counts from the final event, so the last token is sent on its own first).
+    `{"token": {"text", "special"}}` per generated token; the last token's own event also carries
+    `generatedTokens` and `finishReason`. (lisapy yields that final event with an empty token, so its users do not
+    see the last token's text; other clients get every token. Wire compatibility with the first LISA wins.)
     """
     token = tgi.get("token") or {}
-    events = [{"token": {"text": token.get("text", ""), "special": bool(token.get("special"))}}]
-    details = tgi.get("details")
-    if details:
-        events.append(
-            {
-                "token": {"text": "", "special": True},
-                "generatedTokens": details.get("generated_tokens", 0),
-                "finishReason": details.get("finish_reason", "length"),
-            }
-        )
-    return events
+    details = tgi.get("details") or {}
+    event = NativeStreamResponse(
+        token=NativeToken(text=token.get("text", ""), special=bool(token.get("special"))),
+        generated_tokens=details.get("generated_tokens", 0) if details else None,
+        finish_reason=details.get("finish_reason", "length") if details else None,
+    )
+    return event.model_dump(by_alias=True, exclude_none=True)
 
 
 def native_text(text: str | list[str], param: str = "text") -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 MAX_STOP_SEQUENCES = 4  # TGI's default `--max-stop-sequences`
 MAX_BATCH_PROMPTS = 32  # completions `prompt` lists and embeddings `input` lists (TEI's default client batch)
@@ -201,10 +201,15 @@ class EmbeddingResponse(_Wire):
 
 
 class ModelObject(_Wire):
+    """One model of GET /v1/openai/models: OpenAI's fields, then LISA's (how to call it)."""
+
     id: str
     object: Literal["model"]
     created: int
     owned_by: str
+    provider: str | None = None
+    model_type: Literal["textgen", "embedding"] | None = None
+    streaming: bool | None = None
 
 
 class ModelList(_Wire):
@@ -414,3 +419,27 @@ class ModelMetadata(_Wire):
     model_type: Literal["textgen", "embedding"] = Field(alias="modelType")
     model_kwargs: dict[str, Any] = Field(alias="modelKwargs")
     streaming: bool
+
+
+ModelTypeName = Literal["textgen", "embedding"]
+
+
+class ModelListing(RootModel[dict[ModelTypeName, dict[str, list[str]]]]):
+    """GET /v1/listModels: model type → provider → model names."""
+
+
+class ModelDescriptions(RootModel[dict[ModelTypeName, dict[str, list[ModelMetadata]]]]):
+    """GET /v1/describeModels: model type → provider → the models' metadata."""
+
+
+class ModelTypesQuery(_Wire):
+    """`?modelTypes=textgen&modelTypes=embedding`: the types listed (none: all)."""
+
+    model_types: list[ModelTypeName] = Field(default_factory=list, alias="modelTypes")
+
+
+class DescribeModelQuery(_Wire):
+    """`?provider=P&modelName=N` of GET /v1/describeModel."""
+
+    provider: NonEmptyStr
+    model_name: NonEmptyStr = Field(alias="modelName")

@@ -87,6 +87,30 @@ class Session(SessionSummary):
     messages: list[Message]
 
 
+class SessionList(_Wire):
+    """GET /sessions."""
+
+    sessions: list[SessionSummary]
+
+
+class SessionsDeleted(_Wire):
+    """DELETE /sessions: how many sessions were deleted."""
+
+    deleted: int
+
+
+class SessionDeleted(_Wire):
+    """DELETE /sessions/{sessionId}: the id deleted."""
+
+    deleted: str
+
+
+class MessagesAppended(SessionSummary):
+    """POST /sessions/{sessionId}/messages: the summary after the append and the index of the first new message."""
+
+    first_index: int
+
+
 def wire(model: BaseModel) -> dict[str, JsonValue]:
     """The JSON-ready, camelCase form of a model."""
     return model.model_dump(mode="json", by_alias=True)

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
-from chalice.app import (
-    BadRequestError,
-    Blueprint,
-    ChaliceViewError,
-    ConflictError,
-    NotFoundError,
-    Response,
-)
+from chalice.app import BadRequestError, ChaliceViewError, ConflictError, NotFoundError
 
+from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer
 from chalicelib.sessions.errors import SessionError, SessionNotFound, SessionTooLarge, VersionConflict
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
+    from chalicelib.sessions.models import MessagesAppended, Session, SessionDeleted, SessionList, SessionsDeleted
     from chalicelib.sessions.store import SessionStore
 
-    M = TypeVar("M", bound=BaseModel)
-
-sessions_bp = Blueprint(__name__)
+sessions_bp = ApiBlueprint(__name__)
 
 
 class PayloadTooLargeError(ChaliceViewError):
@@ -42,18 +33,6 @@ def _store() -> SessionStore:
     from chalicelib.sessions.store import get_store  # boto3 loads on first use, not at cold start
 
     return get_store()
-
-
-def _parse(model: type[M]) -> M:
-    from chalicelib.validation import parse_request
-
-    return parse_request(model, sessions_bp.current_request)
-
-
-def _wire(model: BaseModel) -> dict[str, Any]:
-    from chalicelib.sessions.models import wire  # pydantic loads on first use, not at cold start
-
-    return wire(model)
 
 
 def _session_id(raw: str) -> str:
@@ -79,58 +58,99 @@ def _store_errors() -> Iterator[None]:
         raise BadRequestError(error.message) from None
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+_MODELS = "chalicelib.sessions.models"
+SESSION = f"{_MODELS}:Session"
+_SESSION_ID = {"sessionId": "$request.path.sessionId"}
+_SESSION_LINKS = {
+    "GetSession": Link("getSession", _SESSION_ID),
+    "AppendMessages": Link("appendMessages", _SESSION_ID),
+    "DeleteSession": Link("deleteSession", _SESSION_ID),
+}
 
 
-@sessions_bp.route("/", methods=["GET"], authorizer=lisa_authorizer)
-def list_sessions() -> Response:
+@sessions_bp.operation(
+    "/", "GET", authorizer=lisa_authorizer, responses={200: f"{_MODELS}:SessionList"}, tag="sessions"
+)
+def list_sessions() -> SessionList:
     """The caller's sessions (no messages), most recently updated first."""
-    sessions = _store().list_sessions(_user())
-    return _json({"sessions": [_wire(s) for s in sessions]})
+    from chalicelib.sessions.models import SessionList
+
+    return SessionList(sessions=_store().list_sessions(_user()))
 
 
-@sessions_bp.route("/", methods=["DELETE"], authorizer=lisa_authorizer)
-def delete_all_sessions() -> Response:
+@sessions_bp.operation(
+    "/", "DELETE", authorizer=lisa_authorizer, responses={200: f"{_MODELS}:SessionsDeleted"}, tag="sessions"
+)
+def delete_all_sessions() -> SessionsDeleted:
     """Delete every session of the caller."""
-    return _json({"deleted": _store().delete_all(_user())})
+    from chalicelib.sessions.models import SessionsDeleted
+
+    return SessionsDeleted(deleted=_store().delete_all(_user()))
 
 
-@sessions_bp.route("/{sessionId}", methods=["GET"], authorizer=lisa_authorizer)
-def get_session(sessionId: str) -> Response:
+@sessions_bp.operation(
+    "/{sessionId}", "GET", authorizer=lisa_authorizer, responses={200: SESSION}, errors=(404,), tag="sessions"
+)
+def get_session(sessionId: str) -> Session:
     """One of the caller's sessions with its messages."""
     with _store_errors():
-        return _json(_wire(_store().get(_user(), _session_id(sessionId))))
+        return _store().get(_user(), _session_id(sessionId))
 
 
-@sessions_bp.route("/{sessionId}", methods=["PUT"], authorizer=lisa_authorizer)
-def put_session(sessionId: str) -> Response:
+@sessions_bp.operation(
+    "/{sessionId}",
+    "PUT",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:SessionPut",
+    responses={200: SESSION, 201: SESSION},
+    errors=(404, 409, 413),
+    links=_SESSION_LINKS,
+    tag="sessions",
+)
+def put_session(sessionId: str) -> Reply:
     """Create (body without `version`: 201) or update (body with the version it is based on: 200, 409 if stale)."""
     session_id = _session_id(sessionId)
     from chalicelib.sessions.models import SessionPut
 
-    body = _parse(SessionPut)
+    body = sessions_bp.body(SessionPut)
     with _store_errors():
         session, created = _store().put(_user(), session_id, body)
-    return _json(_wire(session), 201 if created else 200)
+    return Reply(session, 201 if created else 200)
 
 
-@sessions_bp.route("/{sessionId}/messages", methods=["POST"], authorizer=lisa_authorizer)
-def append_messages(sessionId: str) -> Response:
+@sessions_bp.operation(
+    "/{sessionId}/messages",
+    "POST",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:AppendMessages",
+    responses={200: f"{_MODELS}:MessagesAppended"},
+    errors=(404, 413),
+    tag="sessions",
+)
+def append_messages(sessionId: str) -> MessagesAppended:
     """Atomically append messages; returns the session summary and where the first appended message landed."""
     session_id = _session_id(sessionId)
-    from chalicelib.sessions.models import AppendMessages
+    from chalicelib.sessions.models import AppendMessages, MessagesAppended
 
-    body = _parse(AppendMessages)
+    body = sessions_bp.body(AppendMessages)
     with _store_errors():
         summary, first_index = _store().append(_user(), session_id, body.messages)
-    return _json({**_wire(summary), "firstIndex": first_index})
+    return MessagesAppended.model_validate({**summary.model_dump(), "first_index": first_index})
 
 
-@sessions_bp.route("/{sessionId}", methods=["DELETE"], authorizer=lisa_authorizer)
-def delete_session(sessionId: str) -> Response:
+@sessions_bp.operation(
+    "/{sessionId}",
+    "DELETE",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:SessionDeleted"},
+    errors=(404,),
+    tag="sessions",
+)
+def delete_session(sessionId: str) -> SessionDeleted:
     """Delete one of the caller's sessions."""
+    from chalicelib.sessions.models import SessionDeleted
+
     session_id = _session_id(sessionId)
     with _store_errors():
         _store().delete(_user(), session_id)
-    return _json({"deleted": session_id})
+    return SessionDeleted(deleted=session_id)

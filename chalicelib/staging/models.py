@@ -76,3 +76,21 @@ class StagingStatus(_Wire):
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+
+class ModelStagingStatus(StagingStatus):
+    """GET /models/{modelId}/stage: the latest staging of the model's weights."""
+
+    model_id: str
+
+
+class StagingStarted(_Wire):
+    """POST /models/{modelId}/stage (202): the execution that stages the weights; poll GET .../stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    execution_arn: str
+    execution_name: str
+    hf_model_id: str
+    model_id: str
+    status: Literal["RUNNING"]

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from chalice.app import BadRequestError, Blueprint, ChaliceViewError, ConflictError, NotFoundError, Response
+from chalice.app import BadRequestError, ChaliceViewError, ConflictError, NotFoundError
 
+from chalicelib.apidocs.operations import ApiBlueprint, Link
 from chalicelib.auth.routes import lisa_authorizer, require_admin
 from chalicelib.staging import FUNCTIONS
 
+if TYPE_CHECKING:
+    from chalicelib.staging.models import ModelStagingStatus, StagingStarted
+
 logger = Logger(child=True)
 
-staging_bp = Blueprint(__name__)
+staging_bp = ApiBlueprint(__name__)
 
 
 class ServiceUnavailableError(ChaliceViewError):
@@ -56,25 +60,45 @@ def _hf_model_id(model_id: str) -> str:
     return ModelStore().get(model_id).hf_model_id
 
 
-@staging_bp.route("/{modelId}/stage", methods=["POST"], authorizer=lisa_authorizer)
-def start_staging(modelId: str) -> Response:
-    """Stage a registered model's weights; body (optional): {"source": {...}, "force": false}."""
-    from chalicelib.staging.models import StageModelRequest
+_MODELS = "chalicelib.staging.models"
+
+
+@staging_bp.operation(
+    "/{modelId}/stage",
+    "POST",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:StageModelRequest",
+    body_required=False,
+    responses={202: f"{_MODELS}:StagingStarted"},
+    errors=(403, 404, 409, 503),
+    links={"GetStaging": Link("getStaging", {"modelId": "$response.body#/modelId"})},
+    tag="staging",
+)
+def start_staging(modelId: str) -> StagingStarted:
+    """Stage a registered model's weights (admin); body (optional): {"source": {...}, "force": false}."""
+    from chalicelib.staging.models import StageModelRequest, StagingStarted
     from chalicelib.staging.service import start_staging
-    from chalicelib.validation import parse_request
 
     admin = require_admin(staging_bp.current_request)
     model_id = _model_id(modelId)
-    body = parse_request(StageModelRequest, staging_bp.current_request, empty=b"{}")
+    body = staging_bp.body(StageModelRequest, default=b"{}")
     with _errors():
         started = start_staging(_hf_model_id(model_id), model_ids=[model_id], source=body.source, force=body.force)
     logger.info("staging requested", model_id=model_id, execution=started.execution_name, by=admin.username)
-    return Response(status_code=202, body={**started.wire(), "modelId": model_id, "status": "RUNNING"})
+    return StagingStarted.model_validate({**started.wire(), "modelId": model_id, "status": "RUNNING"})
 
 
-@staging_bp.route("/{modelId}/stage", methods=["GET"], authorizer=lisa_authorizer)
-def get_staging(modelId: str) -> dict[str, Any]:
-    """The latest staging of a registered model's weights; 404 if they were never staged."""
+@staging_bp.operation(
+    "/{modelId}/stage",
+    "GET",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:ModelStagingStatus"},
+    errors=(403, 404),
+    tag="staging",
+)
+def get_staging(modelId: str) -> ModelStagingStatus:
+    """The latest staging of a registered model's weights (admin); 404 if they were never staged."""
+    from chalicelib.staging.models import ModelStagingStatus
     from chalicelib.staging.service import latest_status
 
     require_admin(staging_bp.current_request)
@@ -84,7 +108,7 @@ def get_staging(modelId: str) -> dict[str, Any]:
         status = latest_status(hf_model_id)
     if status is None:
         raise NotFoundError(f"the weights of {model_id!r} ({hf_model_id}) were never staged")
-    return {"modelId": model_id, **status.wire()}
+    return ModelStagingStatus.model_validate({"modelId": model_id, **status.wire()})
 
 
 # -- the workflow's Lambda tasks (stepfunctions/staging.json; Resource ARNs from DefinitionSubstitutions) -------

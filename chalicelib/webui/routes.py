@@ -6,23 +6,24 @@ exactly the tokens the API accepts. Nothing here is secret: a PKCE client has no
 
 from __future__ import annotations
 
-from chalice.app import Blueprint, Response
+from chalicelib.apidocs.operations import ApiBlueprint, Reply
 
-webui_bp = Blueprint(__name__)
+webui_bp = ApiBlueprint(__name__)
 
 OIDC_SCOPE = "openid profile email"
 
 
-@webui_bp.route("/ui/config", methods=["GET"])
-def ui_config() -> Response:
+@webui_bp.operation("/ui/config", "GET", responses={200: "chalicelib.webui.models:UiConfig"}, tag="ui")
+def ui_config() -> Reply:
     """Where the UI's single sign-on goes: `authority` and `clientId` are null when only API keys are used."""
     from chalicelib.settings import get_settings  # pydantic-settings loads on first use, not at cold start
+    from chalicelib.webui.models import UiConfig
 
     settings = get_settings()
     sso = bool(settings.authority and settings.client_id)
-    body = {
-        "authority": settings.authority if sso else None,
-        "clientId": settings.client_id if sso else None,
-        "scope": OIDC_SCOPE,
-    }
-    return Response(body=body, status_code=200, headers={"Cache-Control": "no-store"})
+    body = UiConfig(
+        authority=settings.authority if sso else None,
+        client_id=settings.client_id if sso else None,
+        scope=OIDC_SCOPE,
+    )
+    return Reply(body, headers={"Cache-Control": "no-store"})

@@ -4,7 +4,9 @@ GPU-optimized AMI) and one service per `ecsModels` entry with `deploy: true`, ea
 A task first fetches the model's weights from `s3://<models bucket>/<org>/<name>/` into a task volume (an init
 container with the AWS CLI): only the files `lisa-manifest.json` lists (staging writes it last, so a prefix
 without it is a missing or failed staging and the task stops with that message), each checked against its
-sha256. Then it starts the TGI/TEI container on them with one GPU. The fetch image is the CDK context value
+sha256. Then it starts the inference container on them: vLLM's OpenAI server (`python3 -m
+vllm.entrypoints.openai.api_server`, arguments from chalicelib.vllm_engine, as the local runner starts it) with
+one GPU per tensor-parallel rank, or TGI/TEI with one GPU. The fetch image is the CDK context value
 `weightsImage` (any form `containerConfig.image` takes: ECR repo:tag, registry path, local dir or tarball), for
 VPCs that cannot pull from public.ecr.aws.
 """
@@ -12,6 +14,7 @@ VPCs that cannot pull from public.ecr.aws.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from chalicelib.config import EcsModel, LisaConfig
+from chalicelib.config import EcsModel, InferenceContainer, LisaConfig
 from chalicelib.staging.layout import MANIFEST
+from chalicelib.vllm_engine import SERVER_MODULE, server_command
 from gpu_stack.images import container_image
 
 CONTAINER_PORT = 8080
@@ -62,6 +66,53 @@ if [ "$count" -eq 0 ]; then
 fi
 echo "fetched $count files listed in $src/$manifest"
 """.replace("@MANIFEST@", MANIFEST)
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """How the `model` container starts: entry point and command (None: the image's), environment, GPUs, and the
+    health probe it runs inside the container."""
+
+    entry_point: list[str] | None
+    command: list[str] | None
+    environment: dict[str, str]
+    gpus: int
+    probe: list[str]
+
+
+def _curl_probe(path: str) -> list[str]:
+    return ["CMD-SHELL", f"curl -fsS http://localhost:{CONTAINER_PORT}{path} || exit 1"]
+
+
+def _python_probe(path: str) -> list[str]:
+    # vLLM's image has python3 in every release; curl is not promised.
+    probe = f"import urllib.request; urllib.request.urlopen('http://localhost:{CONTAINER_PORT}{path}', timeout=4)"
+    return ["CMD", "python3", "-c", probe]
+
+
+def engine(model: EcsModel) -> _Engine:
+    """The `model` container of a model's task."""
+    path = model.health_check_config.path
+    cache = {"HUGGINGFACE_HUB_CACHE": "/data/cache", "HF_HUB_OFFLINE": "1"}
+    if model.inference_container is InferenceContainer.VLLM:
+        command = server_command(
+            model.container_config.vllm_args(),
+            model.container_config.environment,
+            model_dir=MODEL_DIR,
+            served_name=model.model_name,
+            host="0.0.0.0",  # noqa: S104 - the bridge network's address
+            port=CONTAINER_PORT,
+        )
+        return _Engine(
+            entry_point=["python3", "-m", SERVER_MODULE],
+            command=command.args,
+            environment={**command.environment, **cache},
+            gpus=command.gpus,
+            probe=_python_probe(path),
+        )
+    environment = {**model.container_config.environment, "MODEL_ID": MODEL_DIR, "PORT": str(CONTAINER_PORT), **cache}
+    environment.setdefault("HOSTNAME", "0.0.0.0")  # noqa: S104 - TGI/TEI listen on the bridge address
+    return _Engine(entry_point=None, command=None, environment=environment, gpus=1, probe=_curl_probe(path))
 
 
 def _id(name: str) -> str:
@@ -177,27 +228,22 @@ class ModelsStack(cdk.Stack):
         )
         fetch.add_mount_points(ecs.MountPoint(container_path="/data", source_volume="weights", read_only=False))
 
-        environment = {
-            **model.container_config.environment,
-            "MODEL_ID": MODEL_DIR,
-            "PORT": str(CONTAINER_PORT),
-            "HUGGINGFACE_HUB_CACHE": "/data/cache",
-            "HF_HUB_OFFLINE": "1",
-        }
-        environment.setdefault("HOSTNAME", "0.0.0.0")  # noqa: S104 - TGI/TEI listen on the bridge address
+        started = engine(model)
         server = task.add_container(
             "model",
             image=container_image(self, f"{name}Image", model.container_config.image, config_dir),
             essential=True,
-            gpu_count=1,
+            entry_point=started.entry_point,
+            command=started.command,
+            gpu_count=started.gpus,
             memory_reservation_mib=8192,
-            environment=environment,
+            environment=started.environment,
             linux_parameters=ecs.LinuxParameters(
                 self, f"{name}Linux", shared_memory_size=model.container_config.shared_memory_size
             ),
             port_mappings=[ecs.PortMapping(container_port=CONTAINER_PORT, host_port=0)],
             health_check=ecs.HealthCheck(
-                command=["CMD-SHELL", f"curl -fsS http://localhost:{CONTAINER_PORT}{health.path} || exit 1"],
+                command=started.probe,
                 interval=cdk.Duration.seconds(health.interval),
                 timeout=cdk.Duration.seconds(health.timeout),
                 retries=health.retries,
