@@ -83,7 +83,7 @@ class ContainerConfig(_Model):
     def _check_token_limits(self) -> ContainerConfig:
         env = self.environment
         for key in ("MAX_CONCURRENT_REQUESTS", "MAX_INPUT_LENGTH", "MAX_TOTAL_TOKENS"):
-            if key in env and not (env[key].isdigit() and int(env[key]) > 0):
+            if key in env and not (env[key].isascii() and env[key].isdigit() and int(env[key]) > 0):
                 raise ValueError(f"environment.{key} must be a positive integer, got {env[key]!r}")
         limits = ("MAX_INPUT_LENGTH", "MAX_TOTAL_TOKENS")
         if all(k in env for k in limits) and int(env[limits[0]]) >= int(env[limits[1]]):

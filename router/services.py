@@ -110,7 +110,7 @@ class Services:
         payload, headers = await self.http.call(f"{base}{path}", body, what, expect=list, idempotent=True)
         vectors = mapping.check_vectors(payload, len(texts))
         tokens = headers.get("x-compute-tokens") or headers.get("x-prompt-tokens") or "0"
-        return vectors, int(tokens) if tokens.isdigit() else 0
+        return vectors, int(tokens) if tokens.isascii() and tokens.isdigit() else 0
 
 
 def backend_name(record: ModelRecord) -> str:

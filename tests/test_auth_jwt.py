@@ -168,6 +168,8 @@ def _segment(header: object) -> str:
         ({"Authorization": "Bearer " + "x" * 20_000}, "too long"),
         ({"Authorization": f"Bearer {_segment({'alg': []})}.e30.c2ln"}, "algorithm [] is not accepted"),
         ({"Authorization": f"Bearer {_segment_raw(b'[' * 6000)}.e30.c2ln"}, "well-formed JWT"),  # RecursionError
+        ({"Authorization": "Bearer " + _segment({"alg": "RS256", "kid": "k\udc00"}) + ".e30.c2ln"}, "well-formed JWT"),
+        ({"Authorization": "Bearer lisa_\u00fc"}, "printable ASCII"),
     ],
 )
 def test_missing_or_garbage_headers(authorizer: Authorizer, headers: dict[str, str], reason: str) -> None:

@@ -45,6 +45,10 @@ TGI = 3  # example_config.yaml's TGI model (its limits are TGI's environment nam
             lambda c: c["ecsModels"][TGI]["containerConfig"]["environment"].__setitem__("MAX_CONCURRENT_REQUESTS", "0"),
             "MAX_CONCURRENT_REQUESTS must be a positive integer",
         ),
+        (  # "²" passes str.isdigit, then int() refuses it
+            lambda c: c["ecsModels"][TGI]["containerConfig"]["environment"].__setitem__("MAX_TOTAL_TOKENS", "\u00b2"),
+            "MAX_TOTAL_TOKENS must be a positive integer",
+        ),
         (
             lambda c: c["ecsModels"][TGI]["containerConfig"]["environment"].__setitem__("MAX_INPUT_LENGTH", 9000),
             "MAX_INPUT_LENGTH must be less than MAX_TOTAL_TOKENS",

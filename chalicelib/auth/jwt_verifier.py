@@ -14,7 +14,6 @@ when `Settings.admin_group` is non-empty and among the groups.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from chalicelib import bounded_json
 from chalicelib.auth.errors import AuthError
 from chalicelib.auth.principal import Principal
 
@@ -52,7 +52,7 @@ def _fetch_json(url: str, timeout: float) -> dict[str, Any]:
         body = response.read(MAX_DOCUMENT_BYTES + 1)
     if len(body) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"{url} returned more than {MAX_DOCUMENT_BYTES} bytes")
-    document = json.loads(body)
+    document = bounded_json.loads(body, url)
     if not isinstance(document, dict):
         raise ValueError(f"{url} did not return a JSON object")
     return document
@@ -68,8 +68,8 @@ def _unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header, decoded without touching payload or signature (pyjwt would re-parse the whole token)."""
     try:
         segment = token.split(".", 1)[0]
-        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly nested JSON
+        header = bounded_json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)), "JWT header")
+    except ValueError:  # base64, UTF-8 and JSON errors, nesting, lone surrogates
         header = None
     if not isinstance(header, dict):
         raise AuthError("bearer token is neither a LISA API token nor a well-formed JWT")
