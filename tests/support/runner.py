@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
@@ -22,8 +22,8 @@ def running_runner(
     *args: str, log_dir: Path, timeout: float = 300.0
 ) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
     """Start `python -m runner --port <free> *args` (its own moto server: no LISA_/AWS_ settings inherited) and
-    wait for its ready banner; yield (url, admin API key, process); kill it and its children if the test left it
-    running.
+    wait for its ready banner; yield (url, admin API key, process); afterwards kill it and every process it had
+    started, if any is left.
 
     Its stdout goes to `log_dir/stdout.log` (a pipe nobody reads would block the runner once full), its stderr
     (the progress lines) to `log_dir/stderr.log`."""
@@ -39,6 +39,7 @@ def running_runner(
             stderr=stderr,
             text=True,
         )
+    started: list[psutil.Process] = []
     try:
         key = ""
         deadline = time.monotonic() + timeout
@@ -49,14 +50,25 @@ def running_runner(
                 key = found.group(1) if found else ""
                 break
             time.sleep(0.5)
+        started = _descendants(process)
         if not key:
             pytest.fail(f"`python -m runner {' '.join(args)}` did not start:\n{err.read_text()[-3000:]}")
         yield f"http://127.0.0.1:{port}", key, process
     finally:
+        # The engines run in their own sessions: neither the runner's death nor a failed stop ends them, so what
+        # it had started by its banner (or has now) is killed too.
+        leftovers = [*started, *_descendants(process)]
         if process.poll() is None:
-            children = psutil.Process(process.pid).children(recursive=True)
             process.kill()
             process.wait(30)
-            for child in children:  # the engines run in their own sessions: the runner's death does not end them
+        for child in leftovers:
+            with suppress(psutil.NoSuchProcess):
                 child.kill()
-            psutil.wait_procs(children, timeout=30)
+        psutil.wait_procs(leftovers, timeout=30)
+
+
+def _descendants(process: subprocess.Popen[str]) -> list[psutil.Process]:
+    try:
+        return psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
+    except psutil.NoSuchProcess:
+        return []
