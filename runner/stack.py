@@ -26,7 +26,7 @@ from aiohttp import web
 from moto.server import ThreadedMotoServer
 
 from chalicelib import aws
-from chalicelib.config import EcsModel, LisaConfig, load_config
+from chalicelib.config import EcsModel, InferenceContainer, LisaConfig, load_config
 from runner.bootstrap import bootstrap
 from runner.moto_fixes import answer_s3_preflights, serialize_moto_dynamodb
 from runner.processes import ManagedProcess
@@ -179,24 +179,27 @@ class LocalLisa:
     def _start_workers(
         self, config: LisaConfig, folders: dict[str, Path], progress: Callable[[str], None]
     ) -> dict[str, str]:
-        """Start one local engine per deployed model (all at once, then wait for each); modelName → URL.
+        """Start the local engines (all at once, then wait for each); modelName → URL.
 
         The model's inferenceContainer picks the engine: vLLM's CPU build for `vllm`, our CPU workers otherwise.
+        Embedding models on the same weights share one worker (`shared_workers`): the weights load once.
         """
         log_dir = self.options.state_dir / "logs"
-        started: dict[str, tuple[ManagedProcess, str]] = {}
-        for model in served_locally(config):
-            if model.model_name not in folders:
-                continue
+        started: list[ManagedProcess] = []
+        endpoints: dict[str, str] = {}
+        for group in shared_workers([m for m in served_locally(config) if m.model_name in folders]):
+            model = group[0]
             spec = model_spec(model, folders[model.model_name], free_port())
+            name = "+".join(m.model_name for m in group)
             process = ManagedProcess(
-                model.model_name, spec.module, spec.args, spec.health_url, log_dir, spec.env, python=spec.python
+                name, spec.module, spec.args, spec.health_url, log_dir, spec.env, python=spec.python
             )
             self._processes.append(process.start())
-            started[model.model_name] = (process, spec.url)
-        for process, _ in started.values():
+            started.append(process)
+            endpoints.update({m.model_name: spec.url for m in group})
+        for process in started:
             process.wait_healthy(self.options.worker_timeout, progress=progress)
-        return {name: url for name, (_, url) in started.items()}
+        return endpoints
 
     def _sync_registry(self, config: LisaConfig) -> None:
         from chalicelib.registry.resolver import reset_registry
@@ -309,6 +312,26 @@ class LocalLisa:
 def served_locally(config: LisaConfig) -> list[EcsModel]:
     """The models the runner starts an engine for: deployed, with no fixed endpoint."""
     return [m for m in config.ecs_models if m.deploy and not m.endpoint_url]
+
+
+EMBEDDING_WORKERS = (InferenceContainer.TEI, InferenceContainer.INSTRUCTOR)  # one worker speaks both protocols
+
+
+def shared_workers(models: list[EcsModel]) -> list[list[EcsModel]]:
+    """The models grouped by the worker process that serves them, in config order.
+
+    `tei` and `instructor` models on the same weights (modelId) share one embedding worker; the group starts with
+    an instructor model if it has one, whose spec (and containerConfig.environment) the worker is started with: it
+    answers the TEI routes too (`python -m workers.tei --protocol instructor`). Every other model has a worker of
+    its own."""
+    groups: dict[str, list[EcsModel]] = {}
+    for model in models:
+        shared = model.inference_container in EMBEDDING_WORKERS
+        groups.setdefault(f"embedding:{model.model_id}" if shared else f"model:{model.model_name}", []).append(model)
+    return [
+        sorted(group, key=lambda m: m.inference_container is not InferenceContainer.INSTRUCTOR)
+        for group in groups.values()
+    ]
 
 
 def _forget_process_caches() -> None:

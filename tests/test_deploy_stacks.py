@@ -132,7 +132,7 @@ def test_cfn_lint_accepts_every_template(deployment: tuple[LisaApp, dict[str, di
 
 def test_one_gpu_service_per_deployed_model_with_its_environment(templates: dict[str, dict[str, Any]]) -> None:
     models = _template(templates, "models")
-    models.resource_count_is("AWS::ECS::Service", 3)
+    models.resource_count_is("AWS::ECS::Service", 4)  # config.yaml's three + the vLLM model
     config = load_config(PROJECT_DIR / "config.yaml")
     for model in config.ecs_models:
         env = [{"Name": k, "Value": v} for k, v in model.container_config.environment.items()]
@@ -171,7 +171,7 @@ def test_one_gpu_service_per_deployed_model_with_its_environment(templates: dict
         assert f"/{model.model_id}" in json.dumps(templates["acme-prod-models"])  # s3://<models bucket>/<org/name>
     task_defs = _resources(templates["acme-prod-models"], "AWS::ECS::TaskDefinition")
     images = [c["Image"] for t in task_defs.values() for c in t["Properties"]["ContainerDefinitions"]]
-    assert len(task_defs) == 3
+    assert len(task_defs) == 4
     assert images.count(config.ecs_models[0].container_config.image) == 1
 
 
@@ -228,7 +228,7 @@ def test_gpu_capacity_uses_the_ecs_gpu_ami_and_scales_on_requests(templates: dic
                 }
             )
         },
-        3,
+        4,
     )
 
 

@@ -31,16 +31,20 @@ def store(aws_env: str) -> ModelStore:
 def test_sync_prints_what_it_did_and_is_idempotent(store: ModelStore) -> None:
     code, out, err = lisa("sync", "--config", str(CONFIG))
     assert code == 0, err
-    assert "created: smollm2-135m-instruct, all-minilm-l6-v2" in out
-    assert "2 created, 0 updated, 0 unchanged" in out
-    assert [r.model_name for r in store.list()] == ["all-minilm-l6-v2", "smollm2-135m-instruct"]
+    assert "created: smollm2-135m-instruct, all-minilm-l6-v2, all-minilm-l6-v2-instructor" in out
+    assert "3 created, 0 updated, 0 unchanged" in out
+    assert [r.model_name for r in store.list()] == [
+        "all-minilm-l6-v2",
+        "all-minilm-l6-v2-instructor",
+        "smollm2-135m-instruct",
+    ]
 
     code, out, _ = lisa("sync", "-c", str(CONFIG), "--json")
     assert code == 0
     assert json.loads(out) == {
         "created": [],
         "updated": [],
-        "unchanged": ["smollm2-135m-instruct", "all-minilm-l6-v2"],
+        "unchanged": ["smollm2-135m-instruct", "all-minilm-l6-v2", "all-minilm-l6-v2-instructor"],
         "orphaned": [],
         "pruned": [],
     }
@@ -48,7 +52,7 @@ def test_sync_prints_what_it_did_and_is_idempotent(store: ModelStore) -> None:
     code, out, _ = lisa("sync", "-c", str(CONFIG), "--endpoint", "smollm2-135m-instruct=http://127.0.0.1:8081")
     assert code == 0
     assert "updated: smollm2-135m-instruct" in out
-    assert "0 created, 1 updated, 1 unchanged" in out
+    assert "0 created, 1 updated, 2 unchanged" in out
     assert store.get("smollm2-135m-instruct").status is ModelStatus.IN_SERVICE
 
 
@@ -56,7 +60,7 @@ def test_sync_reports_and_prunes_orphans(store: ModelStore, tmp_path: Path) -> N
     assert lisa("sync", "-c", str(CONFIG))[0] == 0
     text = CONFIG.read_text()
     smaller = tmp_path / "config.yaml"
-    smaller.write_text(text.replace("modelName: all-minilm-l6-v2", "modelName: all-minilm-l6-v2\n    deploy: false")
+    smaller.write_text(text.replace("modelName: all-minilm-l6-v2\n", "modelName: all-minilm-l6-v2\n    deploy: false\n")
                        .split("ragRepositories:")[0])  # fmt: skip
     code, out, err = lisa("sync", "-c", str(smaller))
     assert code == 0
@@ -64,7 +68,7 @@ def test_sync_reports_and_prunes_orphans(store: ModelStore, tmp_path: Path) -> N
     assert "--prune" in err
     code, out, _ = lisa("sync", "-c", str(smaller), "--prune")
     assert "pruned: all-minilm-l6-v2" in out
-    assert [r.model_name for r in store.list()] == ["smollm2-135m-instruct"]
+    assert [r.model_name for r in store.list()] == ["all-minilm-l6-v2-instructor", "smollm2-135m-instruct"]
 
 
 @pytest.mark.parametrize(
@@ -98,7 +102,7 @@ def test_list_shows_every_model(store: ModelStore) -> None:
     store.set_status("smollm2-135m-instruct", ModelStatus.FAILED, "weights missing")
     code, out, _ = lisa("list")
     assert code == 0
-    assert "2 model(s)" in out
+    assert "3 model(s)" in out
     lines = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
     assert "ecs.embedding.tei" in lines["all-minilm-l6-v2"]
     assert "InService" in lines["all-minilm-l6-v2"]
@@ -108,9 +112,10 @@ def test_list_shows_every_model(store: ModelStore) -> None:
     listed = json.loads(out)
     assert [(m["modelName"], m["status"], m["version"]) for m in listed] == [
         ("all-minilm-l6-v2", "InService", 1),
+        ("all-minilm-l6-v2-instructor", "Creating", 1),
         ("smollm2-135m-instruct", "Failed", 2),
     ]
-    assert listed[1]["containerConfig"]["environment"]["MAX_TOTAL_TOKENS"] == "2048"  # the operator sees it all
+    assert listed[2]["containerConfig"]["environment"]["MAX_TOTAL_TOKENS"] == "2048"  # the operator sees it all
 
 
 def test_unreachable_aws_is_a_clear_error(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:

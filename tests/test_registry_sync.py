@@ -19,6 +19,7 @@ from chalicelib.registry.sync import sync_models
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
 TEXTGEN = "smollm2-135m-instruct"
 EMBEDDER = "all-minilm-l6-v2"
+INSTRUCTOR = "all-minilm-l6-v2-instructor"  # the same weights behind the instructor protocol
 
 
 def config(edit: Any = None) -> LisaConfig:
@@ -42,7 +43,7 @@ def store(aws_env: str) -> ModelStore:
 def test_first_sync_creates_every_deployed_model_from_config(store: ModelStore) -> None:
     result = sync_models(config())
     assert result.to_dict() == {
-        "created": [TEXTGEN, EMBEDDER],
+        "created": [TEXTGEN, EMBEDDER, INSTRUCTOR],
         "updated": [],
         "unchanged": [],
         "orphaned": [],
@@ -63,6 +64,8 @@ def test_first_sync_creates_every_deployed_model_from_config(store: ModelStore) 
     assert "staged" in smol.status_reason
     minilm = store.get(EMBEDDER)
     assert (minilm.provider, minilm.streaming, minilm.status) == ("ecs.embedding.tei", False, ModelStatus.CREATING)
+    instructor = store.get(INSTRUCTOR)
+    assert (instructor.provider, instructor.hf_model_id) == ("ecs.embedding.instructor", minilm.hf_model_id)
 
 
 def test_sync_is_idempotent(store: ModelStore) -> None:
@@ -70,7 +73,7 @@ def test_sync_is_idempotent(store: ModelStore) -> None:
     sync_models(config(), endpoints)
     before = store.list()
     again = sync_models(config(), endpoints)
-    assert again.to_dict()["unchanged"] == [TEXTGEN, EMBEDDER]
+    assert again.to_dict()["unchanged"] == [TEXTGEN, EMBEDDER, INSTRUCTOR]
     assert not again.changed
     assert store.list() == before  # nothing written: same versions, same timestamps
 
@@ -78,7 +81,7 @@ def test_sync_is_idempotent(store: ModelStore) -> None:
 def test_a_known_endpoint_puts_a_model_in_service(store: ModelStore) -> None:
     sync_models(config())
     result = sync_models(config(), {TEXTGEN: "http://127.0.0.1:8081"})
-    assert (result.updated, result.unchanged) == ([TEXTGEN], [EMBEDDER])
+    assert (result.updated, result.unchanged) == ([TEXTGEN], [EMBEDDER, INSTRUCTOR])
     smol = store.get(TEXTGEN)
     assert (smol.status, smol.status_reason, smol.endpoint_url) == (
         ModelStatus.IN_SERVICE,
@@ -104,7 +107,7 @@ def test_runtime_status_survives_syncs_that_do_not_change_the_deployment(store: 
     endpoints = {TEXTGEN: "http://127.0.0.1:8081"}
     sync_models(config(), endpoints)
     store.set_status(TEXTGEN, ModelStatus.FAILED, "worker crashed")
-    assert sync_models(config(), endpoints).unchanged == [TEXTGEN, EMBEDDER]
+    assert sync_models(config(), endpoints).unchanged == [TEXTGEN, EMBEDDER, INSTRUCTOR]
     assert (store.get(TEXTGEN).status, store.get(TEXTGEN).status_reason) == (ModelStatus.FAILED, "worker crashed")
 
     def new_kwargs(data: dict[str, Any]) -> None:
@@ -134,7 +137,7 @@ def test_a_deployment_change_decides_the_status_again(store: ModelStore) -> None
     assert smol.status_reason == "config.yaml changed containerConfig, instanceType; waiting for deployment"
     assert smol.container_config is not None
     assert smol.container_config.image.endswith(":3.4.0")
-    assert sync_models(config(new_image)).unchanged == [TEXTGEN, EMBEDDER]
+    assert sync_models(config(new_image)).unchanged == [TEXTGEN, EMBEDDER, INSTRUCTOR]
 
 
 def test_models_not_deployed_are_orphaned_or_pruned_and_api_models_are_left_alone(store: ModelStore) -> None:
@@ -146,19 +149,19 @@ def test_models_not_deployed_are_orphaned_or_pruned_and_api_models_are_left_alon
         data["ragRepositories"] = []
 
     result = sync_models(config(undeploy))
-    assert (result.unchanged, result.orphaned, result.pruned) == ([TEXTGEN], [EMBEDDER], [])
+    assert (result.unchanged, result.orphaned, result.pruned) == ([TEXTGEN, INSTRUCTOR], [EMBEDDER], [])
     assert store.get(EMBEDDER).status is ModelStatus.CREATING  # orphaned: untouched
 
     result = sync_models(config(undeploy), prune=True)
     assert (result.orphaned, result.pruned) == ([], [EMBEDDER])
-    assert [r.model_name for r in store.list()] == ["byo", TEXTGEN]  # the API-created model stays
+    assert [r.model_name for r in store.list()] == [INSTRUCTOR, "byo", TEXTGEN]  # the API-created model stays
     assert sync_models(config(undeploy), prune=True).pruned == []
 
 
 def test_config_takes_over_an_api_created_model_of_the_same_name(store: ModelStore) -> None:
     store.create(CreateModelRequest(model_name=TEXTGEN, hf_model_id="someone/else", inference_container="tgi"))
     result = sync_models(config())
-    assert (result.created, result.updated) == ([EMBEDDER], [TEXTGEN])
+    assert (result.created, result.updated) == ([EMBEDDER, INSTRUCTOR], [TEXTGEN])
     smol = store.get(TEXTGEN)
     assert (smol.source, smol.hf_model_id, smol.version) == ("config", "HuggingFaceTB/SmolLM2-135M-Instruct", 2)
 

@@ -229,6 +229,52 @@ def test_make_run_serves_completions_native_api_and_the_hf_client(
     assert 0 < len(tokens) <= 3
 
 
+def test_make_run_serves_an_instructor_model_from_the_tei_models_worker(
+    make_run: tuple[str, str, subprocess.Popen[str]],
+) -> None:
+    """The first LISA's clients look for an `ecs.embedding.instructor` model: the default config serves MiniLM
+    behind that protocol too, from the same worker process as the TEI model (one copy of the weights)."""
+    url, key, _ = make_run
+    auth = {"Api-Key": key}
+    listed = requests.get(f"{url}/v1/listModels", params={"modelTypes": "embedding"}, headers=auth, timeout=10)
+    assert listed.status_code == 200, listed.text
+    assert listed.json() == {
+        "embedding": {
+            "ecs.embedding.tei": ["all-minilm-l6-v2"],
+            "ecs.embedding.instructor": ["all-minilm-l6-v2-instructor"],
+        }
+    }
+    workers = {
+        name: requests.get(f"{url}/models/{name}", headers=auth, timeout=10).json()["endpointUrl"]
+        for name in ("all-minilm-l6-v2", "all-minilm-l6-v2-instructor")
+    }
+    assert len(set(workers.values())) == 1, workers
+
+    texts = ["Paris is in France", "a cat sat on the mat"]
+
+    def native(provider: str, model: str, kwargs: dict[str, str]) -> list[list[float]]:
+        body = {"provider": provider, "modelName": model, "text": texts, "modelKwargs": kwargs}
+        answer = requests.post(f"{url}/v1/embeddings", json=body, headers=auth, timeout=60)
+        assert answer.status_code == 200, answer.text
+        vectors: list[list[float]] = answer.json()["embeddings"]
+        return vectors
+
+    tei = native("ecs.embedding.tei", "all-minilm-l6-v2", {})
+    plain = native("ecs.embedding.instructor", "all-minilm-l6-v2-instructor", {"instruction": ""})
+    assert [len(v) for v in plain] == [384, 384]
+    for a, b in zip(tei, plain, strict=True):  # no instruction: the very same encoding (both are unit vectors)
+        assert sum(x * y for x, y in zip(a, b, strict=True)) == pytest.approx(1.0, abs=1e-5)
+    instructed = native("ecs.embedding.instructor", "all-minilm-l6-v2-instructor", {})  # "Represent the document:"
+    cosines = [sum(x * y for x, y in zip(a, b, strict=True)) for a, b in zip(tei, instructed, strict=True)]
+    assert all(0.5 < c < 0.9999 for c in cosines), cosines  # the instruction conditions the encoding
+
+    client = openai.OpenAI(base_url=url + "/v1/openai", api_key=key)
+    assert "all-minilm-l6-v2-instructor" in {m.id for m in client.models.list()}
+    vectors = client.embeddings.create(model="all-minilm-l6-v2-instructor", input=texts)
+    for item, expected in zip(vectors.data, instructed, strict=True):
+        assert item.embedding == pytest.approx(expected, abs=1e-6)
+
+
 def test_make_run_answers_from_an_uploaded_document(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
     """Upload through the API's presigned URL → S3 event → SQS → ingestion → pgvector → a RAG chat cites it."""
     url, key, _ = make_run
@@ -267,7 +313,7 @@ def test_make_run_stops_everything_on_ctrl_c(make_run: tuple[str, str, subproces
     url, _, process = make_run
     children = psutil.Process(process.pid).children(recursive=True)
     workers = [p for p in children if "workers." in " ".join(p.cmdline())]
-    assert len(workers) == 2
+    assert len(workers) == 2  # the chat model's and the one embedding worker both MiniLM models share
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
     _gone, alive = psutil.wait_procs(workers, timeout=30)
