@@ -9,6 +9,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
@@ -18,9 +19,39 @@ from constructs import Construct
 from chalicelib.config import RagDatabaseConfig
 from chalicelib.tables import TABLES
 from gpu_stack.names import ResourceNames
+from gpu_stack.suppressions import (
+    ACCESS_LOG_BUCKET_REASON,
+    BACKUP_PLAN_REASON,
+    REPLICATION_REASON,
+    nag_suppression,
+    suppress,
+)
 
 # The ingestion Lambda may run this long; SQS hides a received message for longer than that.
 INGESTION_TIMEOUT = cdk.Duration.seconds(300)
+
+
+def secure_bucket_options(policy: cdk.RemovalPolicy) -> dict[str, Any]:
+    """What every LISA data bucket gets: SSE-KMS (the account's aws/s3 key: S3 callers need no key grant), no public
+    access, TLS only, versions (old ones expire after 30 days). Then `log_access` it."""
+    return {
+        "encryption": s3.BucketEncryption.KMS_MANAGED,
+        "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
+        "enforce_ssl": True,
+        "versioned": True,
+        "lifecycle_rules": [s3.LifecycleRule(noncurrent_version_expiration=cdk.Duration.days(30))],
+        "removal_policy": policy,
+    }
+
+
+def log_access(bucket: s3.Bucket, access_logs: s3.IBucket, prefix: str) -> None:
+    """Server access logs of `bucket` into `access_logs` under `prefix/`. Set on the CloudFormation resource: the
+    log bucket's own policy admits S3 log delivery for the account, so no bucket policy or ACL crosses stacks."""
+    resource = bucket.node.default_child
+    assert isinstance(resource, s3.CfnBucket)
+    resource.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
+        destination_bucket_name=access_logs.bucket_name, log_file_prefix=f"{prefix}/"
+    )
 
 
 def _attribute(name: str) -> dynamodb.Attribute:
@@ -67,14 +98,40 @@ class DataStack(cdk.Stack):
                     sort_key=_attribute(index.sort_key) if index.sort_key else None,
                 )
             self.tables[spec.setting] = table
+            suppress(table, nag_suppression("NIST.800.53.R5-DynamoDBInBackupPlan", BACKUP_PLAN_REASON))
 
-        bucket_options: dict[str, Any] = {
-            "encryption": s3.BucketEncryption.S3_MANAGED,
-            "block_public_access": s3.BlockPublicAccess.BLOCK_ALL,
-            "enforce_ssl": True,
-            "versioned": False,
-            "removal_policy": policy,
-        }
+        # Server access logs of every LISA bucket (models, documents, web UI) land here, under the bucket's name.
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogsBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,  # the only default encryption S3 log delivery supports
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(expiration=cdk.Duration.days(365), noncurrent_version_expiration=cdk.Duration.days(30))
+            ],
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=policy,
+        )
+        self.access_logs_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
+                actions=["s3:PutObject"],
+                resources=[self.access_logs_bucket.arn_for_objects("*")],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+        suppress(
+            self.access_logs_bucket,
+            nag_suppression("AwsSolutions-S1", ACCESS_LOG_BUCKET_REASON),
+            nag_suppression("NIST.800.53.R5-S3BucketLoggingEnabled", ACCESS_LOG_BUCKET_REASON),
+            nag_suppression(
+                "NIST.800.53.R5-S3DefaultEncryptionKMS", "S3 server access log delivery writes to SSE-S3 buckets only"
+            ),
+            nag_suppression("NIST.800.53.R5-S3BucketReplicationEnabled", REPLICATION_REASON),
+        )
+        bucket_options = secure_bucket_options(policy)
         self.models_bucket = s3.Bucket(self, "ModelsBucket", bucket_name=names.models_bucket, **bucket_options)
         self.docs_bucket = s3.Bucket(
             self,
@@ -85,6 +142,9 @@ class DataStack(cdk.Stack):
             ],
             **bucket_options,
         )
+        for bucket, prefix in ((self.models_bucket, "models"), (self.docs_bucket, "docs")):
+            log_access(bucket, self.access_logs_bucket, prefix)
+            suppress(bucket, nag_suppression("NIST.800.53.R5-S3BucketReplicationEnabled", REPLICATION_REASON))
 
         self.dlq = sqs.Queue(
             self,

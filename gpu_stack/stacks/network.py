@@ -7,9 +7,11 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
+from gpu_stack.suppressions import NAT_ROUTE_REASON, nag_suppression, suppress
 
 # What LISA's Lambdas, router tasks and GPU instances call: queue, workflows, parameters and secrets, credentials,
 # logs, image pulls (ECR API + registry) and the ECS agent. S3 and DynamoDB are gateway endpoints (no charge).
@@ -42,7 +44,10 @@ class NetworkStack(cdk.Stack):
                 max_azs=2,
                 nat_gateways=1,
                 subnet_configuration=[
-                    ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
+                    # Public subnets hold the NAT gateway (its own Elastic IP): nothing there gets a public IP.
+                    ec2.SubnetConfiguration(
+                        name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24, map_public_ip_on_launch=False
+                    ),
                     ec2.SubnetConfiguration(
                         name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=20
                     ),
@@ -50,6 +55,12 @@ class NetworkStack(cdk.Stack):
             )
             for name, service in GATEWAY_ENDPOINTS.items():
                 self.vpc.add_gateway_endpoint(name, service=service)
+            for subnet in self.vpc.public_subnets:
+                route = subnet.node.find_child("DefaultRoute")
+                suppress(route, nag_suppression("NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW", NAT_ROUTE_REASON))
+            # Every accepted and rejected flow of the created VPC, kept a year (an imported VPC has its own).
+            flow_logs = logs.LogGroup(self, "FlowLogs", retention=logs.RetentionDays.ONE_YEAR)
+            self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
         else:
             self.vpc = ec2.Vpc.from_vpc_attributes(
                 self,

@@ -14,6 +14,8 @@ from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
+from gpu_stack.stacks.data import log_access, secure_bucket_options
+from gpu_stack.suppressions import nag_suppression, suppress
 
 # The chat UI's paths (public, static): its page and its hashed bundles.
 WEB_UI_PATHS = ("/", "/assets/{file}")
@@ -29,17 +31,21 @@ def web_assets_dir(config: LisaConfig, project_dir: Path, config_dir: Path) -> P
     return assets.resolve()
 
 
-def serve_web_ui(scope: Construct, rest_api: cdk.CfnResource, assets: Path, headers: Mapping[str, str]) -> None:
+def serve_web_ui(
+    scope: Construct, rest_api: cdk.CfnResource, assets: Path, headers: Mapping[str, str], access_logs: s3.IBucket
+) -> None:
     """The chat UI from a private bucket through API Gateway's S3 integration: same origin as the API. Every
     answer (the files and their 404s) carries `headers` (chalicelib.webui.security.ui_security_headers)."""
     bucket = s3.Bucket(
         scope,
         "WebAssets",
-        encryption=s3.BucketEncryption.S3_MANAGED,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-        enforce_ssl=True,
-        removal_policy=cdk.RemovalPolicy.DESTROY,  # build output only: redeploying recreates it
+        **secure_bucket_options(cdk.RemovalPolicy.DESTROY),  # build output only: redeploying recreates it
         auto_delete_objects=True,
+    )
+    log_access(bucket, access_logs, "webui")
+    suppress(
+        bucket,
+        nag_suppression("NIST.800.53.R5-S3BucketReplicationEnabled", "build output of webui/: a redeploy rebuilds it"),
     )
     s3_deployment.BucketDeployment(
         scope, "WebAssetsDeployment", sources=[s3_deployment.Source.asset(str(assets))], destination_bucket=bucket
