@@ -19,11 +19,12 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
+from chalicelib.contracts.instructor import InstructorRequest
+from chalicelib.contracts.tei import TeiEmbedRequest, TeiOpenAIEmbedRequest
 from workers.common import (
     Admission,
     HTTPError,
@@ -42,32 +43,6 @@ if TYPE_CHECKING:  # torch and transformers load only when the worker starts, no
 
 VERSION = "1.8.0"  # the TEI release whose API this worker follows
 INSTRUCTOR_MAX_BATCH = 1024  # the instructor container had no client batch limit; keep a sane ceiling
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-
-class EmbedBody(_Wire):
-    inputs: str | list[str]
-    normalize: bool = True
-    truncate: bool | None = None
-    truncation_direction: Literal["Left", "Right", "left", "right"] = "Right"
-    prompt_name: str | None = None
-    dimensions: int | None = None
-
-
-class OpenAIEmbedBody(_Wire):
-    input: str | list[str]
-    model: str | None = None
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
-    user: str | None = None
-
-
-class InstructorBody(_Wire):
-    instruction: str = ""
-    text: str | list[str]
 
 
 @dataclass(frozen=True)
@@ -183,7 +158,7 @@ class TEIService:
 
     async def embed(self, request: web.Request) -> web.Response:
         started = time.monotonic()
-        body = await parse_json(request, EmbedBody, error_type="Validation")
+        body = await parse_json(request, TeiEmbedRequest, error_type="Validation")
         texts = self._texts(body.inputs)
         self._dimensions(body.dimensions)
         prefix = ""
@@ -207,7 +182,7 @@ class TEIService:
         return web.json_response(vectors, headers=_headers(started, tokens, len(texts)))
 
     async def openai_embeddings(self, request: web.Request) -> web.Response:
-        body = await parse_json(request, OpenAIEmbedBody, error_type="Validation")
+        body = await parse_json(request, TeiOpenAIEmbedRequest, error_type="Validation")
         texts = self._texts(body.input)
         self._dimensions(body.dimensions)
         vectors, tokens = await self._embed(texts, normalize=True, truncate=None)
@@ -232,7 +207,7 @@ class TEIService:
 
     async def predictions(self, request: web.Request) -> web.Response:
         try:
-            body = await parse_json(request, InstructorBody, status=400, error_type="BadRequest")
+            body = await parse_json(request, InstructorRequest, status=400, error_type="BadRequest")
             texts = self._texts(body.text, INSTRUCTOR_MAX_BATCH)
             vectors, _ = await self._embed(
                 texts, normalize=True, truncate=None, prefix=body.instruction, pool_prefix=False

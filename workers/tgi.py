@@ -23,8 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
+from chalicelib.contracts.tgi import (
+    TgiChatMessage,
+    TgiChatRequest,
+    TgiCompletionRequest,
+    TgiGenerateRequest,
+    TgiParameters,
+    TgiTokenizeRequest,
+)
 from chalicelib.serve.streams import merge
 from workers.common import (
     Admission,
@@ -55,100 +62,6 @@ ROUTER = "lisa-cpu-worker"
 SYSTEM_FINGERPRINT = f"{VERSION}-lisa-cpu"
 _PREFIX = "Input validation error: "
 DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default for /generate and /v1/chat/completions; /v1/completions: the budget
-
-
-# -- wire format: requests (TGI's field names; unknown fields are ignored as TGI does) --------------------------
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-
-class Parameters(_Wire):
-    best_of: int | None = None
-    temperature: float | None = None
-    repetition_penalty: float | None = None
-    frequency_penalty: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    typical_p: float | None = None
-    do_sample: bool = False
-    max_new_tokens: int | None = None
-    return_full_text: bool | None = None
-    stop: list[str] = Field(default_factory=list)
-    truncate: int | None = None
-    watermark: bool = False
-    details: bool = False
-    decoder_input_details: bool = False
-    seed: int | None = None
-    top_n_tokens: int | None = None
-    grammar: Any = None
-
-
-class GenerateBody(_Wire):
-    inputs: str
-    parameters: Parameters | None = None
-    stream: bool = False
-
-
-class ContentPart(_Wire):
-    type: str
-    text: str | None = None
-
-
-class ChatMessage(_Wire):
-    role: str
-    content: str | list[ContentPart] | None = None
-    name: str | None = None
-
-
-class StreamOptions(_Wire):
-    include_usage: bool = False
-
-
-class ChatBody(_Wire):
-    """TGI's Messages API `ChatRequest`: exactly its fields (no `repetition_penalty`, `max_completion_tokens`, ...)."""
-
-    model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    logit_bias: Any = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    max_tokens: int | None = None
-    n: int | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    tools: Any = None
-    tool_prompt: str | None = None
-    tool_choice: Any = None
-    response_format: Any = None
-    guideline: str | None = None
-
-
-class CompletionBody(_Wire):
-    model: str | None = None
-    prompt: str | list[str]
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    repetition_penalty: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    echo: bool = False
-    n: int | None = None
-
-
-class TokenizeBody(_Wire):
-    inputs: str
-    add_special_tokens: bool = True
 
 
 # -- configuration --------------------------------------------------------------------------------------------
@@ -306,8 +219,8 @@ class TGIService:
             prefill_details=prefill_details,
         )
 
-    def prepare_generate(self, body: GenerateBody, *, stream: bool) -> Prepared:
-        p = body.parameters or Parameters()
+    def prepare_generate(self, body: TgiGenerateRequest, *, stream: bool) -> Prepared:
+        p = body.parameters or TgiParameters()
         if p.watermark:
             raise _invalid("`watermark` is not supported by this worker")
         if p.grammar is not None:
@@ -339,7 +252,7 @@ class TGIService:
         request = self.request(ids, params, max_new_tokens, p.stop, p.decoder_input_details)
         return Prepared(request, body.inputs, best_of, p.details, bool(p.return_full_text))
 
-    def render_chat(self, messages: list[ChatMessage]) -> str:
+    def render_chat(self, messages: list[TgiChatMessage]) -> str:
         rendered: list[dict[str, str]] = []
         for index, message in enumerate(messages):
             if isinstance(message.content, list):
@@ -393,7 +306,7 @@ class TGIService:
         ids = self.encode(prompt, add_special_tokens=add_special_tokens)
         return self.request(ids, params, max_tokens, stops)
 
-    def prepare_chat(self, body: ChatBody) -> GenerationRequest:
+    def prepare_chat(self, body: TgiChatRequest) -> GenerationRequest:
         """The chat rendered with the model's template and tokenized (off the loop: the template sees every text)."""
         return self.prepare_openai(
             prompt=self.render_chat(body.messages),
@@ -412,7 +325,7 @@ class TGIService:
             top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         )
 
-    def prepare_completions(self, body: CompletionBody, prompts: list[str]) -> list[GenerationRequest]:
+    def prepare_completions(self, body: TgiCompletionRequest, prompts: list[str]) -> list[GenerationRequest]:
         """Each prompt validated and tokenized (off the loop)."""
         return [
             self.prepare_openai(
@@ -483,7 +396,7 @@ class TGIService:
         return web.json_response({"object": "list", "data": [model]})
 
     async def tokenize(self, request: web.Request) -> web.Response:
-        body = await parse_json(request, TokenizeBody, prefix=_PREFIX)
+        body = await parse_json(request, TgiTokenizeRequest, prefix=_PREFIX)
         # any length, as TGI's /tokenize: on a pool thread, so neither the loop nor the validation thread waits
         encoded = await asyncio.to_thread(
             self.tokenizer, body.inputs, add_special_tokens=body.add_special_tokens, return_offsets_mapping=True
@@ -495,20 +408,20 @@ class TGIService:
         return web.json_response(tokens)
 
     async def compat(self, request: web.Request) -> web.StreamResponse:
-        body = await parse_json(request, GenerateBody, prefix=_PREFIX)
+        body = await parse_json(request, TgiGenerateRequest, prefix=_PREFIX)
         if body.stream:
             return await self._generate_stream(request, body)
         payload, headers = await self._generate(body)
         return web.json_response([payload], headers=headers)  # TGI's compat route answers a list
 
     async def generate(self, request: web.Request) -> web.Response:
-        payload, headers = await self._generate(await parse_json(request, GenerateBody, prefix=_PREFIX))
+        payload, headers = await self._generate(await parse_json(request, TgiGenerateRequest, prefix=_PREFIX))
         return web.json_response(payload, headers=headers)
 
     async def generate_stream(self, request: web.Request) -> web.StreamResponse:
-        return await self._generate_stream(request, await parse_json(request, GenerateBody, prefix=_PREFIX))
+        return await self._generate_stream(request, await parse_json(request, TgiGenerateRequest, prefix=_PREFIX))
 
-    async def _generate(self, body: GenerateBody) -> tuple[dict[str, Any], dict[str, str]]:
+    async def _generate(self, body: TgiGenerateRequest) -> tuple[dict[str, Any], dict[str, str]]:
         started = time.monotonic()
         prepared = await off_loop(self.prepare_generate, body, stream=False)
         with self.admission:
@@ -536,7 +449,7 @@ class TGIService:
             stream.cancel()
         return final
 
-    async def _generate_stream(self, request: web.Request, body: GenerateBody) -> web.StreamResponse:
+    async def _generate_stream(self, request: web.Request, body: TgiGenerateRequest) -> web.StreamResponse:
         prepared = await off_loop(self.prepare_generate, body, stream=True)
         with self.admission:
             stream = self.engine.submit(prepared.request)
@@ -575,7 +488,7 @@ class TGIService:
         return prepared.inputs + text if prepared.return_full_text else text
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        body = await parse_json(request, ChatBody, prefix=_PREFIX)
+        body = await parse_json(request, TgiChatRequest, prefix=_PREFIX)
         if body.tools or (body.tool_choice not in (None, "none", "auto")):
             raise _invalid("`tools` are not supported by this worker")
         if body.response_format is not None and body.response_format != {"type": "text"}:
@@ -650,7 +563,7 @@ class TGIService:
         return response
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        body = await parse_json(request, CompletionBody, prefix=_PREFIX)
+        body = await parse_json(request, TgiCompletionRequest, prefix=_PREFIX)
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if not 0 < len(prompts) <= self.limits.max_client_batch_size:
             raise _invalid(
