@@ -70,17 +70,12 @@ class TgiStreamOptions(StrictWireModel):
     include_usage: bool = False
 
 
-class TgiChatRequest(StrictWireModel):
-    """POST /v1/chat/completions: exactly the fields of TGI's `ChatRequest` (no `repetition_penalty`,
-    `max_completion_tokens`, ...: TGI ignores them, so a client must not count on them)."""
+class TgiOpenAIRequest(StrictWireModel):
+    """The fields TGI's Messages API and completions API share (OpenAI's names)."""
 
     model: str | None = None
-    messages: list[TgiChatMessage] = Field(min_length=1)
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
-    logit_bias: Any = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
     max_tokens: int | None = None
     n: int | None = None
     seed: int | None = None
@@ -89,6 +84,16 @@ class TgiChatRequest(StrictWireModel):
     stream_options: TgiStreamOptions | None = None
     temperature: float | None = None
     top_p: float | None = None
+
+
+class TgiChatRequest(TgiOpenAIRequest):
+    """POST /v1/chat/completions: exactly the fields of TGI's `ChatRequest` (no `repetition_penalty`,
+    `max_completion_tokens`, ...: TGI ignores them, so a client must not count on them)."""
+
+    messages: list[TgiChatMessage] = Field(min_length=1)
+    logit_bias: Any = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     tools: Any = None
     tool_prompt: str | None = None
     tool_choice: Any = None
@@ -96,23 +101,12 @@ class TgiChatRequest(StrictWireModel):
     guideline: str | None = None
 
 
-class TgiCompletionRequest(StrictWireModel):
+class TgiCompletionRequest(TgiOpenAIRequest):
     """POST /v1/completions (TGI's `CompletionRequest`: it adds `repetition_penalty` to OpenAI's fields)."""
 
-    model: str | None = None
     prompt: str | list[str]
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
     repetition_penalty: float | None = None
-    max_tokens: int | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool = False
-    stream_options: TgiStreamOptions | None = None
-    temperature: float | None = None
-    top_p: float | None = None
     echo: bool = False
-    n: int | None = None
 
 
 class TgiTokenizeRequest(StrictWireModel):
