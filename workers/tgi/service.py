@@ -19,8 +19,9 @@ from chalicelib.contracts.tgi import (
     TgiTokenizedToken,
     TgiTokenizeRequest,
 )
+from chalicelib.errors import LisaError, ServiceUnavailable
 from chalicelib.serve.types import ModelList, ModelObject
-from workers.common import Admission, WorkerError, dump, off_loop, parse_json
+from workers.common import Admission, dump, off_loop, parse_json
 from workers.engine_io import GenerationFailed, GenerationRequest, GenerationResult, TokenEvent
 from workers.tgi import responses
 from workers.tgi.limits import Limits
@@ -76,7 +77,7 @@ class TGIService:
     async def health(self, _: web.Request) -> web.Response:
         """GET /health: 200 while the engine's thread runs."""
         if not self.engine.alive:
-            raise WorkerError(503, "generation engine is not running", "unhealthy")
+            raise ServiceUnavailable("generation engine is not running", error_type="unhealthy")
         return web.Response(status=200)
 
     async def metrics(self, _: web.Request) -> web.Response:
@@ -153,7 +154,7 @@ class TGIService:
         try:
             _, result = await stream.result()
         except GenerationFailed as error:
-            raise WorkerError(500, str(error), "generation") from None
+            raise LisaError(str(error), error_type="generation") from None
         finally:
             stream.cancel()
         return result
