@@ -54,7 +54,7 @@ def dump(model: BaseModel) -> Any:
     """A response model as the JSON value it stands for: the fields the worker set (and set to None), no others.
 
     What a worker leaves unset is what the server it imitates leaves out (OpenAI's `tool_calls`, TEI's
-    `completion_tokens`); `omitted_when_none` fields go when None (see `chalicelib.contracts.base`).
+    `completion_tokens`), and so are the fields the contract omits when None (`contracts.base.omitted_when_none`).
     """
     return model.model_dump(exclude_unset=True)
 

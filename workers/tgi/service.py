@@ -225,19 +225,20 @@ class TGIService:
     ) -> web.StreamResponse:
         streams = [self.engine.submit(generation) for generation in generations]
         header = responses.stream_header(self.model_id, "cmpl")
-        counted = {"prompt": 0, "completion": 0}
+        prompt_tokens = completion_tokens = 0
 
         def render(index: int, event: TokenEvent) -> Iterable[BaseModel]:
+            nonlocal prompt_tokens, completion_tokens
             text = "" if event.token.special else event.token.text
             reason = event.final.finish_reason if event.final else None
             if event.final:
-                counted["prompt"] += event.final.input_length
-                counted["completion"] += event.final.generated_tokens
+                prompt_tokens += event.final.input_length
+                completion_tokens += event.final.generated_tokens
             yield responses.completion(header, [responses.completion_choice(index, text, reason)])
 
         def closing() -> Iterable[BaseModel]:
             if include_usage:
-                yield responses.completion(header, [], responses.usage(counted["prompt"], counted["completion"]))
+                yield responses.completion(header, [], responses.usage(prompt_tokens, completion_tokens))
 
         return await stream_events(request, streams, render, OPENAI_STYLE, closing)
 
