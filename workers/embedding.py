@@ -176,6 +176,8 @@ class _Call:
 
 @dataclass
 class BatcherStats:
+    """Counters exposed on /metrics."""
+
     requests: int = 0
     inputs: int = 0
     batches: int = 0
@@ -205,11 +207,13 @@ class EmbeddingBatcher:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Warm the kernels up, then start the batching thread."""
         self.model.embed([Encoded([self.model.pad_token_id] * 4)])  # warm up the kernels
         self._thread = threading.Thread(target=self._run, name="embedding-batcher", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the batching thread (work still queued is dropped)."""
         self._stopping.set()
         with self._cond:
             self._cond.notify()
@@ -218,6 +222,7 @@ class EmbeddingBatcher:
 
     @property
     def alive(self) -> bool:
+        """Whether the batching thread runs (/health)."""
         return self._thread is not None and self._thread.is_alive()
 
     async def embed(self, items: list[Encoded], *, normalize: bool) -> list[list[float]]:

@@ -1,27 +1,25 @@
 """Continuous-batching text generation on CPU with transformers: one engine thread, many concurrent streams.
 
 Requests wait in a queue; at every step the engine admits what fits (batch size and token budgets), prefills the
-newcomers together (left-padded), merges their KV caches into the running batch, and runs one decode step for
-every active sequence. Each sequence has its own sampling parameters, seed (a private torch.Generator), stop
-sequences and length limit, and leaves the batch the step it finishes or is cancelled. Tokens are handed to the
-asyncio side as they are produced, so the first token of a stream leaves long before the last is computed.
+newcomers together (left-padded), merges their KV caches into the running batch (`workers.kv_batch`), and runs one
+decode step for every active sequence. Each sequence has its own sampling parameters (`workers.decoding`), seed (a
+private torch.Generator), stop sequences and length limit, and leaves the batch the step it finishes or is
+cancelled. Tokens are handed to the asyncio side as they are produced (`workers.engine_io`), so the first token of
+a stream leaves long before the last is computed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from aws_lambda_powertools import Logger
 from transformers import (
     AutoModelForCausalLM,
@@ -30,200 +28,28 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
-from transformers.cache_utils import DynamicLayer
-from transformers.generation.logits_process import (
-    LogitsProcessor,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-    TypicalLogitsWarper,
+from transformers.generation.logits_process import LogitsProcessor
+
+from chalicelib.contracts.tgi import FinishReason
+from workers.decoding import Detokenizer, decode, logits_processors
+from workers.engine_io import (
+    FINISH_EOS,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    EngineStats,
+    GenerationFailed,
+    GenerationRequest,
+    GenerationResult,
+    GenerationStream,
+    PrefillToken,
+    TokenEvent,
+    TokenInfo,
 )
-
-FINISH_LENGTH = "length"
-FINISH_EOS = "eos_token"
-FINISH_STOP = "stop_sequence"
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Per-request decoding parameters (TGI's names and semantics)."""
-
-    do_sample: bool = False
-    temperature: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    typical_p: float | None = None
-    repetition_penalty: float | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
-    seed: int | None = None
-    top_n_tokens: int = 0
-
-    @property
-    def sampling(self) -> bool:
-        """TGI samples when asked to, or when any warper would change the distribution."""
-        return (
-            self.do_sample
-            or (self.temperature is not None and self.temperature != 1.0)
-            or (self.top_k is not None and self.top_k != 0)
-            or (self.top_p is not None and self.top_p < 1.0)
-            or (self.typical_p is not None and self.typical_p < 1.0)
-        )
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """Token ids to continue and how; `prefill_details` asks for the prompt tokens' logprobs too."""
-
-    input_ids: tuple[int, ...]
-    params: SamplingParams
-    max_new_tokens: int
-    stop_sequences: tuple[str, ...] = ()
-    prefill_details: bool = False
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    id: int
-    text: str
-    logprob: float | None
-    special: bool
-
-
-@dataclass(frozen=True)
-class PrefillToken:
-    id: int
-    text: str
-    logprob: float | None
-
-
-@dataclass(frozen=True)
-class Final:
-    """What a finished sequence reports with its last token."""
-
-    generated_text: str
-    finish_reason: str
-    generated_tokens: int
-    seed: int | None
-    input_length: int
-    prefill: list[PrefillToken]
-    tokens: list[TokenInfo]
-    top_tokens: list[list[TokenInfo]] | None
-    queue_time: float
-    inference_time: float
-
-
-@dataclass(frozen=True)
-class TokenEvent:
-    """One generated token (index counts from 1); `final` is set on the sequence's last token."""
-
-    index: int
-    token: TokenInfo
-    top_tokens: list[TokenInfo] | None
-    final: Final | None = None
-
-
-class GenerationFailed(RuntimeError):
-    """The engine could not complete a sequence (the message says why)."""
-
-
-class GenerationStream:
-    """The asyncio side of one request: iterate for token events; `cancel()` stops its generation."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
-        self._loop = loop
-        self._queue: asyncio.Queue[TokenEvent | GenerationFailed] = asyncio.Queue()
-        self._wake = wake
-        self.cancelled = threading.Event()
-        self.done = False
-
-    # engine thread -> event loop
-    def push(self, event: TokenEvent | GenerationFailed) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening any more
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
-
-    def cancel(self) -> None:
-        """Ask the engine to drop this sequence (no-op once finished)."""
-        if not self.done:
-            self.cancelled.set()
-            self._wake()
-
-    async def __aiter__(self) -> AsyncIterator[TokenEvent]:
-        while True:
-            event = await self._queue.get()
-            if isinstance(event, GenerationFailed):
-                self.done = True
-                raise event
-            if event.final is not None:
-                self.done = True
-            yield event
-            if event.final is not None:
-                return
-
-    async def result(self) -> tuple[list[TokenEvent], Final]:
-        """Wait for the whole generation."""
-        events = [event async for event in self]
-        final = events[-1].final
-        assert final is not None
-        return events, final
+from workers.kv_batch import RunningBatch
 
 
 @dataclass
-class EngineStats:
-    """Counters exposed on /metrics."""
-
-    requests: int = 0
-    succeeded: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    generated_tokens: int = 0
-    prompt_tokens: int = 0
-    batch_size: int = 0
-    queue_size: int = 0
-    steps: int = 0
-
-
-class _Detokenizer:
-    """Incremental decoding (TGI's prefix/read offsets) so multi-token characters are emitted whole."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_ids: Iterable[int]) -> None:
-        self._tokenizer = tokenizer
-        self._ids = list(prompt_ids)[-5:]
-        self._prefix = 0
-        self._read = len(self._ids)
-
-    def push(self, token_id: int) -> str:
-        self._ids.append(token_id)
-        prefix_text = _text(self._tokenizer, self._ids[self._prefix : self._read])
-        new_text = _text(self._tokenizer, self._ids[self._prefix :])
-        if len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd"):
-            self._prefix, self._read = self._read, len(self._ids)
-            return new_text[len(prefix_text) :]
-        return ""
-
-
-class _PenaltyProcessor(LogitsProcessor):
-    """TGI's frequency penalty (token frequency over the whole sequence) and OpenAI's presence penalty."""
-
-    def __init__(self, frequency: float | None, presence: float | None, prompt_length: int) -> None:
-        self._frequency = frequency or 0.0
-        self._presence = presence or 0.0
-        self._prompt_length = prompt_length
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._frequency:
-            counts = torch.zeros_like(scores).scatter_add_(1, input_ids, torch.ones_like(input_ids, dtype=scores.dtype))
-            scores = cast(torch.FloatTensor, scores - self._frequency * counts / input_ids.shape[1])
-        generated = input_ids[:, self._prompt_length :]
-        if self._presence and generated.numel():
-            present = torch.zeros_like(scores).scatter_(1, generated, 1.0)
-            scores = cast(torch.FloatTensor, scores - self._presence * present)
-        return scores
-
-
-@dataclass
-class _Sequence:
+class SequenceState:
     """Engine-side state of one request."""
 
     request: GenerationRequest
@@ -238,12 +64,13 @@ class _Sequence:
     top_tokens: list[list[TokenInfo]] = field(default_factory=list)
     prefill: list[PrefillToken] = field(default_factory=list)
     text: str = ""
-    detokenizer: _Detokenizer | None = None
+    detokenizer: Detokenizer | None = None
     started: float = 0.0
     finished: bool = False
 
     @property
     def budget(self) -> int:
+        """The tokens the sequence may hold at most: prompt plus output budget (what admission reserves)."""
         return len(self.request.input_ids) + self.request.max_new_tokens
 
 
@@ -272,12 +99,12 @@ class GenerationEngine:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_token_ids, default=0)
         self.pad_token_id = int(pad)
         self.stats = EngineStats()
-        self._pending: deque[_Sequence] = deque()
+        self._pending: deque[SequenceState] = deque()
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._batch: _Batch | None = None
-        self._prefilling: list[_Sequence] = []
+        self._batch: RunningBatch[SequenceState] | None = None
+        self._prefilling: list[SequenceState] = []
 
     @classmethod
     def load(cls, model_dir: Path, *, dtype: str = "float32", logger: Logger, **options: Any) -> GenerationEngine:
@@ -298,11 +125,13 @@ class GenerationEngine:
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
+        """Warm the model up, then start the engine thread."""
         self._warmup()
         self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the engine thread; running sequences are dropped."""
         self._stopping.set()
         self._wake()
         if self._thread is not None:
@@ -310,6 +139,7 @@ class GenerationEngine:
 
     @property
     def alive(self) -> bool:
+        """Whether the engine thread runs (/health)."""
         return self._thread is not None and self._thread.is_alive()
 
     @torch.inference_mode()
@@ -321,7 +151,7 @@ class GenerationEngine:
     def submit(self, request: GenerationRequest) -> GenerationStream:
         """Queue a request; call from the event loop. Iterate the returned stream for its tokens."""
         stream = GenerationStream(asyncio.get_running_loop(), self._wake)
-        sequence = _Sequence(request=request, stream=stream, submitted=time.monotonic())
+        sequence = SequenceState(request=request, stream=stream, submitted=time.monotonic())
         with self._cond:
             self._pending.append(sequence)
             self.stats.requests += 1
@@ -354,12 +184,12 @@ class GenerationEngine:
         if self._batch is not None:
             self._decode(self._batch)
 
-    def _admit(self) -> list[_Sequence]:
+    def _admit(self) -> list[SequenceState]:
         with self._cond:
             rows = self._batch.rows if self._batch is not None else []
             if not rows and not self._pending:
                 self._cond.wait(timeout=0.5)
-            admitted: list[_Sequence] = []
+            admitted: list[SequenceState] = []
             used = sum(row.budget for row in rows)
             prefill_tokens = 0
             while self._pending:
@@ -386,34 +216,19 @@ class GenerationEngine:
             self.logger.debug("admitted", extra={"count": len(admitted), "prefill_tokens": prefill_tokens})
         return admitted
 
-    def _prepare(self, sequence: _Sequence) -> None:
+    def _prepare(self, sequence: SequenceState) -> None:
         request = sequence.request
         params = request.params
         sequence.started = time.monotonic()
         sequence.ids = list(request.input_ids)
-        sequence.detokenizer = _Detokenizer(self.tokenizer, request.input_ids)
-        processors: list[LogitsProcessor] = []
-        if params.repetition_penalty is not None and params.repetition_penalty != 1.0:
-            processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-        if params.frequency_penalty or params.presence_penalty:
-            processors.append(
-                _PenaltyProcessor(params.frequency_penalty, params.presence_penalty, len(request.input_ids))
-            )
+        sequence.detokenizer = Detokenizer(self.tokenizer, request.input_ids)
+        sequence.processors = logits_processors(params, len(request.input_ids))
         if params.sampling:
-            if params.temperature is not None and params.temperature != 1.0:
-                processors.append(TemperatureLogitsWarper(params.temperature))
-            if params.top_k:
-                processors.append(TopKLogitsWarper(params.top_k))
-            if params.top_p is not None and params.top_p < 1.0:
-                processors.append(TopPLogitsWarper(params.top_p))
-            if params.typical_p is not None and params.typical_p < 1.0:
-                processors.append(TypicalLogitsWarper(params.typical_p))
             sequence.seed = params.seed if params.seed is not None else random.getrandbits(63)
             sequence.generator = torch.Generator().manual_seed(sequence.seed)
-        sequence.processors = processors
         self.stats.prompt_tokens += len(request.input_ids)
 
-    def _prefill(self, sequences: list[_Sequence]) -> None:
+    def _prefill(self, sequences: list[SequenceState]) -> None:
         """Run the prompts (left-padded together; the ones wanting prompt logprobs alone), then join the batch."""
         for sequence in sequences:
             self._prepare(sequence)
@@ -422,7 +237,7 @@ class GenerationEngine:
         for group in groups:
             self._prefill_group(group)
 
-    def _prefill_group(self, group: list[_Sequence]) -> None:
+    def _prefill_group(self, group: list[SequenceState]) -> None:
         longest = max(len(s.request.input_ids) for s in group)
         ids = torch.full((len(group), longest), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(group), longest), dtype=torch.long)
@@ -454,26 +269,31 @@ class GenerationEngine:
         logprobs = torch.log_softmax(logits[:-1], dim=-1)
         targets = torch.tensor(prompt[1:], dtype=torch.long)
         picked = logprobs.gather(1, targets[:, None])[:, 0].tolist() if len(prompt) > 1 else []
-        tokens = [PrefillToken(prompt[0], _text(self.tokenizer, [prompt[0]]), None)]
+        tokens = [PrefillToken(prompt[0], decode(self.tokenizer, [prompt[0]]), None)]
         for token, logprob in zip(prompt[1:], picked, strict=True):
-            tokens.append(PrefillToken(token, _text(self.tokenizer, [token]), float(logprob)))
+            tokens.append(PrefillToken(token, decode(self.tokenizer, [token]), float(logprob)))
         return tokens
 
     def _merge(
-        self, cache: DynamicCache, mask: torch.Tensor, next_ids: torch.Tensor, rows: list[_Sequence], keep: list[int]
+        self,
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        next_ids: torch.Tensor,
+        rows: list[SequenceState],
+        keep: list[int],
     ) -> None:
         """Add freshly prefilled rows (their cache, mask, next inputs) to the running batch."""
         if len(keep) != mask.shape[0]:
             index = torch.tensor(keep)
             cache.batch_select_indices(index)
             mask = mask[index]
-        incoming = _Batch(list(rows), cache, mask, next_ids)
+        incoming = RunningBatch(list(rows), cache, mask, next_ids)
         if self._batch is None:
             self._batch = incoming
         else:
             self._batch.extend(incoming)
 
-    def _decode(self, batch: _Batch) -> None:
+    def _decode(self, batch: RunningBatch[SequenceState]) -> None:
         mask = torch.cat([batch.mask, batch.mask.new_ones((batch.mask.shape[0], 1))], dim=1)
         positions = batch.mask.sum(dim=1, keepdim=True)
         output = self.model(
@@ -489,7 +309,7 @@ class GenerationEngine:
         batch.next_ids = torch.tensor([[token] for token in next_ids])
         self._compact()
 
-    def _choose(self, rows: list[_Sequence], logits: torch.Tensor) -> list[int]:
+    def _choose(self, rows: list[SequenceState], logits: torch.Tensor) -> list[int]:
         """Pick each row's next token with its own processors/generator, then emit it."""
         chosen: list[int] = []
         plain_logprobs = torch.log_softmax(logits, dim=-1)
@@ -515,14 +335,14 @@ class GenerationEngine:
         return chosen
 
     def _token(self, token: int, logprob: float | None) -> TokenInfo:
-        return TokenInfo(token, _text(self.tokenizer, [token]), logprob, token in self.special_ids)
+        return TokenInfo(token, decode(self.tokenizer, [token]), logprob, token in self.special_ids)
 
-    def _emit(self, sequence: _Sequence, token: int, logprob: float, top: list[TokenInfo] | None) -> None:
+    def _emit(self, sequence: SequenceState, token: int, logprob: float, top: list[TokenInfo] | None) -> None:
         assert sequence.detokenizer is not None
         special = token in self.special_ids
         delta = sequence.detokenizer.push(token)
         if special:
-            delta = _text(self.tokenizer, [token])
+            delta = decode(self.tokenizer, [token])
         else:
             sequence.text += delta
         info = TokenInfo(token, delta, logprob, special)
@@ -540,7 +360,7 @@ class GenerationEngine:
             self.stats.succeeded += 1
         sequence.stream.push(TokenEvent(len(sequence.generated), info, top, final))
 
-    def _finish_reason(self, sequence: _Sequence, token: int, delta_length: int) -> str | None:
+    def _finish_reason(self, sequence: SequenceState, token: int, delta_length: int) -> FinishReason | None:
         """TGI's order: length first, then the EOS token, then stop sequences (searched where new text landed)."""
         if len(sequence.generated) >= sequence.request.max_new_tokens:
             return FINISH_LENGTH
@@ -551,10 +371,10 @@ class GenerationEngine:
                 return FINISH_STOP
         return None
 
-    def _final(self, sequence: _Sequence, reason: str) -> Final:
+    def _final(self, sequence: SequenceState, reason: FinishReason) -> GenerationResult:
         now = time.monotonic()
-        return Final(
-            generated_text=_text(self.tokenizer, sequence.generated, skip_special=True),
+        return GenerationResult(
+            generated_text=decode(self.tokenizer, sequence.generated, skip_special=True),
             finish_reason=reason,
             generated_tokens=len(sequence.generated),
             seed=sequence.seed,
@@ -594,76 +414,3 @@ class GenerationEngine:
                 self.stats.failed += 1
         self._batch, self._prefilling = None, []
         self.stats.batch_size = 0
-
-
-class _Batch:
-    """The running batch: sequences, their KV cache [B, heads, L, dim], attention mask [B, L], next input ids."""
-
-    def __init__(self, rows: list[_Sequence], cache: DynamicCache, mask: torch.Tensor, next_ids: torch.Tensor) -> None:
-        self.rows = rows
-        self.cache = cache
-        self.mask = mask
-        self.next_ids = next_ids
-
-    def extend(self, other: _Batch) -> None:
-        """Append `other`'s rows, left-padding whichever side is shorter so positions line up."""
-        current, incoming = self.mask.shape[1], other.mask.shape[1]
-        if incoming < current:
-            _pad_left(other.cache, current - incoming)
-            other.mask = F.pad(other.mask, (current - incoming, 0))
-        elif incoming > current:
-            _pad_left(self.cache, incoming - current)
-            self.mask = F.pad(self.mask, (incoming - current, 0))
-        for mine, theirs in zip(_layers(self.cache), _layers(other.cache), strict=True):
-            mine.keys = torch.cat([_keys(mine), _keys(theirs)])
-            mine.values = torch.cat([_values(mine), _values(theirs)])
-        self.mask = torch.cat([self.mask, other.mask])
-        self.next_ids = torch.cat([self.next_ids, other.next_ids])
-        self.rows.extend(other.rows)
-
-    def compact(self) -> bool:
-        """Remove finished rows and all-padding leading columns; False when nothing is left."""
-        keep = [row for row, sequence in enumerate(self.rows) if not sequence.finished]
-        if not keep:
-            return False
-        if len(keep) != len(self.rows):
-            index = torch.tensor(keep)
-            self.cache.batch_select_indices(index)
-            self.mask, self.next_ids = self.mask[index], self.next_ids[index]
-            self.rows = [self.rows[row] for row in keep]
-            unused = int((self.mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())
-            if unused:
-                self.mask = self.mask[:, unused:]
-                for layer in _layers(self.cache):
-                    layer.keys = _keys(layer)[:, :, unused:, :]
-                    layer.values = _values(layer)[:, :, unused:, :]
-        return True
-
-
-def _pad_left(cache: DynamicCache, count: int) -> None:
-    for layer in _layers(cache):
-        layer.keys = F.pad(_keys(layer), (0, 0, count, 0))
-        layer.values = F.pad(_values(layer), (0, 0, count, 0))
-
-
-def _layers(cache: DynamicCache) -> list[DynamicLayer]:
-    """The cache's per-layer K/V stores (full-attention layers only: the batch surgery relies on it)."""
-    layers = list(cache.layers)
-    for layer in layers:
-        if type(layer) is not DynamicLayer:
-            raise GenerationFailed(f"unsupported cache layer {type(layer).__name__} (sliding/linear attention)")
-    return cast(list[DynamicLayer], layers)
-
-
-def _keys(layer: DynamicLayer) -> torch.Tensor:
-    assert layer.keys is not None
-    return layer.keys
-
-
-def _values(layer: DynamicLayer) -> torch.Tensor:
-    assert layer.values is not None
-    return layer.values
-
-
-def _text(tokenizer: PreTrainedTokenizerBase, ids: list[int], *, skip_special: bool = False) -> str:
-    return str(tokenizer.decode(ids, skip_special_tokens=skip_special))

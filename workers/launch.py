@@ -51,6 +51,7 @@ class WorkerSpec:
 
     @property
     def health_url(self) -> str:
+        """The URL the runner polls until the worker serves."""
         return f"{self.url}/health"
 
 

@@ -242,6 +242,7 @@ def ensure_local_models(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m workers.prepare`: build the local models and print where each is."""
     parser = argparse.ArgumentParser(prog="python -m workers.prepare", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="models folder (default: .lisa/models)")
     args = parser.parse_args(argv)

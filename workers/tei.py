@@ -19,15 +19,19 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
+from chalicelib.contracts.instructor import InstructorError, InstructorHealth, InstructorRequest, InstructorResponse
+from chalicelib.contracts.tei import TeiEmbedRequest, TeiEmbedResponse, TeiInfo, TeiOpenAIEmbedRequest
+from chalicelib.errors import BadRequest, LisaError, PayloadTooLarge, ServiceUnavailable, Unprocessable
+from chalicelib.serve.types import EmbeddingData, EmbeddingResponse, Usage
 from workers.common import (
     Admission,
-    HTTPError,
     configure_torch,
+    dump,
+    env_int,
     error_middleware,
     get_logger,
     off_loop,
@@ -44,34 +48,10 @@ VERSION = "1.8.0"  # the TEI release whose API this worker follows
 INSTRUCTOR_MAX_BATCH = 1024  # the instructor container had no client batch limit; keep a sane ceiling
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-
-
-class EmbedBody(_Wire):
-    inputs: str | list[str]
-    normalize: bool = True
-    truncate: bool | None = None
-    truncation_direction: Literal["Left", "Right", "left", "right"] = "Right"
-    prompt_name: str | None = None
-    dimensions: int | None = None
-
-
-class OpenAIEmbedBody(_Wire):
-    input: str | list[str]
-    model: str | None = None
-    encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
-    user: str | None = None
-
-
-class InstructorBody(_Wire):
-    instruction: str = ""
-    text: str | list[str]
-
-
 @dataclass(frozen=True)
 class Limits:
+    """TEI's limits: per request (client batch, auto-truncation) and per forward pass (batch tokens, requests)."""
+
     max_concurrent_requests: int = 512
     max_batch_tokens: int = 16384
     max_batch_requests: int | None = None
@@ -79,12 +59,12 @@ class Limits:
     auto_truncate: bool = False
 
 
-def _validation(message: str) -> HTTPError:
-    return HTTPError(413, f"Input validation error: {message}", "Validation")
+def _validation(message: str) -> PayloadTooLarge:
+    return PayloadTooLarge(f"Input validation error: {message}", error_type="Validation")
 
 
-def _empty() -> HTTPError:
-    return HTTPError(400, "Input validation error: `inputs` cannot be empty", "Empty")
+def _empty() -> BadRequest:
+    return BadRequest("Input validation error: `inputs` cannot be empty", error_type="Empty")
 
 
 class TEIService:
@@ -109,10 +89,9 @@ class TEIService:
 
     def _dimensions(self, dimensions: int | None) -> None:
         if dimensions is not None and dimensions != self.model.dimensions:
-            raise HTTPError(
-                422,
+            raise Unprocessable(
                 f"`dimensions` must be {self.model.dimensions} for this model (it is not a Matryoshka model)",
-                "Validation",
+                error_type="Validation",
             )
 
     async def _embed(
@@ -125,7 +104,7 @@ class TEIService:
         prefix: str = "",
         pool_prefix: bool = True,
     ) -> tuple[list[list[float]], int]:
-        from workers.embedding import InputTooLong
+        from workers.embedding import InputTooLong  # torch: loaded by the serving worker only, not for `--help`
 
         try:
             items = await off_loop(
@@ -144,56 +123,58 @@ class TEIService:
 
     # -- TEI ---------------------------------------------------------------------------------------------------
     async def info(self, _: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "model_id": self.model_id,
-                "model_sha": None,
-                "model_dtype": self.model.dtype,
-                "served_model_name": self.model_id,
-                "model_type": {"embedding": {"pooling": self.model.pooling}},
-                "max_concurrent_requests": self.limits.max_concurrent_requests,
-                "max_input_length": self.model.max_input_length,
-                "max_batch_tokens": self.limits.max_batch_tokens,
-                "max_batch_requests": self.limits.max_batch_requests,
-                "max_client_batch_size": self.limits.max_client_batch_size,
-                "auto_truncate": self.limits.auto_truncate,
-                "tokenization_workers": 1,
-                "version": VERSION,
-                "sha": None,
-                "docker_label": None,
-            }
+        """GET /info."""
+        info = TeiInfo(
+            model_id=self.model_id,
+            model_sha=None,
+            model_dtype=self.model.dtype,
+            served_model_name=self.model_id,
+            model_type={"embedding": {"pooling": self.model.pooling}},
+            max_concurrent_requests=self.limits.max_concurrent_requests,
+            max_input_length=self.model.max_input_length,
+            max_batch_tokens=self.limits.max_batch_tokens,
+            max_batch_requests=self.limits.max_batch_requests,
+            max_client_batch_size=self.limits.max_client_batch_size,
+            auto_truncate=self.limits.auto_truncate,
+            tokenization_workers=1,
+            version=VERSION,
+            sha=None,
+            docker_label=None,
         )
+        return web.json_response(dump(info))
 
     async def health(self, _: web.Request) -> web.Response:
+        """GET /health: 200 while the batching thread runs."""
         if not self.batcher.alive:
-            raise HTTPError(503, "embedding backend is not running", "Unhealthy")
+            raise ServiceUnavailable("embedding backend is not running", error_type="Unhealthy")
         return web.Response(status=200)
 
     async def metrics(self, _: web.Request) -> web.Response:
-        s = self.batcher.stats
+        """GET /metrics: the batcher's counters in Prometheus' text format (TEI's metric names)."""
+        stats = self.batcher.stats
         lines = [
-            ("te_request_count", s.requests),
-            ("te_request_inputs_total", s.inputs),
-            ("te_batch_count", s.batches),
-            ("te_batch_tokens_total", s.tokens),
-            ("te_request_failure", s.failures),
+            ("te_request_count", stats.requests),
+            ("te_request_inputs_total", stats.inputs),
+            ("te_batch_count", stats.batches),
+            ("te_batch_tokens_total", stats.tokens),
+            ("te_request_failure", stats.failures),
             ("te_requests_in_flight", self.admission.in_flight),
         ]
         return web.Response(text="".join(f"{n} {v}\n" for n, v in lines), content_type="text/plain")
 
     async def embed(self, request: web.Request) -> web.Response:
+        """POST /embed: one vector per input, optionally with a named prompt of the model."""
         started = time.monotonic()
-        body = await parse_json(request, EmbedBody, error_type="Validation")
+        body = await parse_json(request, TeiEmbedRequest, error_type="Validation")
         texts = self._texts(body.inputs)
         self._dimensions(body.dimensions)
         prefix = ""
         if body.prompt_name is not None:
             if body.prompt_name not in self.model.prompts:
                 known = ", ".join(sorted(self.model.prompts)) or "none"
-                raise HTTPError(
-                    422,
+                raise Unprocessable(
                     f"`prompt_name` {body.prompt_name!r} is not a prompt of this model (known: {known})",
-                    "Validation",
+                    error_type="Validation",
                 )
             prefix = self.model.prompts[body.prompt_name]
         vectors, tokens = await self._embed(
@@ -204,44 +185,40 @@ class TEIService:
             prefix=prefix,
             pool_prefix=self.model.include_prompt,
         )
-        return web.json_response(vectors, headers=_headers(started, tokens, len(texts)))
+        return web.json_response(dump(TeiEmbedResponse(vectors)), headers=_headers(started, tokens, len(texts)))
 
     async def openai_embeddings(self, request: web.Request) -> web.Response:
-        body = await parse_json(request, OpenAIEmbedBody, error_type="Validation")
+        """POST /v1/embeddings: TEI's OpenAI-compatible route (always normalized)."""
+        body = await parse_json(request, TeiOpenAIEmbedRequest, error_type="Validation")
         texts = self._texts(body.input)
         self._dimensions(body.dimensions)
         vectors, tokens = await self._embed(texts, normalize=True, truncate=None)
         data = [
-            {"object": "embedding", "embedding": _encode(vector, body.encoding_format), "index": index}
+            EmbeddingData(object="embedding", embedding=_encode(vector, body.encoding_format), index=index)
             for index, vector in enumerate(vectors)
         ]
-        return web.json_response(
-            {
-                "object": "list",
-                "data": data,
-                "model": self.model_id,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            }
-        )
+        usage = Usage(prompt_tokens=tokens, total_tokens=tokens)  # TEI writes no `completion_tokens`
+        return web.json_response(dump(EmbeddingResponse(object="list", data=data, model=self.model_id, usage=usage)))
 
     # -- instructor (TorchServe-style container) ------------------------------------------------------------------
     async def ping(self, _: web.Request) -> web.Response:
+        """GET /ping: TorchServe's health check."""
         if not self.batcher.alive:
-            return web.json_response({"status": "Unhealthy"}, status=503)
-        return web.json_response({"status": "Healthy"})
+            return web.json_response(dump(InstructorHealth(status="Unhealthy")), status=503)
+        return web.json_response(dump(InstructorHealth(status="Healthy")))
 
     async def predictions(self, request: web.Request) -> web.Response:
+        """POST /predictions/model: the instructor protocol; errors in TorchServe's body."""
         try:
-            body = await parse_json(request, InstructorBody, status=400, error_type="BadRequest")
+            body = await parse_json(request, InstructorRequest, status=400, error_type="BadRequest")
             texts = self._texts(body.text, INSTRUCTOR_MAX_BATCH)
             vectors, _ = await self._embed(
                 texts, normalize=True, truncate=None, prefix=body.instruction, pool_prefix=False
             )
-        except HTTPError as error:  # TorchServe's error shape
-            return web.json_response(
-                {"code": error.status, "type": error.error_type, "message": error.message}, status=error.status
-            )
-        return web.json_response(vectors)
+        except LisaError as error:  # TorchServe's error shape
+            answer = InstructorError(code=error.status, type=error.error_type, message=error.message)
+            return web.json_response(dump(answer), status=error.status)
+        return web.json_response(dump(InstructorResponse(vectors)))
 
 
 def _encode(vector: list[float], encoding_format: str) -> list[float] | str:
@@ -260,6 +237,7 @@ def _headers(started: float, tokens: int, inputs: int) -> dict[str, str]:
 
 
 def create_app(service: TEIService, *, instructor: bool) -> web.Application:
+    """TEI's routes (and the instructor protocol's), with errors answered in TEI's error body."""
     app = web.Application(middlewares=[error_middleware], client_max_size=16 * 1024 * 1024)
     app["logger"] = service.logger
     app.router.add_get("/info", service.info)
@@ -273,12 +251,8 @@ def create_app(service: TEIService, *, instructor: bool) -> web.Application:
     return app
 
 
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None
-
-
 def main(argv: list[str] | None = None) -> None:
+    """`python -m workers.tei`: load the model, start the batcher, serve until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m workers.tei", description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True, help="sentence-transformers folder")
     parser.add_argument("--model-id", required=True, help="ORG/NAME reported in /info and responses")
@@ -303,17 +277,17 @@ def main(argv: list[str] | None = None) -> None:
         auto_truncate = os.environ.get("AUTO_TRUNCATE", "false").lower() in ("1", "true", "yes")
     limits = Limits(
         max_concurrent_requests=args.max_concurrent_requests
-        or _env_int("MAX_CONCURRENT_REQUESTS")
+        or env_int("MAX_CONCURRENT_REQUESTS")
         or defaults.max_concurrent_requests,
-        max_batch_tokens=args.max_batch_tokens or _env_int("MAX_BATCH_TOKENS") or defaults.max_batch_tokens,
-        max_batch_requests=args.max_batch_requests or _env_int("MAX_BATCH_REQUESTS"),
+        max_batch_tokens=args.max_batch_tokens or env_int("MAX_BATCH_TOKENS") or defaults.max_batch_tokens,
+        max_batch_requests=args.max_batch_requests or env_int("MAX_BATCH_REQUESTS"),
         max_client_batch_size=args.max_client_batch_size
-        or _env_int("MAX_CLIENT_BATCH_SIZE")
+        or env_int("MAX_CLIENT_BATCH_SIZE")
         or defaults.max_client_batch_size,
         auto_truncate=auto_truncate,
     )
 
-    from workers.embedding import EmbeddingBatcher, EmbeddingModel
+    from workers.embedding import EmbeddingBatcher, EmbeddingModel  # torch and transformers: only once serving
 
     started = time.monotonic()
     model = EmbeddingModel(args.model_dir, dtype=args.dtype)

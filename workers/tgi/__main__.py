@@ -1,0 +1,5 @@
+"""`python -m workers.tgi`: see `workers.tgi`."""
+
+from workers.tgi.server import main
+
+main()
