@@ -1,4 +1,6 @@
-"""`make bench`: run every benchmark module (or those named: `python -m bench auth router`)."""
+"""`make bench`: run every benchmark module (or those named: `python -m bench auth router`).
+
+Benchmarks in OPT_IN run only when named (`make bench BENCH=soak`: ten minutes of a whole stack)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,15 @@ import pkgutil
 import sys
 from pathlib import Path
 
+OPT_IN = {"soak"}
+
 
 def main(names: list[str]) -> None:
     here = Path(__file__).parent
     available = sorted(
         m.name.removeprefix("bench_") for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_")
     )
-    chosen = names or available
+    chosen = names or [name for name in available if name not in OPT_IN]
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         sys.exit(f"unknown benchmark(s): {', '.join(unknown)}; have: {', '.join(available)}")

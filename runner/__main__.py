@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console
 
@@ -22,6 +24,23 @@ def _needs_vllm(config_path: Path) -> str:
     except ConfigError:
         return "no"  # the runner itself reports the config's problems
     return "yes" if any(m.inference_container is InferenceContainer.VLLM for m in models) else "no"
+
+
+def _log_to_file(path: Path) -> TextIO:
+    """Point this process's stdout (file descriptor 1) at `path`; return a stream on the original stdout.
+
+    The router's and the Lambdas' Powertools loggers write one JSON line per request to stdout (each bound to the
+    stream at import). On a pipe, a parent that has read the banner and stops draining it would block the front
+    door's event loop once the pipe is full; in a file (as the workers' logs are) nothing waits on anyone. Only the
+    banner goes to the original stdout; progress and warnings stay on stderr."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    banner = os.fdopen(os.dup(1), "w", buffering=1)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.close(log)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper on fd 1
+    return banner
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         aws_endpoint_url=args.aws_endpoint_url,
     )
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    log_path = args.state_dir / "logs" / "runner.log"
+    out = Console(file=_log_to_file(log_path), highlight=False, soft_wrap=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the embedded moto server's access log
     stopping = threading.Event()
@@ -69,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     assert stack.config is not None
     model = next((m.model_name for m in stack.config.ecs_models if m.model_type == "textgen"), "MODEL")
-    out = Console(highlight=False, soft_wrap=True)
     out.print(f"\nLISA is running at [bold]{stack.url}[/bold]  (chat UI: open it in a browser)")
     out.print(f"API key (admin, shown once): [bold]{stack.api_key}[/bold]\n")
     out.print(
@@ -79,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     credentials = " AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local" if stack.embedded_aws else ""
     out.print(f"\nFor the `lisa` CLI: export LISA_AWS_ENDPOINT_URL={stack.aws_endpoint_url}{credentials}")
+    out.print(f"\nLogs: {log_path} (one line per request), the model workers' next to it.")
     out.print("\nPress Ctrl-C to stop.")
     stopping.wait()
     console.print("stopping…")

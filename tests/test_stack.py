@@ -8,6 +8,7 @@ to it with the unmodified `openai` SDK, as a user following the README would.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -307,6 +308,20 @@ def test_make_run_answers_from_an_uploaded_document(make_run: tuple[str, str, su
     assert "octopus" in (answer.choices[0].message.content or "")
     sources = (answer.model_extra or {})["lisa_rag_sources"]
     assert sources[0]["source"] == "s3://lisa-rag-docs/default/mascot.txt"
+
+
+def test_make_run_logs_requests_to_a_file_not_to_stdout(
+    make_run: tuple[str, str, subprocess.Popen[str]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Only the banner goes to stdout: a parent that stops reading a pipe there must not block the front door."""
+    url, key, _ = make_run
+    assert requests.get(f"{url}/v1/openai/models", headers={"Api-Key": key}, timeout=10).status_code == 200
+    stdout = next(tmp_path_factory.getbasetemp().glob("make-run*/stdout.log")).read_text()
+    assert "Press Ctrl-C" in stdout
+    assert '"message":"request"' not in stdout
+    named = re.search(r"Logs: (\S+runner\.log)", stdout)
+    assert named is not None, stdout
+    assert '"path":"/v1/openai/models"' in Path(named.group(1)).read_text()
 
 
 def test_make_run_stops_everything_on_ctrl_c(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
