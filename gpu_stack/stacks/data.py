@@ -22,9 +22,11 @@ from gpu_stack.names import ResourceNames
 from gpu_stack.suppressions import (
     ACCESS_LOG_BUCKET_REASON,
     BACKUP_PLAN_REASON,
+    CDK_HANDLER_REASON,
     REPLICATION_REASON,
     nag_suppression,
     suppress,
+    suppress_cdk_handler,
 )
 
 # The ingestion Lambda may run this long; SQS hides a received message for longer than that.
@@ -166,6 +168,13 @@ class DataStack(cdk.Stack):
         destination = s3n.SqsDestination(self.ingestion_queue)
         self.docs_bucket.add_event_notification(s3.EventType.OBJECT_CREATED, destination)
         self.docs_bucket.add_event_notification(s3.EventType.OBJECT_REMOVED, destination)
+        for handler in (c for c in self.node.children if c.node.id.startswith("BucketNotificationsHandler")):
+            suppress_cdk_handler(handler)
+        suppress(
+            self.docs_bucket.node.find_child("Notifications"),
+            nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", CDK_HANDLER_REASON + ": s3:PutBucketNotification only"),
+            children=True,
+        )
 
         self.database_clients: ec2.SecurityGroup | None = None
         if rag_database is not None:
