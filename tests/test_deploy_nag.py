@@ -7,8 +7,11 @@ its construct with a reason (gpu_stack/suppressions.py; the list is in docs/depl
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -17,35 +20,71 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 pytest.importorskip("cdk_nag")
 
 from chalicelib import aws
-from chalicelib.config import load_config
+from chalicelib.config import ConfigError, load_config, parse_config
 from gpu_stack.app import PROJECT_DIR
 from gpu_stack.nag import PACKS, nag_findings
 
-# The least a deployment needs: no models, no RAG database, no custom domain (a `dev` stage).
-MINIMAL_CONFIG = {"deploymentName": "lisa", "s3BucketModels": "lisa-models", "authConfig": {"adminGroup": "admins"}}
+# The least a deployment needs (no models, no RAG database, no custom domain, a `dev` stage), in an account that
+# requires a permissions boundary on every role.
+BOUNDARY = "arn:aws:iam::123456789012:policy/lisa-boundary"
+MINIMAL_CONFIG = {
+    "deploymentName": "lisa",
+    "s3BucketModels": "lisa-models",
+    "authConfig": {"adminGroup": "admins"},
+    "permissionsBoundary": BOUNDARY,
+}
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One config's synth: its name, its unsuppressed cdk-nag errors and the templates written."""
+
+    name: str
+    errors: list[str]
+    templates: dict[str, dict[str, Any]]
 
 
 @pytest.fixture(scope="module", params=["example", "minimal"])
-def findings(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
-    """The config's name and its unsuppressed cdk-nag errors, from one synth of all its stacks."""
+def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Checked:
+    """Every stack of the config synthesized once with both packs attached."""
     base = tmp_path_factory.mktemp(f"nag-{request.param}")
     if request.param == "example":
         config_path = PROJECT_DIR / "example_config.yaml"
     else:
         config_path = base / "config.yaml"
         config_path.write_text(yaml.safe_dump(MINIMAL_CONFIG))
+    outdir = base / "cdk.out"
     try:
-        found = nag_findings(load_config(config_path), config_dir=config_path.parent, outdir=str(base / "cdk.out"))
+        found = nag_findings(load_config(config_path), config_dir=config_path.parent, outdir=str(outdir))
     finally:
         aws.reset()  # settings read meanwhile named the synthesized deployment's resources
-    return request.param, sorted(str(f) for f in found)
+    templates = {p.name: json.loads(p.read_text()) for p in outdir.glob("*.template.json")}
+    return Checked(request.param, sorted(str(f) for f in found), templates)
 
 
-def test_every_stack_passes_both_packs(findings: tuple[str, list[str]]) -> None:
-    name, found = findings
-    assert not found, f"{len(found)} unsuppressed cdk-nag errors ({', '.join(PACKS)}) for the {name} config:\n" + (
-        "\n".join(found)
+def test_every_stack_passes_both_packs(checked: Checked) -> None:
+    assert len(checked.templates) == 5
+    assert not checked.errors, (
+        f"{len(checked.errors)} unsuppressed cdk-nag errors ({', '.join(PACKS)}) for the {checked.name} config:\n"
+        + "\n".join(checked.errors)
     )
+
+
+def test_every_role_gets_the_configured_permissions_boundary(checked: Checked) -> None:
+    roles = {
+        f"{name}:{key}": resource["Properties"].get("PermissionsBoundary")
+        for name, template in checked.templates.items()
+        for key, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Role"
+    }
+    assert any(key.endswith("-api.template.json:ApiHandlerRole") for key in roles)  # Chalice's roles count too
+    expected = BOUNDARY if checked.name == "minimal" else None
+    assert {key: value for key, value in roles.items() if value != expected} == {}
+
+
+def test_a_permissions_boundary_must_be_a_policy_arn() -> None:
+    with pytest.raises(ConfigError, match="permissionsBoundary"):
+        parse_config({**MINIMAL_CONFIG, "permissionsBoundary": "arn:aws:iam::123456789012:role/not-a-policy"})
 
 
 def test_the_packs_do_report_an_unsuppressed_error(tmp_path: Path) -> None:
