@@ -1,4 +1,4 @@
-"""cdk-nag (AwsSolutions + NIST 800-53 R5) over every stack, for example_config.yaml and for a minimal config.
+"""cdk-nag (AwsSolutions + NIST 800-53 R5) over every stack: example_config.yaml, a minimal config, and RAG database.
 
 Each config is synthesized once per session (both packs attached). Every error must be fixed or suppressed next to
 its construct with a reason (gpu_stack/suppressions.py; the list is in docs/deploy.md). Counts per pack and stack:
@@ -33,6 +33,11 @@ MINIMAL_CONFIG = {
     "authConfig": {"adminGroup": "admins"},
     "permissionsBoundary": BOUNDARY,
 }
+# With the RDS database of the pgvector repositories and subnets that reach AWS through VPC endpoints only.
+CONFIGS = {
+    "minimal": MINIMAL_CONFIG,
+    "rag-database": {**MINIMAL_CONFIG, "ragDatabase": {"instanceType": "t4g.medium"}, "vpcEndpoints": True},
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ class Checked:
     templates: dict[str, dict[str, Any]]
 
 
-@pytest.fixture(scope="module", params=["example", "minimal"])
+@pytest.fixture(scope="module", params=["example", *CONFIGS])
 def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Checked:
     """Every stack of the config synthesized once with both packs attached."""
     base = tmp_path_factory.mktemp(f"nag-{request.param}")
@@ -52,7 +57,7 @@ def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         config_path = PROJECT_DIR / "example_config.yaml"
     else:
         config_path = base / "config.yaml"
-        config_path.write_text(yaml.safe_dump(MINIMAL_CONFIG))
+        config_path.write_text(yaml.safe_dump(CONFIGS[request.param]))
     outdir = base / "cdk.out"
     try:
         found = nag_findings(load_config(config_path), config_dir=config_path.parent, outdir=str(outdir))
@@ -78,7 +83,7 @@ def test_every_role_gets_the_configured_permissions_boundary(checked: Checked) -
         if resource["Type"] == "AWS::IAM::Role"
     }
     assert any(key.endswith("-api.template.json:ApiHandlerRole") for key in roles)  # Chalice's roles count too
-    expected = BOUNDARY if checked.name == "minimal" else None
+    expected = None if checked.name == "example" else BOUNDARY
     assert {key: value for key, value in roles.items() if value != expected} == {}
 
 

@@ -23,6 +23,7 @@ from gpu_stack.suppressions import (
     ACCESS_LOG_BUCKET_REASON,
     BACKUP_PLAN_REASON,
     CDK_HANDLER_REASON,
+    DEV_DELETION_REASON,
     REPLICATION_REASON,
     nag_suppression,
     suppress,
@@ -212,5 +213,43 @@ class DataStack(cdk.Stack):
             backup_retention=cdk.Duration.days(7),
             deletion_protection=policy == cdk.RemovalPolicy.RETAIN,
             removal_policy=cdk.RemovalPolicy.SNAPSHOT if policy == cdk.RemovalPolicy.RETAIN else policy,
+            cloudwatch_logs_exports=["postgresql", "upgrade"],
+        )
+        suppress(
+            database,
+            nag_suppression("AwsSolutions-RDS11", "the default port, reachable only from the database-clients group"),
+            nag_suppression(
+                "NIST.800.53.R5-RDSInBackupPlan", "7 days of automated backups; AWS Backup is the account's"
+            ),
+            nag_suppression(
+                "NIST.800.53.R5-RDSEnhancedMonitoringEnabled",
+                "CloudWatch's standard RDS metrics; enhanced is a cost option",
+            ),
+            *(
+                [
+                    nag_suppression("AwsSolutions-RDS3", "config.yaml ragDatabase.multiAz is false (a cost choice)"),
+                    nag_suppression("NIST.800.53.R5-RDSMultiAZSupport", "config.yaml ragDatabase.multiAz is false"),
+                ]
+                if not spec.multi_az
+                else []
+            ),
+            *(
+                [
+                    nag_suppression("AwsSolutions-RDS10", DEV_DELETION_REASON),
+                    nag_suppression("NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled", DEV_DELETION_REASON),
+                ]
+                if policy != cdk.RemovalPolicy.RETAIN
+                else []
+            ),
+        )
+        rotation_reason = (
+            "the generated RDS password, encrypted with the aws/secretsmanager key; rotation (a rotation Lambda in the"
+            " VPC) is still to do (issue 14)"
+        )
+        suppress(
+            database.node.find_child("Secret"),
+            nag_suppression("AwsSolutions-SMG4", rotation_reason),
+            nag_suppression("NIST.800.53.R5-SecretsManagerRotationEnabled", rotation_reason),
+            nag_suppression("NIST.800.53.R5-SecretsManagerUsingKMSKey", rotation_reason),
         )
         database.connections.allow_default_port_from(self.database_clients, "LISA Lambdas and router")
