@@ -318,6 +318,13 @@ class LisaConfig(_Model):
         alias="vpcEndpoints",
         description="VPC endpoints for every AWS API LISA calls (subnets without an internet route)",
     )
+    permissions_boundary: str | None = Field(
+        None,
+        alias="permissionsBoundary",
+        pattern=r"^arn:aws[a-z-]*:iam::([0-9]{12}|aws):policy/[A-Za-z0-9+=,.@_/-]+$",
+        max_length=2048,
+        description="ARN of the managed policy set as permissions boundary on every IAM role the stacks create",
+    )
     staging_image: str | None = Field(
         None,
         alias="stagingImage",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 
 from chalicelib.config import LisaConfig, load_config
 from gpu_stack.functions import app_functions, state_machine_stems
@@ -112,6 +113,11 @@ def build_app(
     api.add_stack_dependency(router)
     assert [s.stack_name for s in (network, data, models, router, api)] == [f"{prefix}-{s}" for s, _ in STACKS]
     for stack in (network, data, models, router, api):
+        if config.permissions_boundary:  # every role, CDK's and Chalice's included (an aspect, applied at synth)
+            boundary = iam.ManagedPolicy.from_managed_policy_arn(
+                stack, "PermissionsBoundary", config.permissions_boundary
+            )
+            iam.PermissionsBoundary.of(stack).apply(boundary)
         cdk.Tags.of(stack).add("lisa:deployment", config.deployment_name)
         cdk.Tags.of(stack).add("lisa:stage", config.stage)
     return LisaApp(app, names, network, data, models, router, api)

@@ -63,6 +63,11 @@ def nag_findings(config: LisaConfig, *, config_dir: Path = PROJECT_DIR, outdir: 
     finally:
         os.environ.clear()
         os.environ.update(saved)
+    return collect_errors(assembly)
+
+
+def collect_errors(assembly: cx_api.CloudAssembly) -> list[NagFinding]:
+    """The cdk-nag errors (unsuppressed, both packs) an assembly's stacks carry as synthesis messages."""
     findings = []
     for artifact in assembly.stacks:
         for message in artifact.messages:

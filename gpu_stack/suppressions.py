@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aws_cdk as cdk
 import cdk_nag
 from constructs import IConstruct
 
@@ -54,6 +55,55 @@ NAT_ROUTE_REASON = (
     "the public subnet's route to the internet gateway, which its NAT gateway (the private subnets' egress) needs"
 )
 
+CDK_HANDLER_REASON = "a handler CDK provides (custom resource or lifecycle hook), invoked by CloudFormation or ASG"
+LAMBDA_BASIC_EXECUTION = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+LOG_GROUP_KMS_REASON = (
+    "CloudWatch Logs encrypts every log group at rest (AWS-owned keys); a customer-managed key is the enterprise"
+    " option still to do (issue 14)"
+)
+ECS_ENVIRONMENT_REASON = (
+    "plain settings only (resource names, ports, engine arguments, the OIDC issuer); secrets come from Secrets"
+    " Manager or SSM at run time through the task role"
+)
+
+NLB_LOGS_REASON = (
+    "NLB access logs exist for TLS listeners only; this TCP listener's flows are in the VPC flow logs and each"
+    " request in API Gateway's and the router's logs"
+)
+DEV_DELETION_REASON = "a non-prod stage: its stacks are torn down and recreated freely (prod has deletion protection)"
+PRIVATE_LINK_TLS_REASON = (
+    "reached only through API Gateway's VPC link (PrivateLink) inside the VPC; TLS terminates at API Gateway"
+)
+ECR_AUTH_REASON = (
+    "CDK's task execution role: ecr:GetAuthorizationToken supports no resource-level permissions; the image pull"
+    " and log writes are scoped to this task's repository and log group"
+)
+
+TASK_ROLE_INLINE_REASON = (
+    "CDK's DefaultPolicy of this one role, attached to nothing else; managed policies are the enterprise option"
+    " still to do (issue 14 item 4)"
+)
+
+ALB_LOGS_REASON = (
+    "an internal model endpoint; ALB access logs need a log bucket policy for the region's ELB account, not done yet"
+    " (issue 14): requests are logged by API Gateway, the router and the model server"
+)
+INTERNAL_ALB_REASON = (
+    "an internal ALB in the private subnets that only the model-client security group (router, Lambdas) reaches;"
+    " TLS terminates at API Gateway, and a WAF belongs in front of API Gateway, not here"
+)
+ECS_INSTANCE_REASON = (
+    "CDK's ECS container-instance policy: ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken and the logs actions"
+    " support no resource-level permissions; ecs:Submit* is scoped to this cluster"
+)
+DRAIN_HOOK_REASON = (
+    "CDK's drain hook: ec2:DescribeInstances/ecs:ListContainerInstances take no resource ARN; the lifecycle action"
+    " is scoped to this group"
+)
+LIFECYCLE_TOPIC_REASON = (
+    "CDK's lifecycle-hook topic: ASG publishes instance ids of its own scale-in events to the drain hook, nothing else"
+)
+
 
 def nag_suppression(rule: str, reason: str, applies_to: list[str] | None = None) -> dict[str, Any]:
     """One cdk-nag suppression entry; IAM5-like rules name what they cover in `applies_to`."""
@@ -79,13 +129,79 @@ NAG_ARN_PARTS = {"partition": "<AWS::Partition>", "region": "<AWS::Region>", "ac
 
 def wildcard_resource_suppressions(document: dict[str, Any]) -> list[dict[str, Any]]:
     """IAM5 suppressions for each wildcard resource of `document` (rendered with NAG_ARN_PARTS), one reason each."""
-    resources = sorted({r for s in document["Statement"] for r in s["Resource"] if "*" in r})
+    return wildcard_suppressions([r for s in document["Statement"] for r in s["Resource"] if "*" in r])
+
+
+def wildcard_suppressions(resources: list[str]) -> list[dict[str, Any]]:
+    """IAM5 suppressions for wildcard resources as cdk-nag renders them, grouped by the reason each has."""
+    left = sorted(set(resources))
     entries = []
     for marker, reason in _WILDCARD_REASONS:
-        chosen = [r for r in resources if marker in r]
+        chosen = [r for r in left if marker in r]
         if chosen:
             entries.append(nag_suppression("AwsSolutions-IAM5", reason, [f"Resource::{r}" for r in chosen]))
-            resources = [r for r in resources if r not in chosen]
-    if resources:
-        raise ValueError(f"no reason for the wildcard resources {resources}: name them in gpu_stack/policies.py")
+            left = [r for r in left if r not in chosen]
+    if left:
+        raise ValueError(f"no reason for the wildcard resources {left}: name them in gpu_stack/policies.py")
     return entries
+
+
+def suppress_cdk_handler(construct: IConstruct, *extra: dict[str, Any]) -> None:
+    """A Lambda handler CDK itself provides (custom resource or hook) and its role: AWS's own code, run only by
+    CloudFormation or an ASG lifecycle event; its runtime, role and invocation are CDK's, not LISA's."""
+    suppress(
+        construct,
+        nag_suppression("AwsSolutions-L1", CDK_HANDLER_REASON + "; CDK upgrades pick its runtime"),
+        nag_suppression("NIST.800.53.R5-LambdaConcurrency", CDK_HANDLER_REASON + ", at most once per deployment"),
+        nag_suppression("NIST.800.53.R5-LambdaDLQ", CDK_HANDLER_REASON + ": CloudFormation sees its failures"),
+        nag_suppression("NIST.800.53.R5-LambdaInsideVPC", CDK_HANDLER_REASON + ": it calls AWS APIs only"),
+        nag_suppression("AwsSolutions-IAM4", CDK_HANDLER_REASON, [LAMBDA_BASIC_EXECUTION]),
+        nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", CDK_HANDLER_REASON + ": CDK writes its policy"),
+        *extra,
+        children=True,
+    )
+
+
+def suppress_log_group(log_group: IConstruct) -> None:
+    """Log groups stay on CloudWatch Logs' default encryption until the customer-managed key option lands."""
+    suppress(log_group, nag_suppression("NIST.800.53.R5-CloudWatchLogGroupEncrypted", LOG_GROUP_KMS_REASON))
+
+
+def suppress_task_definition(task: IConstruct) -> None:
+    """An ECS task definition: plain settings in its environment, and CDK's execution role."""
+    suppress(task, nag_suppression("AwsSolutions-ECS2", ECS_ENVIRONMENT_REASON))
+    execution_role = task.node.try_find_child("ExecutionRole")
+    if execution_role is not None:
+        suppress(
+            execution_role,
+            nag_suppression("AwsSolutions-IAM5", ECR_AUTH_REASON, ["Resource::*"]),
+            nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", ECR_AUTH_REASON),
+            children=True,
+        )
+
+
+def suppress_gpu_group(group: IConstruct, instance_role: IConstruct) -> None:
+    """A GPU Auto Scaling group (after the cluster added it: CDK's drain hook exists then) and its instance role."""
+    stack = cdk.Stack.of(group)
+    asg_id = stack.get_logical_id(group.node.find_child("ASG"))  # type: ignore[arg-type]
+    suppress(group, nag_suppression("AwsSolutions-AS3", "scaling is the ECS capacity provider's, seen in ECS events"))
+    lifecycle = (
+        f"Resource::arn:<AWS::Partition>:autoscaling:{stack.region}:<AWS::AccountId>:autoScalingGroup:*"
+        f":autoScalingGroupName/<{asg_id}>"
+    )
+    for child in ("DrainECSHook", "LifecycleHookDrainHook"):
+        hook = group.node.try_find_child(child)
+        if hook is None:
+            continue
+        suppress_cdk_handler(
+            hook,
+            nag_suppression("AwsSolutions-IAM5", DRAIN_HOOK_REASON, ["Resource::*", lifecycle]),
+            nag_suppression("AwsSolutions-SNS3", LIFECYCLE_TOPIC_REASON),
+            nag_suppression("NIST.800.53.R5-SNSEncryptedKMS", LIFECYCLE_TOPIC_REASON),
+        )
+    suppress(
+        instance_role,
+        nag_suppression("AwsSolutions-IAM5", ECS_INSTANCE_REASON, ["Action::ecs:Submit*", "Resource::*"]),
+        nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", ECS_INSTANCE_REASON),
+        children=True,
+    )

@@ -49,6 +49,7 @@ from gpu_stack.suppressions import (
     XRAY_WRITE,
     nag_suppression,
     suppress,
+    suppress_log_group,
     wildcard_resource_suppressions,
 )
 
@@ -318,6 +319,7 @@ class ApiStack(cdk.Stack):
             log_group_name=f"/aws/vendedlogs/states/{names.state_machines[stem]}",
             retention=logs.RetentionDays.THREE_MONTHS,
         )
+        suppress_log_group(log_group)
         statements = [iam.PolicyStatement(actions=[*LOG_DELIVERY, *XRAY_WRITE], resources=["*"])]
         suppressions = [nag_suppression("AwsSolutions-IAM5", NO_RESOURCE_LEVEL_REASON, ["Resource::*"])]
         if arns:

@@ -22,9 +22,12 @@ from gpu_stack.names import ResourceNames
 from gpu_stack.suppressions import (
     ACCESS_LOG_BUCKET_REASON,
     BACKUP_PLAN_REASON,
+    CDK_HANDLER_REASON,
+    DEV_DELETION_REASON,
     REPLICATION_REASON,
     nag_suppression,
     suppress,
+    suppress_cdk_handler,
 )
 
 # The ingestion Lambda may run this long; SQS hides a received message for longer than that.
@@ -166,6 +169,13 @@ class DataStack(cdk.Stack):
         destination = s3n.SqsDestination(self.ingestion_queue)
         self.docs_bucket.add_event_notification(s3.EventType.OBJECT_CREATED, destination)
         self.docs_bucket.add_event_notification(s3.EventType.OBJECT_REMOVED, destination)
+        for handler in (c for c in self.node.children if c.node.id.startswith("BucketNotificationsHandler")):
+            suppress_cdk_handler(handler)
+        suppress(
+            self.docs_bucket.node.find_child("Notifications"),
+            nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", CDK_HANDLER_REASON + ": s3:PutBucketNotification only"),
+            children=True,
+        )
 
         self.database_clients: ec2.SecurityGroup | None = None
         if rag_database is not None:
@@ -203,5 +213,43 @@ class DataStack(cdk.Stack):
             backup_retention=cdk.Duration.days(7),
             deletion_protection=policy == cdk.RemovalPolicy.RETAIN,
             removal_policy=cdk.RemovalPolicy.SNAPSHOT if policy == cdk.RemovalPolicy.RETAIN else policy,
+            cloudwatch_logs_exports=["postgresql", "upgrade"],
+        )
+        suppress(
+            database,
+            nag_suppression("AwsSolutions-RDS11", "the default port, reachable only from the database-clients group"),
+            nag_suppression(
+                "NIST.800.53.R5-RDSInBackupPlan", "7 days of automated backups; AWS Backup is the account's"
+            ),
+            nag_suppression(
+                "NIST.800.53.R5-RDSEnhancedMonitoringEnabled",
+                "CloudWatch's standard RDS metrics; enhanced is a cost option",
+            ),
+            *(
+                [
+                    nag_suppression("AwsSolutions-RDS3", "config.yaml ragDatabase.multiAz is false (a cost choice)"),
+                    nag_suppression("NIST.800.53.R5-RDSMultiAZSupport", "config.yaml ragDatabase.multiAz is false"),
+                ]
+                if not spec.multi_az
+                else []
+            ),
+            *(
+                [
+                    nag_suppression("AwsSolutions-RDS10", DEV_DELETION_REASON),
+                    nag_suppression("NIST.800.53.R5-RDSInstanceDeletionProtectionEnabled", DEV_DELETION_REASON),
+                ]
+                if policy != cdk.RemovalPolicy.RETAIN
+                else []
+            ),
+        )
+        rotation_reason = (
+            "the generated RDS password, encrypted with the aws/secretsmanager key; rotation (a rotation Lambda in the"
+            " VPC) is still to do (issue 14)"
+        )
+        suppress(
+            database.node.find_child("Secret"),
+            nag_suppression("AwsSolutions-SMG4", rotation_reason),
+            nag_suppression("NIST.800.53.R5-SecretsManagerRotationEnabled", rotation_reason),
+            nag_suppression("NIST.800.53.R5-SecretsManagerUsingKMSKey", rotation_reason),
         )
         database.connections.allow_default_port_from(self.database_clients, "LISA Lambdas and router")

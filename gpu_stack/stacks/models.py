@@ -33,6 +33,17 @@ from chalicelib.config import EcsModel, InferenceContainer, LisaConfig
 from chalicelib.staging.layout import MANIFEST
 from chalicelib.vllm_engine import SERVER_MODULE, server_command
 from gpu_stack.images import container_image
+from gpu_stack.suppressions import (
+    ALB_LOGS_REASON,
+    DEV_DELETION_REASON,
+    INTERNAL_ALB_REASON,
+    TASK_ROLE_INLINE_REASON,
+    nag_suppression,
+    suppress,
+    suppress_gpu_group,
+    suppress_log_group,
+    suppress_task_definition,
+)
 
 CONTAINER_PORT = 8080
 MODEL_DIR = "/data/model"
@@ -187,6 +198,7 @@ class ModelsStack(cdk.Stack):
                 enable_managed_termination_protection=False,
             )
             self.cluster.add_asg_capacity_provider(provider)
+            suppress_gpu_group(group, self.node.find_child(f"Gpu{_id(instance_type)}Role"))
             providers[instance_type] = provider
 
         self.endpoints: dict[str, str] = {}
@@ -212,10 +224,31 @@ class ModelsStack(cdk.Stack):
         health = model.health_check_config
         task = ecs.Ec2TaskDefinition(self, f"{name}Task", network_mode=ecs.NetworkMode.BRIDGE)
         task.add_volume(name="weights")
-        bucket.grant_read(task.task_role, f"{model.model_id}/*")
+        # The model's own weights only: its objects, and listing under its prefix (a missing file is a 404).
+        weights = bucket.arn_for_objects(f"{model.model_id}/*")
+        task.add_to_task_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[weights]))
+        task.add_to_task_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{model.model_id}/*"]}},
+            )
+        )
+        bucket_id = cdk.Stack.of(bucket).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
+        suppress(
+            task.task_role,
+            nag_suppression(
+                "AwsSolutions-IAM5",
+                "the objects under this model's own prefix (its weights and manifest)",
+                [f"Resource::<{bucket_id}.Arn>/{model.model_id}/*"],
+            ),
+            nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", TASK_ROLE_INLINE_REASON),
+            children=True,
+        )
         log_group = logs.LogGroup(
             self, f"{name}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
         )
+        suppress_log_group(log_group)
 
         fetch = task.add_container(
             "fetch-weights",
@@ -251,6 +284,7 @@ class ModelsStack(cdk.Stack):
             ),
             logging=ecs.LogDriver.aws_logs(stream_prefix=model.model_name, log_group=log_group),
         )
+        suppress_task_definition(task)
         server.add_mount_points(ecs.MountPoint(container_path="/data", source_volume="weights", read_only=False))
         server.add_container_dependencies(
             ecs.ContainerDependency(container=fetch, condition=ecs.ContainerDependencyCondition.SUCCESS)
@@ -278,9 +312,26 @@ class ModelsStack(cdk.Stack):
             vpc=vpc,
             internet_facing=False,
             vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
+            deletion_protection=config.stage == "prod",
+        )
+        suppress(
+            balancer,
+            nag_suppression("AwsSolutions-ELB2", ALB_LOGS_REASON),
+            nag_suppression("NIST.800.53.R5-ELBLoggingEnabled", ALB_LOGS_REASON),
+            nag_suppression("NIST.800.53.R5-ALBWAFEnabled", INTERNAL_ALB_REASON),
+            *(
+                [nag_suppression("NIST.800.53.R5-ELBDeletionProtectionEnabled", DEV_DELETION_REASON)]
+                if config.stage != "prod"
+                else []
+            ),
         )
         balancer.connections.allow_from(self.clients, ec2.Port.tcp(80), "model clients")
         listener = balancer.add_listener(f"{name}Listener", port=80, open=False)
+        suppress(
+            listener,
+            nag_suppression("NIST.800.53.R5-ELBv2ACMCertificateRequired", INTERNAL_ALB_REASON),
+            nag_suppression("NIST.800.53.R5-ALBHttpToHttpsRedirection", INTERNAL_ALB_REASON),
+        )
         target_group = listener.add_targets(
             f"{name}Targets",
             port=CONTAINER_PORT,

@@ -11,7 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
-from gpu_stack.suppressions import NAT_ROUTE_REASON, nag_suppression, suppress
+from gpu_stack.suppressions import NAT_ROUTE_REASON, nag_suppression, suppress, suppress_log_group
 
 # What LISA's Lambdas, router tasks and GPU instances call: queue, workflows, parameters and secrets, credentials,
 # logs, image pulls (ECR API + registry) and the ECS agent. S3 and DynamoDB are gateway endpoints (no charge).
@@ -60,7 +60,16 @@ class NetworkStack(cdk.Stack):
                 suppress(route, nag_suppression("NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW", NAT_ROUTE_REASON))
             # Every accepted and rejected flow of the created VPC, kept a year (an imported VPC has its own).
             flow_logs = logs.LogGroup(self, "FlowLogs", retention=logs.RetentionDays.ONE_YEAR)
-            self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+            suppress_log_group(flow_logs)
+            flow_log = self.vpc.add_flow_log(
+                "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)
+            )
+            reason = "CDK's flow-log delivery role: writes to this one log group, attached to nothing else"
+            suppress(
+                flow_log.node.find_child("IAMRole"),
+                nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", reason),
+                children=True,
+            )
         else:
             self.vpc = ec2.Vpc.from_vpc_attributes(
                 self,

@@ -19,6 +19,18 @@ from chalicelib.config import LisaConfig
 from gpu_stack.images import container_image
 from gpu_stack.names import ResourceNames
 from gpu_stack.policies import ArnParts, secret_statements
+from gpu_stack.suppressions import (
+    DEV_DELETION_REASON,
+    NAG_ARN_PARTS,
+    NLB_LOGS_REASON,
+    PRIVATE_LINK_TLS_REASON,
+    TASK_ROLE_INLINE_REASON,
+    nag_suppression,
+    suppress,
+    suppress_log_group,
+    suppress_task_definition,
+    wildcard_suppressions,
+)
 
 ROUTER_PORT = 8080
 # Only what the router image needs; the rest of the repository (.venv, node_modules, models) stays out of the asset.
@@ -53,7 +65,7 @@ class RouterStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         rest = config.rest_api_config
-        cluster = ecs.Cluster(self, "Cluster", vpc=vpc)
+        cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         task = ecs.FargateTaskDefinition(self, "Task", cpu=rest.router_cpu, memory_limit_mib=rest.router_memory)
         if rest.router_image:
             image = container_image(self, "RouterImage", rest.router_image, config_dir)
@@ -73,18 +85,18 @@ class RouterStack(cdk.Stack):
         ):
             if value:
                 environment[key] = value
+        log_group = logs.LogGroup(
+            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+        suppress_log_group(log_group)
         task.add_container(
             "router",
             image=image,
             environment=environment,
             port_mappings=[ecs.PortMapping(container_port=ROUTER_PORT)],
-            logging=ecs.LogDriver.aws_logs(
-                stream_prefix="router",
-                log_group=logs.LogGroup(
-                    self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
-                ),
-            ),
+            logging=ecs.LogDriver.aws_logs(stream_prefix="router", log_group=log_group),
         )
+        suppress_task_definition(task)
         # The router authenticates (tokens, JWTs), resolves models from the registry and, for RAG in chat, reads
         # repositories and their vector-store passwords: read-only, named resources.
         for table in ("tokens_table", "models_table", "rag_repositories_table"):
@@ -92,6 +104,18 @@ class RouterStack(cdk.Stack):
         parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
         for statement in secret_statements(names, parts):
             task.add_to_task_role_policy(iam.PolicyStatement.from_json(statement))
+        data_stack = cdk.Stack.of(tables["tokens_table"])
+        indexes = [
+            f"<{data_stack.get_logical_id(tables[t].node.default_child)}.Arn>/index/*"  # type: ignore[arg-type]
+            for t in ("tokens_table", "models_table", "rag_repositories_table")
+        ]
+        secrets = [r for st in secret_statements(names, ArnParts(**NAG_ARN_PARTS)) for r in st["Resource"]]
+        suppress(
+            task.task_role,
+            *wildcard_suppressions([*indexes, *secrets]),
+            nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", TASK_ROLE_INLINE_REASON),
+            children=True,
+        )
 
         self.load_balancer_security_group = ec2.SecurityGroup(
             self, "NlbSecurityGroup", vpc=vpc, description="LISA router NLB (API Gateway VPC link)"
@@ -110,7 +134,15 @@ class RouterStack(cdk.Stack):
             security_groups=[self.load_balancer_security_group],
             enforce_security_group_inbound_rules_on_private_link_traffic=False,
             cross_zone_enabled=True,
+            deletion_protection=config.stage == "prod",
         )
+        nlb_reasons = [
+            nag_suppression("AwsSolutions-ELB2", NLB_LOGS_REASON),
+            nag_suppression("NIST.800.53.R5-ELBLoggingEnabled", NLB_LOGS_REASON),
+        ]
+        if config.stage != "prod":
+            nlb_reasons.append(nag_suppression("NIST.800.53.R5-ELBDeletionProtectionEnabled", DEV_DELETION_REASON))
+        suppress(self.load_balancer, *nlb_reasons)
         service_group = ec2.SecurityGroup(self, "RouterSecurityGroup", vpc=vpc, description="LISA router tasks")
         service_group.add_ingress_rule(self.load_balancer_security_group, ec2.Port.tcp(ROUTER_PORT), "from the NLB")
         self.service = ecs.FargateService(
@@ -125,6 +157,7 @@ class RouterStack(cdk.Stack):
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
         listener = self.load_balancer.add_listener("Listener", port=80)
+        suppress(listener, nag_suppression("NIST.800.53.R5-ELBv2ACMCertificateRequired", PRIVATE_LINK_TLS_REASON))
         listener.add_targets(
             "Router",
             port=ROUTER_PORT,

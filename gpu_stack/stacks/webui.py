@@ -15,7 +15,7 @@ from constructs import Construct
 
 from chalicelib.config import LisaConfig
 from gpu_stack.stacks.data import log_access, secure_bucket_options
-from gpu_stack.suppressions import nag_suppression, suppress
+from gpu_stack.suppressions import TASK_ROLE_INLINE_REASON, nag_suppression, suppress, suppress_cdk_handler
 
 # The chat UI's paths (public, static): its page and its hashed bundles.
 WEB_UI_PATHS = ("/", "/assets/{file}")
@@ -50,13 +50,37 @@ def serve_web_ui(
     s3_deployment.BucketDeployment(
         scope, "WebAssetsDeployment", sources=[s3_deployment.Source.asset(str(assets))], destination_bucket=bucket
     )
+    stack = cdk.Stack.of(scope)
+    objects = f"Resource::<{stack.get_logical_id(bucket.node.default_child)}.Arn>/*"  # type: ignore[arg-type]
+    for handler in (c for c in stack.node.children if c.node.id.startswith("Custom::CDKBucketDeployment")):
+        copy = "CDK's BucketDeployment copies the built UI from the CDK asset bucket into the web assets bucket"
+        suppress_cdk_handler(
+            handler,
+            nag_suppression(
+                "AwsSolutions-IAM5",
+                copy + " (CDK's grant of s3:GetObject*/GetBucket*/List*/DeleteObject*/Abort* on both)",
+                [
+                    *(f"Action::s3:{a}" for a in ("Abort*", "DeleteObject*", "GetBucket*", "GetObject*", "List*")),
+                    objects,
+                    f"Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-{stack.region}/*",
+                ],
+            ),
+        )
     role = iam.Role(
         scope,
         "WebAssetsReader",
         assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
         description="API Gateway: read the chat UI's files",
     )
-    bucket.grant_read(role)
+    # GetObject on the UI's files; ListBucket so that a missing file is a 404, not a 403.
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects("*")]))
+    role.add_to_principal_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
+    suppress(
+        role,
+        nag_suppression("AwsSolutions-IAM5", "every file of the chat UI's build (its own bucket)", [objects]),
+        nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", TASK_ROLE_INLINE_REASON),
+        children=True,
+    )
     # Static values are quoted once; API Gateway keeps the quotes inside them ('self', 'none') as they are.
     hardening = {f"method.response.header.{name}": f"'{value}'" for name, value in headers.items()}
     for path, key, cache in (
