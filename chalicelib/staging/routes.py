@@ -90,13 +90,15 @@ def get_staging(modelId: str) -> ModelStagingStatus:
 # -- the workflow's Lambda tasks (stepfunctions/staging.json; Resource ARNs from DefinitionSubstitutions) -------
 @staging_bp.lambda_function(name=FUNCTIONS["FetchFromHubFunctionArn"])
 def staging_fetch_from_hub(event: dict[str, Any], context: Any) -> Any:
-    from chalicelib.staging import tasks
+    """FetchFromHub (hub.fetch_from_hub)."""
+    from chalicelib.staging import hub
 
-    return tasks.fetch_from_hub(event)
+    return hub.fetch_from_hub(event)
 
 
 @staging_bp.lambda_function(name=FUNCTIONS["ResolveFunctionArn"])
 def staging_resolve(event: dict[str, Any], context: Any) -> Any:
+    """Resolve (tasks.resolve)."""
     from chalicelib.staging import tasks
 
     return tasks.resolve(event)
@@ -104,6 +106,7 @@ def staging_resolve(event: dict[str, Any], context: Any) -> Any:
 
 @staging_bp.lambda_function(name=FUNCTIONS["ConvertShardFunctionArn"])
 def staging_convert_shard(event: dict[str, Any], context: Any) -> Any:
+    """ConvertShards' ConvertShard (tasks.convert_shard)."""
     from chalicelib.staging import tasks
 
     return tasks.convert_shard(event)
@@ -111,6 +114,7 @@ def staging_convert_shard(event: dict[str, Any], context: Any) -> Any:
 
 @staging_bp.lambda_function(name=FUNCTIONS["PublishFunctionArn"])
 def staging_publish(event: dict[str, Any], context: Any) -> Any:
+    """Publish (tasks.publish)."""
     from chalicelib.staging import tasks
 
     return tasks.publish(event)
@@ -118,6 +122,7 @@ def staging_publish(event: dict[str, Any], context: Any) -> Any:
 
 @staging_bp.lambda_function(name=FUNCTIONS["MarkInServiceFunctionArn"])
 def staging_mark_in_service(event: dict[str, Any], context: Any) -> Any:
+    """MarkInService (tasks.mark_in_service)."""
     from chalicelib.staging import tasks
 
     return tasks.mark_in_service(event)
@@ -125,6 +130,7 @@ def staging_mark_in_service(event: dict[str, Any], context: Any) -> Any:
 
 @staging_bp.lambda_function(name=FUNCTIONS["RecordFailureFunctionArn"])
 def staging_record_failure(event: dict[str, Any], context: Any) -> Any:
+    """RecordFailure (tasks.record_failure)."""
     from chalicelib.staging import tasks
 
     return tasks.record_failure(event)
