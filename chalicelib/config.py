@@ -38,11 +38,15 @@ class _Model(BaseModel):
 
 
 class ModelType(StrEnum):
+    """What a model does: generate text, or embed it."""
+
     TEXTGEN = "textgen"
     EMBEDDING = "embedding"
 
 
 class InferenceContainer(StrEnum):
+    """The serving container a model runs in (decides its backend protocol)."""
+
     VLLM = "vllm"
     TGI = "tgi"  # archived upstream (maintenance mode 2025-12-11, archived March 2026): for existing deployments
     TEI = "tei"
@@ -110,6 +114,8 @@ def check_container_config(container: InferenceContainer, config: ContainerConfi
 
 
 class AutoScalingConfig(_Model):
+    """An ECS service's scaling bounds and pacing (config.yaml `autoScalingConfig`)."""
+
     min_capacity: int = Field(1, alias="minCapacity", ge=0)
     max_capacity: int = Field(1, alias="maxCapacity", ge=1)
     cooldown: int = Field(420, ge=0)
@@ -124,6 +130,8 @@ class AutoScalingConfig(_Model):
 
 
 class HealthCheckConfig(_Model):
+    """The load balancer's health check of a model's containers."""
+
     path: str = "/health"
     interval: int = Field(10, ge=5, le=300)
     timeout: int = Field(5, ge=2, le=120)
@@ -180,14 +188,18 @@ class EcsModel(_Model):
 
     @property
     def provider(self) -> str:
+        """The backend protocol the router speaks to this model's container."""
         return PROVIDERS[self.inference_container]
 
     @property
     def is_streaming(self) -> bool:
+        """Whether the model streams tokens (textgen models do unless configured otherwise)."""
         return self.streaming if self.streaming is not None else self.model_type is ModelType.TEXTGEN
 
 
 class AuthConfig(_Model):
+    """Who may call the API: the OIDC identity provider and the group that makes an admin."""
+
     authority: str | None = None
     client_id: str | None = Field(None, alias="clientId")
     admin_group: str = Field("", alias="adminGroup")
@@ -219,6 +231,8 @@ def _require_https(value: str) -> None:
 
 
 class RestApiConfig(_Model):
+    """The API's version, TLS certificate, exposure and domain name."""
+
     api_version: str = Field("v2", alias="apiVersion")
     ssl_cert_iam_arn: str | None = Field(None, alias="sslCertIamArn")
     internet_facing: bool = Field(True, alias="internetFacing")
@@ -264,6 +278,8 @@ class RagDatabaseConfig(_Model):
 
 
 class ChunkingConfig(_Model):
+    """How documents are split for embedding (characters per chunk and the overlap between chunks)."""
+
     size: int = Field(512, ge=50, le=8000, description="characters per chunk")
     overlap: int = Field(51, ge=0)
 
@@ -275,6 +291,8 @@ class ChunkingConfig(_Model):
 
 
 class RagRepository(_Model):
+    """A RAG repository declared in config.yaml (synced to the registry at deploy)."""
+
     repository_id: str = Field(alias="repositoryId")
     type: Literal["pgvector", "opensearch"]
     connection: dict[str, Any] = Field(default_factory=dict)

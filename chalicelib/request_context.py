@@ -25,6 +25,7 @@ class ConcurrentChalice(Chalice):
 
     @property  # type: ignore[override]
     def current_request(self) -> Request | None:
+        """This thread's request (Chalice keeps one on the app, which threads would share)."""
         return self._request_var.get()
 
     @current_request.setter
@@ -33,6 +34,7 @@ class ConcurrentChalice(Chalice):
 
     @property  # type: ignore[override]
     def lambda_context(self) -> Any:
+        """This thread's Lambda context."""
         return self._context_var.get()
 
     @lambda_context.setter
@@ -40,6 +42,7 @@ class ConcurrentChalice(Chalice):
         self._context_var.set(value)
 
     def __call__(self, event: Any, context: Any) -> dict[str, Any]:
+        """Handle one event, then forget its request."""
         try:
             return super().__call__(event, context)
         finally:  # a pooled thread must not keep the last request (and its body) alive

@@ -9,6 +9,8 @@ from chalicelib.settings import Settings
 
 @dataclass(frozen=True)
 class Index:
+    """A global secondary index of a table."""
+
     name: str
     partition_key: str
     sort_key: str | None = None
@@ -25,6 +27,7 @@ class TableSpec:
     ttl_attribute: str | None = None
 
     def name(self, settings: Settings) -> str:
+        """The table's name in this deployment (from its settings field)."""
         return str(getattr(settings, self.setting))
 
 

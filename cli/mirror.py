@@ -12,7 +12,7 @@ from chalicelib.settings import get_settings
 from chalicelib.staging.convert import sha256_of
 from chalicelib.staging.layout import MANIFEST, SAFETENSORS_INDEX, model_prefix, upload_prefix
 from chalicelib.staging.models import S3Source
-from chalicelib.staging.tasks import delete_keys
+from chalicelib.staging.objects import delete_keys
 
 
 @dataclass(frozen=True)

@@ -291,7 +291,8 @@ def test_hub_connection_errors_and_5xx_are_transient(
     from huggingface_hub.errors import HfHubHTTPError
 
     from chalicelib.staging.errors import TransientStagingError
-    from chalicelib.staging.tasks import _hub_transport_errors, fetch_from_hub
+    from chalicelib.staging.hub import fetch_from_hub
+    from chalicelib.staging.hub import hub_transport_errors as _hub_transport_errors
 
     def broken(self: object, *args: object, **kwargs: object) -> list[str]:
         if failure == "connect":

@@ -86,6 +86,7 @@ def control_plane(app: Chalice) -> list[_Entry]:
 
 
 def data_plane(routes: Iterable[DataPlaneRoute]) -> list[_Entry]:
+    """The document entries of the data plane's routes (served by the router, not by Chalice)."""
     return [_Entry(r.path, r.method, r.operation, True, "data") for r in routes]
 
 

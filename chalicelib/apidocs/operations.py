@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalice.app import Blueprint, Response
 
+from chalicelib.errors import LisaError
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -101,6 +103,7 @@ _current: ContextVar[Operation | None] = ContextVar("lisa_operation", default=No
 
 
 def first_line(text: str | None) -> str:
+    """A docstring's first line: the operation's summary."""
     return (text or "").strip().split("\n", 1)[0].strip()
 
 
@@ -122,6 +125,8 @@ class ApiBlueprint(Blueprint):
         links: Mapping[str, Link] | None = None,
         tag: str = "",
     ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
+        """Register a route as a declared operation: its view answers only the declared models (module docstring)."""
+
         def register(view: Callable[..., Any]) -> Callable[..., Response]:
             doc = (view.__doc__ or "").strip()
             spec = Operation(
@@ -142,6 +147,10 @@ class ApiBlueprint(Blueprint):
                 token = _current.set(spec)
                 try:
                     return spec.respond(view(*args, **kwargs))
+                except LisaError as error:
+                    if error.status == 500:  # a bug, not a refusal: Chalice logs it and answers its generic 500
+                        raise
+                    return error_response(error)
                 finally:
                     _current.reset(token)
 
@@ -174,6 +183,32 @@ class ApiBlueprint(Blueprint):
         ref = getattr(spec, what, None) if spec else None
         if spec is None or ref is None or model(ref) is not wanted:
             raise TypeError(f"{wanted.__name__} is not the declared {what} of this operation")
+
+
+# Chalice names its errors' `Code` after the ChaliceViewError class (`NotFoundError`); these are the names the
+# control plane has always answered for each status, kept so the wire stays as it was.
+_CHALICE_CODES = {
+    400: "BadRequestError",
+    401: "UnauthorizedError",
+    403: "ForbiddenError",
+    404: "NotFoundError",
+    409: "ConflictError",
+    413: "PayloadTooLargeError",
+    422: "UnprocessableEntityError",
+    429: "TooManyRequestsError",
+    502: "BadGatewayError",
+    503: "ServiceUnavailableError",
+    504: "GatewayTimeoutError",
+}
+
+
+def error_response(error: LisaError) -> Response:
+    """The control plane's one serializer of a refusal: Chalice's error shape, `{"Code", "Message"}` (ChaliceError)."""
+    from chalicelib.apidocs.models import ChaliceError
+
+    code = _CHALICE_CODES.get(error.status, type(error).__name__)
+    body = ChaliceError.model_validate({"Code": code, "Message": error.message})
+    return Response(body=body.model_dump(by_alias=True), status_code=error.status)
 
 
 def _camel(name: str) -> str:

@@ -105,6 +105,7 @@ class TokenView(_Out):
 
     @classmethod
     def of(cls, record: TokenRecord) -> TokenView:
+        """The public view of a stored record (never its hash)."""
         return cls.model_validate(record.to_dict())
 
 
@@ -115,10 +116,14 @@ class CreatedToken(TokenView):
 
 
 class RevokedToken(TokenView):
+    """DELETE /tokens/{tokenId}: the token, now revoked."""
+
     revoked: Literal[True]
 
 
 class TokenList(_Out):
+    """GET /tokens: the caller's tokens (admins: everyone's)."""
+
     tokens: list[TokenView]
 
 

@@ -32,6 +32,8 @@ class TokenNotFoundError(LookupError):
 
 
 class Unchanged(enum.Enum):
+    """A sentinel for an update that leaves a field as it is (None is a value: "no expiry")."""
+
     KEEP = "keep"
 
 

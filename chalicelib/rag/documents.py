@@ -32,6 +32,7 @@ MAX_PAGE = 1000
 
 
 def now() -> str:
+    """The current time as the ISO 8601 UTC string stored on records."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -74,6 +75,7 @@ class DocumentStore:
         return aws.table(self._table_name or get_settings().rag_documents_table)
 
     def get(self, repository_id: str, doc_id: str) -> DocumentRecord | None:
+        """A document's record (strongly consistent: ingestion reads its own writes), or None."""
         item = self._table().get_item(Key={"repositoryId": repository_id, "documentId": doc_id}, ConsistentRead=True)
         return _from_item(item["Item"]) if "Item" in item else None
 

@@ -95,6 +95,7 @@ class RepositoryEmbedder:
         return vectors
 
     def embed_query(self, text: str) -> list[float]:
+        """The embedding of a search query (instructor models embed queries and documents differently)."""
         record = _record(self.model_name)
         return self._call(_client(record, "query"), [text], document=False)[0]
 

@@ -111,6 +111,7 @@ class RepositoryRecord(RagRepository):
         return data
 
     def wire(self) -> dict[str, Any]:
+        """The full record as JSON (admins; the table's item)."""
         return self.model_dump(mode="json", by_alias=True)
 
     def public_wire(self) -> dict[str, Any]:
@@ -123,6 +124,7 @@ class RepositoryRecord(RagRepository):
 
 
 def connection_model(repository_type: str) -> type[PgVectorConnection] | type[OpenSearchConnection]:
+    """The connection model of a repository type."""
     return PgVectorConnection if repository_type == "pgvector" else OpenSearchConnection
 
 
@@ -169,6 +171,7 @@ class DocumentRecord(_Wire):
     updated_at: str
 
     def wire(self) -> dict[str, Any]:
+        """The record as JSON (the table's item, and the API's answer)."""
         return self.model_dump(mode="json", by_alias=True)
 
 
@@ -283,11 +286,15 @@ class DocumentsQuery(_Wire):
 
 
 class DocumentList(_Wire):
+    """GET .../documents: one page of documents."""
+
     documents: list[DocumentRecord]
     next_token: str | None = Field(description="pass as ?nextToken= for the next page; null: the last page")
 
 
 class DocumentDeleted(_Wire):
+    """DELETE .../documents/{documentId}: what was deleted."""
+
     repository_id: str
     document_id: str
     deleted: bool
@@ -305,6 +312,8 @@ class SearchHitView(_Wire):
 
 
 class SearchResults(_Wire):
+    """POST .../search: the best chunks, best first."""
+
     repository_id: str
     query: str
     results: list[SearchHitView]

@@ -152,12 +152,15 @@ def _record(repository: RagRepository, **extra: Any) -> RepositoryRecord:
 
 @dataclass
 class SyncResult:
+    """What syncing config.yaml's repositories changed (the CLI and the runner report it)."""
+
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     orphaned: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, list[str]]:
+        """The result as JSON (for `--json` output and logs)."""
         return {
             "created": self.created,
             "updated": self.updated,

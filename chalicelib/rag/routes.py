@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from chalice.app import BadRequestError, ChaliceViewError, SQSEvent
+from chalice.app import BadRequestError, SQSEvent
 
 from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer
-from chalicelib.rag.errors import RagError
+from chalicelib.rag.errors import Forbidden
 
 if TYPE_CHECKING:
     from chalicelib.auth.principal import Principal
@@ -44,40 +41,11 @@ if TYPE_CHECKING:
     )
     from chalicelib.rag.service import RagService
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
 rag_bp = ApiBlueprint(__name__)
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,62}$")
 _DOCUMENT_ID = re.compile(r"^[0-9a-f]{32}$")
-_ERRORS: dict[int, type[ChaliceViewError]] = {}
-
-
-def _view_error(status: int) -> type[ChaliceViewError]:
-    """A Chalice error class answering `status` (Chalice only ships some statuses)."""
-    if status not in _ERRORS:
-        names = {400: "BadRequestError", 403: "ForbiddenError", 404: "NotFoundError", 409: "ConflictError"}
-        names |= {422: "UnprocessableEntityError", 503: "ServiceUnavailableError"}
-        _ERRORS[status] = type(names.get(status, "RagError"), (ChaliceViewError,), {"STATUS_CODE": status})
-    return _ERRORS[status]
-
-
-@contextmanager
-def _rag_errors() -> Iterator[None]:
-    try:
-        yield
-    except RagError as error:
-        raise _view_error(error.status)(error.message) from None
-
-
-def _mapped(view: Callable[P, R]) -> Callable[P, R]:
-    @wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _rag_errors():
-            return view(*args, **kwargs)
-
-    return wrapper
 
 
 def _service() -> RagService:
@@ -111,7 +79,6 @@ _REPOSITORY_ID = {"repositoryId": "$response.body#/repositoryId"}
 @rag_bp.operation(
     "/", "GET", authorizer=lisa_authorizer, responses={200: f"{_MODELS}:RepositoryList"}, errors=(503,), tag="rag"
 )
-@_mapped
 def list_repositories() -> Reply:
     """The repositories the caller may use (admins: all, with connection details)."""
     from chalicelib.rag.models import RepositoryList
@@ -136,21 +103,19 @@ def list_repositories() -> Reply:
     },
     tag="rag",
 )
-@_mapped
 def create_repository() -> RepositoryRecord:
     """Create a repository (admin); 409 if the id is taken."""
     from chalicelib.rag.models import CreateRepositoryRequest
 
     principal = _principal()
     if not principal.is_admin:
-        raise _view_error(403)(f"user {principal.username!r} is not an administrator; this needs the admin group")
+        raise Forbidden(f"user {principal.username!r} is not an administrator; this needs the admin group")
     return _service().create_repository(principal, rag_bp.body(CreateRepositoryRequest))
 
 
 @rag_bp.operation(
     "/{repositoryId}", "GET", authorizer=lisa_authorizer, responses={200: REPOSITORY}, errors=(403, 404), tag="rag"
 )
-@_mapped
 def get_repository(repositoryId: str) -> Reply:
     """One repository (admins see its connection details)."""
     principal = _principal()
@@ -166,7 +131,6 @@ def get_repository(repositoryId: str) -> Reply:
     errors=(403, 404, 503),
     tag="rag",
 )
-@_mapped
 def delete_repository(repositoryId: str) -> RepositoryDeleted:
     """Delete a repository, its documents in S3, its vectors and its document list (admin)."""
     return _service().delete_repository(_principal(), _repository_id(repositoryId))
@@ -183,7 +147,6 @@ def delete_repository(repositoryId: str) -> RepositoryDeleted:
     links={"GetDocument": Link("getDocument", {"documentId": "$response.body#/documentId"})},
     tag="rag",
 )
-@_mapped
 def upload_url(repositoryId: str) -> UploadUrl:
     """A presigned PUT into the docs bucket; the upload is ingested automatically (see its document's status)."""
     from chalicelib.rag.models import UploadUrlRequest
@@ -201,7 +164,6 @@ def upload_url(repositoryId: str) -> UploadUrl:
     errors=(403, 404),
     tag="rag",
 )
-@_mapped
 def list_documents(repositoryId: str) -> DocumentList:
     """Documents and their ingestion status, a page at a time (`nextToken` of the last page)."""
     from chalicelib.rag.models import DocumentList, DocumentsQuery
@@ -221,7 +183,6 @@ def list_documents(repositoryId: str) -> DocumentList:
     errors=(403, 404),
     tag="rag",
 )
-@_mapped
 def get_document(repositoryId: str, documentId: str) -> DocumentRecord:
     """One document and its ingestion status."""
     return _service().document(_principal(), _repository_id(repositoryId), _document_id(documentId))
@@ -235,7 +196,6 @@ def get_document(repositoryId: str, documentId: str) -> DocumentRecord:
     errors=(403, 404, 503),
     tag="rag",
 )
-@_mapped
 def delete_document(repositoryId: str, documentId: str) -> DocumentDeleted:
     """Delete the document's object, chunks and record (its uploader or an admin)."""
     from chalicelib.rag.models import DocumentDeleted
@@ -254,7 +214,6 @@ def delete_document(repositoryId: str, documentId: str) -> DocumentDeleted:
     errors=(403, 404, 422, 503),
     tag="rag",
 )
-@_mapped
 def search(repositoryId: str) -> SearchResults:
     """The `k` most similar chunks, best first, each with its score (cosine similarity) and source."""
     from chalicelib.rag.models import SearchHitView, SearchRequest, SearchResults

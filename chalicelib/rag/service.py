@@ -49,6 +49,7 @@ class RagService:
 
     # -- repositories ----------------------------------------------------------------------------------------
     def list_repositories(self, principal: Principal) -> list[RepositoryRecord]:
+        """The repositories the principal may use (admins: all)."""
         return [r for r in self.repositories.list() if r.can_use(principal.groups, principal.is_admin)]
 
     def repository(self, principal: Principal, repository_id: str, *, cached: bool = False) -> RepositoryRecord:
@@ -59,6 +60,7 @@ class RagService:
         return record
 
     def create_repository(self, admin: Principal, request: CreateRepositoryRequest) -> RepositoryRecord:
+        """Create a repository (admin) after checking its embedding model is registered."""
         _require_admin(admin)
         _check_embedding_model(request.embedding_model_id)
         record = self.repositories.create(request, created_by=admin.username)
@@ -119,10 +121,12 @@ class RagService:
     def list_documents(
         self, principal: Principal, repository_id: str, limit: int = 100, token: str | None = None
     ) -> tuple[list[DocumentRecord], str | None]:
+        """One page of a repository's documents, if the principal may use it."""
         self.repository(principal, repository_id)
         return self.documents.page(repository_id, limit, token)
 
     def document(self, principal: Principal, repository_id: str, doc_id: str) -> DocumentRecord:
+        """One document, if the principal may use its repository (else `DocumentNotFound`)."""
         self.repository(principal, repository_id)
         record = self.documents.get(repository_id, doc_id)
         if record is None:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from chalicelib.errors import BadRequest, Conflict, LisaError, NotFound
 
-class RegistryError(Exception):
+
+class RegistryError(LisaError):
     """Base of the registry's errors; `message` is meant for the API caller."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
-
-class ModelNotFound(RegistryError):
+class ModelNotFound(NotFound, RegistryError):
     """No model has this id/name; `known` lists the names that do exist, when the caller has them."""
 
     def __init__(self, name: str, known: Iterable[str] | None = None, message: str | None = None) -> None:
@@ -26,7 +24,7 @@ class ModelNotFound(RegistryError):
         super().__init__(message)
 
 
-class ModelConflict(RegistryError):
+class ModelConflict(Conflict, RegistryError):
     """The write lost a race or contradicts the stored state: the model already exists, or its version moved on.
 
     `current_version` is the stored version when known (None if the model no longer exists).
@@ -37,5 +35,5 @@ class ModelConflict(RegistryError):
         self.current_version = current_version
 
 
-class InvalidModel(RegistryError):
+class InvalidModel(BadRequest, RegistryError):
     """The change would leave the record invalid (e.g. an inference container that cannot serve its type)."""

@@ -86,6 +86,7 @@ class CachedRegistry:
 
     @property
     def store(self) -> ModelStore:
+        """The registry table, opened on first use."""
         if self._store is None:
             from chalicelib.registry.store import ModelStore  # boto3 only when the registry is first read
 

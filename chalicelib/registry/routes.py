@@ -7,16 +7,13 @@ POST, PUT (body names the `version` it is based on; 409 if stale) and DELETE (op
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
-from chalice.app import BadRequestError, ConflictError, NotFoundError
+from chalice.app import BadRequestError
 
 from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer, require_admin
-from chalicelib.registry.errors import InvalidModel, ModelConflict, ModelNotFound
 
 if TYPE_CHECKING:
     from chalicelib.registry.models import DeletedModel, ModelRecord
@@ -46,18 +43,6 @@ def _model_id(raw: str) -> str:
     if not NAME_PATTERN.match(raw):
         raise BadRequestError("modelId: must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return raw
-
-
-@contextmanager
-def _registry_errors() -> Iterator[None]:
-    try:
-        yield
-    except ModelNotFound as error:
-        raise NotFoundError(error.message) from None
-    except ModelConflict as error:
-        raise ConflictError(error.message) from None
-    except InvalidModel as error:
-        raise BadRequestError(error.message) from None
 
 
 _MODELS = "chalicelib.registry.models"
@@ -97,8 +82,7 @@ def list_models() -> Reply:
 def get_model(modelId: str) -> Reply:
     """One model."""
     public = _public()
-    with _registry_errors():
-        return Reply(_store().get(_model_id(modelId)), public=public)
+    return Reply(_store().get(_model_id(modelId)), public=public)
 
 
 @models_bp.operation(
@@ -117,8 +101,7 @@ def create_model() -> ModelRecord:
 
     admin = require_admin(models_bp.current_request)
     body = models_bp.body(CreateModelRequest)
-    with _registry_errors():
-        record = _store().create(body)
+    record = _store().create(body)
     _changed()
     logger.info("model created", model_id=record.model_id, by=admin.username)
     return record
@@ -140,8 +123,7 @@ def update_model(modelId: str) -> ModelRecord:
     admin = require_admin(models_bp.current_request)
     model_id = _model_id(modelId)
     body = models_bp.body(UpdateModelRequest)
-    with _registry_errors():
-        record = _store().update(model_id, body.version, body.changes())
+    record = _store().update(model_id, body.version, body.changes())
     _changed()
     logger.info("model updated", model_id=model_id, version=record.version, by=admin.username)
     return record
@@ -163,8 +145,7 @@ def delete_model(modelId: str) -> DeletedModel:
     admin = require_admin(models_bp.current_request)
     model_id = _model_id(modelId)
     expected = models_bp.query(VersionQuery).version
-    with _registry_errors():
-        record = _store().delete(model_id, expected_version=expected)
+    record = _store().delete(model_id, expected_version=expected)
     _changed()
     logger.info("model deleted", model_id=model_id, by=admin.username)
     return DeletedModel(deleted=model_id, model=record)

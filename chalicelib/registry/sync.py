@@ -59,9 +59,11 @@ class SyncResult:
 
     @property
     def changed(self) -> bool:
+        """Whether the sync wrote anything (then the router's cache must be refreshed)."""
         return bool(self.created or self.updated or self.pruned)
 
     def to_dict(self) -> dict[str, list[str]]:
+        """The result as JSON (for `--json` output and logs)."""
         return {
             "created": self.created,
             "updated": self.updated,

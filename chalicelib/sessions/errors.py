@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-
-class SessionError(Exception):
-    """Base of the store's errors; `message` is meant for the API caller."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+from chalicelib.errors import Conflict, LisaError, NotFound, PayloadTooLarge
 
 
-class SessionNotFound(SessionError):
+class SessionError(LisaError):
+    """Base of the store's errors; `message` is meant for the API caller. A bare SessionError is a 400."""
+
+    STATUS_CODE = 400
+    ERROR_TYPE = "bad_request"
+
+
+class SessionNotFound(NotFound, SessionError):
     """No such session for this user."""
 
 
-class VersionConflict(SessionError):
+class VersionConflict(Conflict, SessionError):
     """The session changed since the version the write was based on (or already exists on create)."""
 
     def __init__(self, message: str, current_version: int) -> None:
@@ -23,7 +24,7 @@ class VersionConflict(SessionError):
         self.current_version = current_version
 
 
-class SessionTooLarge(SessionError):
+class SessionTooLarge(PayloadTooLarge, SessionError):
     """The write would take the session over the size limit."""
 
     def __init__(self, message: str, size: int, limit: int) -> None:

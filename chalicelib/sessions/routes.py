@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from chalice.app import BadRequestError, ChaliceViewError, ConflictError, NotFoundError
+from chalice.app import BadRequestError
 
 from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer
-from chalicelib.sessions.errors import SessionError, SessionNotFound, SessionTooLarge, VersionConflict
 
 if TYPE_CHECKING:
     from chalicelib.sessions.models import MessagesAppended, Session, SessionDeleted, SessionList, SessionsDeleted
     from chalicelib.sessions.store import SessionStore
 
 sessions_bp = ApiBlueprint(__name__)
-
-
-class PayloadTooLargeError(ChaliceViewError):
-    """413: the session would exceed its size limit."""
-
-    STATUS_CODE = 413
 
 
 def _user() -> str:
@@ -41,21 +32,6 @@ def _session_id(raw: str) -> str:
     if not SESSION_ID_PATTERN.match(raw):
         raise BadRequestError("sessionId: must be 1-128 characters of letters, digits, '-' or '_'")
     return raw
-
-
-@contextmanager
-def _store_errors() -> Iterator[None]:
-    """Map the store's errors to HTTP errors (the conflict carries the current version for the client)."""
-    try:
-        yield
-    except SessionNotFound as error:
-        raise NotFoundError(error.message) from None
-    except VersionConflict as error:
-        raise ConflictError(error.message) from None
-    except SessionTooLarge as error:
-        raise PayloadTooLargeError(error.message) from None
-    except SessionError as error:
-        raise BadRequestError(error.message) from None
 
 
 _MODELS = "chalicelib.sessions.models"
@@ -93,8 +69,7 @@ def delete_all_sessions() -> SessionsDeleted:
 )
 def get_session(sessionId: str) -> Session:
     """One of the caller's sessions with its messages."""
-    with _store_errors():
-        return _store().get(_user(), _session_id(sessionId))
+    return _store().get(_user(), _session_id(sessionId))
 
 
 @sessions_bp.operation(
@@ -113,8 +88,7 @@ def put_session(sessionId: str) -> Reply:
     from chalicelib.sessions.models import SessionPut
 
     body = sessions_bp.body(SessionPut)
-    with _store_errors():
-        session, created = _store().put(_user(), session_id, body)
+    session, created = _store().put(_user(), session_id, body)
     return Reply(session, 201 if created else 200)
 
 
@@ -133,8 +107,7 @@ def append_messages(sessionId: str) -> MessagesAppended:
     from chalicelib.sessions.models import AppendMessages, MessagesAppended
 
     body = sessions_bp.body(AppendMessages)
-    with _store_errors():
-        summary, first_index = _store().append(_user(), session_id, body.messages)
+    summary, first_index = _store().append(_user(), session_id, body.messages)
     return MessagesAppended.model_validate({**summary.model_dump(), "first_index": first_index})
 
 
@@ -151,6 +124,5 @@ def delete_session(sessionId: str) -> SessionDeleted:
     from chalicelib.sessions.models import SessionDeleted
 
     session_id = _session_id(sessionId)
-    with _store_errors():
-        _store().delete(_user(), session_id)
+    _store().delete(_user(), session_id)
     return SessionDeleted(deleted=session_id)

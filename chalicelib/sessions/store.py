@@ -13,10 +13,6 @@ stand-in), which counts an attribute's old and new value together while updating
 
 from __future__ import annotations
 
-import json
-import math
-from datetime import UTC, datetime
-from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -25,6 +21,16 @@ from botocore.exceptions import ClientError
 
 from chalicelib import aws
 from chalicelib.sessions.errors import SessionError, SessionNotFound, SessionTooLarge, VersionConflict
+from chalicelib.sessions.items import (
+    default_name,
+    dynamo_size,
+    item_size,
+    message_from_item,
+    stored_message,
+    stored_parameters,
+    summary_fields,
+    timestamp,
+)
 from chalicelib.sessions.models import (
     Message,
     Session,
@@ -34,13 +40,21 @@ from chalicelib.sessions.models import (
 )
 from chalicelib.settings import get_settings
 
-__all__ = ["SessionError", "SessionNotFound", "SessionStore", "SessionTooLarge", "VersionConflict", "get_store"]
+__all__ = [
+    "MAX_SESSION_BYTES",
+    "SessionError",
+    "SessionNotFound",
+    "SessionStore",
+    "SessionTooLarge",
+    "VersionConflict",
+    "dynamo_size",
+    "get_store",
+    "item_size",
+]
 
 logger = Logger(service="lisa-sessions")
 
 MAX_SESSION_BYTES = 200_000
-DEFAULT_NAME = "New chat"
-_NAME_FROM_MESSAGE_CHARS = 60
 # Projected by alias: several of these names are DynamoDB reserved words.
 _SUMMARY_ATTRIBUTES = (
     "sessionId",
@@ -52,97 +66,6 @@ _SUMMARY_ATTRIBUTES = (
     "sizeBytes",
     "parameters",
 )
-
-
-def dynamo_size(value: Any) -> int:
-    """An upper bound of `value`'s DynamoDB storage size in bytes (AWS item-size rules)."""
-    if isinstance(value, str):
-        return len(value.encode())
-    if isinstance(value, bool) or value is None:
-        return 1
-    if isinstance(value, int | float | Decimal):
-        # "about 1 byte per 2 significant digits, plus 1 byte"; the string form over-counts, which is safe.
-        return math.ceil(len(str(value)) / 2) + 1
-    if isinstance(value, dict):
-        return 3 + sum(len(str(k).encode()) + 1 + dynamo_size(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return 3 + sum(1 + dynamo_size(v) for v in value)
-    raise TypeError(f"no DynamoDB size for {type(value).__name__}")
-
-
-def item_size(item: dict[str, Any]) -> int:
-    """The estimated size of a whole item: attribute names plus values."""
-    return sum(len(name.encode()) + dynamo_size(value) for name, value in item.items())
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _to_dynamo(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {k: _to_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_dynamo(v) for v in value]
-    return value
-
-
-def _from_dynamo(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _from_dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_dynamo(v) for v in value]
-    return value
-
-
-def _stored_message(message: Message, now: str) -> dict[str, Any]:
-    stored: dict[str, Any] = {
-        "role": message.role,
-        "content": message.content,
-        "createdAt": message.created_at or now,
-    }
-    if message.metadata:
-        stored["metadata"] = json.dumps(message.metadata, separators=(",", ":"), ensure_ascii=False)
-    return stored
-
-
-def _message(stored: dict[str, Any]) -> Message:
-    return Message(
-        role=stored["role"],
-        content=stored["content"],
-        created_at=stored.get("createdAt"),
-        metadata=json.loads(stored["metadata"]) if stored.get("metadata") else {},
-    )
-
-
-def _stored_parameters(parameters: SessionParameters) -> dict[str, Any]:
-    return dict(_to_dynamo(parameters.model_dump(by_alias=True, exclude_none=True)))
-
-
-def _default_name(messages: list[Message]) -> str:
-    for message in messages:
-        if message.role == "user" and message.content.strip():
-            text = " ".join(message.content.split())
-            return text if len(text) <= _NAME_FROM_MESSAGE_CHARS else text[: _NAME_FROM_MESSAGE_CHARS - 1] + "…"
-    return DEFAULT_NAME
-
-
-def _summary_fields(item: dict[str, Any]) -> dict[str, Any]:
-    plain = _from_dynamo(item)
-    return {
-        "session_id": plain["sessionId"],
-        "name": plain["name"],
-        "created_at": plain["createdAt"],
-        "updated_at": plain["updatedAt"],
-        "version": plain["version"],
-        "message_count": plain["messageCount"],
-        "size_bytes": plain["sizeBytes"],
-        "parameters": SessionParameters.model_validate(plain.get("parameters") or {}),
-    }
 
 
 def _failed_condition(error: ClientError) -> bool:
@@ -199,7 +122,7 @@ class SessionStore:
             if "LastEvaluatedKey" not in page:
                 break
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        summaries = [SessionSummary(**_summary_fields(item)) for item in items]
+        summaries = [SessionSummary(**summary_fields(item)) for item in items]
         return sorted(summaries, key=lambda s: (s.updated_at, s.session_id), reverse=True)
 
     def get(self, user_id: str, session_id: str) -> Session:
@@ -216,12 +139,12 @@ class SessionStore:
 
     @staticmethod
     def _session(item: dict[str, Any]) -> Session:
-        return Session(**_summary_fields(item), messages=[_message(m) for m in item.get("messages", [])])
+        return Session(**summary_fields(item), messages=[message_from_item(m) for m in item.get("messages", [])])
 
     # -- writes ----------------------------------------------------------------------------------------------
     def put(self, user_id: str, session_id: str, body: SessionPut) -> tuple[Session, bool]:
         """Create (no `version`) or update (`version` = the one it is based on). Returns (session, created)."""
-        now = _now()
+        now = timestamp()
         if body.version is None:
             return self._create(user_id, session_id, body, now), True
         return self._update(user_id, session_id, body, now), False
@@ -231,12 +154,12 @@ class SessionStore:
         item = self._new_item(
             user_id,
             session_id,
-            name=body.name or _default_name(messages),
+            name=body.name or default_name(messages),
             created_at=now,
             updated_at=now,
             version=1,
-            messages=[_stored_message(m, now) for m in messages],
-            parameters=_stored_parameters(body.parameters or SessionParameters()),
+            messages=[stored_message(m, now) for m in messages],
+            parameters=stored_parameters(body.parameters or SessionParameters()),
         )
         try:
             self._table().put_item(
@@ -271,12 +194,12 @@ class SessionStore:
             updated_at=now,
             version=body.version + 1,
             messages=(
-                [_stored_message(m, now) for m in body.messages]
+                [stored_message(m, now) for m in body.messages]
                 if body.messages is not None
                 else list(current.get("messages", []))
             ),
             parameters=(
-                _stored_parameters(body.parameters) if body.parameters is not None else current.get("parameters", {})
+                stored_parameters(body.parameters) if body.parameters is not None else current.get("parameters", {})
             ),
         )
         try:
@@ -347,8 +270,8 @@ class SessionStore:
 
     def append(self, user_id: str, session_id: str, messages: list[Message]) -> tuple[SessionSummary, int]:
         """Atomically append `messages` to an existing session. Returns (summary after, index of the first one)."""
-        now = _now()
-        stored = [_stored_message(m, now) for m in messages]
+        now = timestamp()
+        stored = [stored_message(m, now) for m in messages]
         delta = sum(1 + dynamo_size(m) for m in stored)
         room = self.max_bytes - delta
         if room < 0:
@@ -399,7 +322,7 @@ class SessionStore:
                 self.max_bytes,
             ) from None
         attributes = response["Attributes"]
-        summary = SessionSummary(**_summary_fields(attributes))
+        summary = SessionSummary(**summary_fields(attributes))
         return summary, summary.message_count - len(stored)
 
     def delete(self, user_id: str, session_id: str) -> None:

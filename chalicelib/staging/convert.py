@@ -49,6 +49,7 @@ class ShardResult:
 
     @property
     def tensor_bytes(self) -> int:
+        """The bytes of all tensors (the safetensors index's total_size)."""
         return sum(self.tensors.values())
 
 

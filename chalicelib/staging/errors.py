@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from chalicelib.errors import Conflict, LisaError, ServiceUnavailable
 
-class StagingError(Exception):
-    """A staging failure that will not go away by retrying."""
+
+class StagingError(LisaError):
+    """A staging failure that will not go away by retrying (a 500 if one ever reached a route: not a refusal)."""
 
 
 class InvalidModelName(StagingError):
@@ -32,9 +34,13 @@ class MissingDependency(StagingError):
     """The function runs without a library its task needs (deployed as a zip instead of the staging image)."""
 
 
-class StagingInProgress(StagingError):
+class StagingInProgress(Conflict, StagingError):
     """Another execution is staging the same model."""
 
 
-class TransientStagingError(Exception):
+class StagingNotConfigured(ServiceUnavailable, StagingError):
+    """No state machine to run (LISA_STAGING_STATE_MACHINE_ARN is unset)."""
+
+
+class TransientStagingError(ServiceUnavailable):
     """A failure worth retrying (throttling, a dropped connection); the ASL retries it with backoff."""

@@ -112,9 +112,6 @@ class Shard:
     kind: ShardKind
     target: str
 
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "key": self.key, "size": self.size, "kind": self.kind, "target": self.target}
-
 
 @dataclass(frozen=True)
 class Layout:
@@ -126,6 +123,7 @@ class Layout:
 
     @property
     def kind(self) -> ShardKind:
+        """Whether the model's shards are converted or verified (all shards of a model are one kind)."""
         return self.shards[0].kind
 
 

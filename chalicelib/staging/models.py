@@ -75,6 +75,7 @@ class StagingStatus(_Wire):
     manifest: dict[str, Any] | None = None
 
     def wire(self) -> dict[str, Any]:
+        """The status as the API's JSON."""
         return self.model_dump(mode="json", by_alias=True)
 
 

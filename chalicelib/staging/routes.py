@@ -7,12 +7,10 @@ GET  /models/{modelId}/stage   the latest staging: status, current step, shards 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from chalice.app import BadRequestError, ChaliceViewError, ConflictError, NotFoundError
+from chalice.app import BadRequestError, NotFoundError
 
 from chalicelib.apidocs.operations import ApiBlueprint, Link
 from chalicelib.auth.routes import lisa_authorizer, require_admin
@@ -24,26 +22,6 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 staging_bp = ApiBlueprint(__name__)
-
-
-class ServiceUnavailableError(ChaliceViewError):
-    STATUS_CODE = 503
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    from chalicelib.registry.errors import ModelNotFound
-    from chalicelib.staging.errors import StagingInProgress
-    from chalicelib.staging.service import StagingNotConfigured
-
-    try:
-        yield
-    except ModelNotFound as error:
-        raise NotFoundError(error.message) from None
-    except StagingInProgress as error:
-        raise ConflictError(str(error)) from None
-    except StagingNotConfigured as error:
-        raise ServiceUnavailableError(str(error)) from None
 
 
 def _model_id(raw: str) -> str:
@@ -82,8 +60,7 @@ def start_staging(modelId: str) -> StagingStarted:
     admin = require_admin(staging_bp.current_request)
     model_id = _model_id(modelId)
     body = staging_bp.body(StageModelRequest, default=b"{}")
-    with _errors():
-        started = start_staging(_hf_model_id(model_id), model_ids=[model_id], source=body.source, force=body.force)
+    started = start_staging(_hf_model_id(model_id), model_ids=[model_id], source=body.source, force=body.force)
     logger.info("staging requested", model_id=model_id, execution=started.execution_name, by=admin.username)
     return StagingStarted.model_validate({**started.wire(), "modelId": model_id, "status": "RUNNING"})
 
@@ -103,9 +80,8 @@ def get_staging(modelId: str) -> ModelStagingStatus:
 
     require_admin(staging_bp.current_request)
     model_id = _model_id(modelId)
-    with _errors():
-        hf_model_id = _hf_model_id(model_id)
-        status = latest_status(hf_model_id)
+    hf_model_id = _hf_model_id(model_id)
+    status = latest_status(hf_model_id)
     if status is None:
         raise NotFoundError(f"the weights of {model_id!r} ({hf_model_id}) were never staged")
     return ModelStagingStatus.model_validate({"modelId": model_id, **status.wire()})
@@ -114,13 +90,15 @@ def get_staging(modelId: str) -> ModelStagingStatus:
 # -- the workflow's Lambda tasks (stepfunctions/staging.json; Resource ARNs from DefinitionSubstitutions) -------
 @staging_bp.lambda_function(name=FUNCTIONS["FetchFromHubFunctionArn"])
 def staging_fetch_from_hub(event: dict[str, Any], context: Any) -> Any:
-    from chalicelib.staging import tasks
+    """FetchFromHub (hub.fetch_from_hub)."""
+    from chalicelib.staging import hub
 
-    return tasks.fetch_from_hub(event)
+    return hub.fetch_from_hub(event)
 
 
 @staging_bp.lambda_function(name=FUNCTIONS["ResolveFunctionArn"])
 def staging_resolve(event: dict[str, Any], context: Any) -> Any:
+    """Resolve (tasks.resolve)."""
     from chalicelib.staging import tasks
 
     return tasks.resolve(event)
@@ -128,6 +106,7 @@ def staging_resolve(event: dict[str, Any], context: Any) -> Any:
 
 @staging_bp.lambda_function(name=FUNCTIONS["ConvertShardFunctionArn"])
 def staging_convert_shard(event: dict[str, Any], context: Any) -> Any:
+    """ConvertShards' ConvertShard (tasks.convert_shard)."""
     from chalicelib.staging import tasks
 
     return tasks.convert_shard(event)
@@ -135,6 +114,7 @@ def staging_convert_shard(event: dict[str, Any], context: Any) -> Any:
 
 @staging_bp.lambda_function(name=FUNCTIONS["PublishFunctionArn"])
 def staging_publish(event: dict[str, Any], context: Any) -> Any:
+    """Publish (tasks.publish)."""
     from chalicelib.staging import tasks
 
     return tasks.publish(event)
@@ -142,6 +122,7 @@ def staging_publish(event: dict[str, Any], context: Any) -> Any:
 
 @staging_bp.lambda_function(name=FUNCTIONS["MarkInServiceFunctionArn"])
 def staging_mark_in_service(event: dict[str, Any], context: Any) -> Any:
+    """MarkInService (tasks.mark_in_service)."""
     from chalicelib.staging import tasks
 
     return tasks.mark_in_service(event)
@@ -149,6 +130,7 @@ def staging_mark_in_service(event: dict[str, Any], context: Any) -> Any:
 
 @staging_bp.lambda_function(name=FUNCTIONS["RecordFailureFunctionArn"])
 def staging_record_failure(event: dict[str, Any], context: Any) -> Any:
+    """RecordFailure (tasks.record_failure)."""
     from chalicelib.staging import tasks
 
     return tasks.record_failure(event)

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import aws
 from chalicelib.settings import get_settings
-from chalicelib.staging.errors import StagingError, StagingInProgress
+from chalicelib.staging.errors import StagingInProgress, StagingNotConfigured
 from chalicelib.staging.layout import (
     MANIFEST,
     execution_name,
@@ -29,17 +29,16 @@ logger = Logger(service="lisa-staging")
 FINISHED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
-class StagingNotConfigured(StagingError):
-    """No state machine to run (LISA_STAGING_STATE_MACHINE_ARN is unset)."""
-
-
 @dataclass(frozen=True)
 class StartedExecution:
+    """A staging execution just started (the API answers it, the CLI waits for it)."""
+
     execution_arn: str
     execution_name: str
     hf_model_id: str
 
     def wire(self) -> dict[str, str]:
+        """The execution as JSON (camelCase)."""
         return {"executionArn": self.execution_arn, "executionName": self.execution_name, "hfModelId": self.hf_model_id}
 
 

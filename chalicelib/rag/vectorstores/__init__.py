@@ -72,6 +72,7 @@ class SearchHit:
     metadata: Mapping[str, Any]
 
     def wire(self) -> dict[str, Any]:
+        """The hit as the API's JSON (camelCase)."""
         return {
             "documentId": self.document_id,
             "chunkIndex": self.chunk_index,

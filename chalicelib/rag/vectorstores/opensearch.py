@@ -108,6 +108,7 @@ class OpenSearchStore:
 
     @property
     def client(self) -> Any:
+        """The OpenSearch client, made on first use (signing credentials are read then)."""
         if self._client is None:
             self._client = _make_client(self.connection)
         return self._client
@@ -155,6 +156,7 @@ class OpenSearchStore:
         return found if found.get("found") else None
 
     def current(self, document_id: str) -> StoredDocument | None:
+        """What the store holds of a document (content hash, chunks, generation), or None."""
         with _errors("read a document"):
             marker = self._marker(document_id)
         if marker is None:
@@ -165,6 +167,7 @@ class OpenSearchStore:
     def search(
         self, embedding: Sequence[float], k: int, filters: Mapping[str, FilterValue] | None = None
     ) -> list[SearchHit]:
+        """The `k` nearest chunks to `embedding` whose metadata contains `filters`, best first."""
         from opensearchpy.exceptions import NotFoundError
 
         with _errors("search"):
@@ -189,6 +192,7 @@ class OpenSearchStore:
 
     # -- writes ----------------------------------------------------------------------------------------------
     def replace_document(self, write: DocumentWrite, still_current: Callable[[], bool]) -> WriteResult:
+        """Replace a document's chunks unless unchanged or `still_current()` says a newer upload superseded it."""
         from opensearchpy.exceptions import ConflictError
 
         dimensions = {len(c.embedding) for c in write.chunks}
@@ -271,6 +275,7 @@ class OpenSearchStore:
         )
 
     def delete_document(self, document_id: str, still_gone: Callable[[], bool]) -> int | None:
+        """Delete a document's chunks if `still_gone()`; returns the new generation (None: it came back)."""
         from opensearchpy.exceptions import ConflictError
 
         with _errors("delete a document"):
@@ -296,6 +301,7 @@ class OpenSearchStore:
         return generation
 
     def drop(self) -> None:
+        """Delete the repository's index."""
         with _errors("drop the repository"):
             self.client.indices.delete(index=self.index, params={"ignore_unavailable": "true"})
         self._dimensions = None
