@@ -50,8 +50,8 @@ def _decisions() -> None:
     from chalicelib.auth.jwt_verifier import JwtVerifier
     from chalicelib.auth.tokens import TokenStore
     from runner.bootstrap import bootstrap
-    from tests.conftest import free_port
-    from tests.support.oidc_issuer import OidcIssuer
+    from testkit.oidc_issuer import OidcIssuer
+    from workers.launch import free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
     port = free_port()

@@ -212,7 +212,7 @@ def run() -> None:
     from chalicelib import aws
     from runner.bootstrap import bootstrap
     from runner.postgres import LocalPostgres
-    from tests.support.workers import running_worker
+    from testkit.workers import running_worker
     from workers.launch import free_port
     from workers.prepare import MINILM_ID
 

@@ -25,7 +25,7 @@ def run() -> None:
     from chalicelib.registry.resolver import CachedRegistry
     from chalicelib.registry.store import ModelStore
     from runner.bootstrap import bootstrap
-    from tests.conftest import free_port
+    from workers.launch import free_port
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("lisa-registry").setLevel(logging.WARNING)

@@ -182,7 +182,9 @@ async def _load(spec: dict[str, Any]) -> dict[str, Any]:
         reader, writer = await asyncio.open_connection(host, port)
         for _ in range(spec["warmup"]):
             await _exchange(reader, writer, request, stream)
-        totals, firsts, errors = [], [], 0
+        totals: list[float] = []
+        firsts: list[float] = []
+        errors = 0
         deadline = time.perf_counter() + spec["seconds"]
         while len(totals) < spec["count"] and time.perf_counter() < deadline:
             total, first, valid = await _exchange(reader, writer, request, stream)
@@ -481,7 +483,7 @@ def _throughput(targets: list[Target]) -> None:
 def run() -> None:
     from workers.launch import free_port
 
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "What is the capital of France?"}]}
     body["max_tokens"] = TOKENS
     print(
         f"Setup: {len(CORES)} cores; proxy under test pinned to core {sorted(PROXY_CORE)}, load generator and mock "

@@ -67,7 +67,7 @@ class _InProcessGenerator:
     def __init__(self, folder: Path) -> None:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()  # type: ignore[no-untyped-call]
         self.options = {"max_new_tokens": NEW_TOKENS, "min_new_tokens": NEW_TOKENS, "do_sample": False}
         self.generate([PROMPTS[0]])  # warm-up
 
@@ -251,7 +251,7 @@ async def _chat_warmup(url: str) -> None:
 def run() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(THREADS)
-    transformers_logging.disable_progress_bar()  # no "Loading weights" bars between the figures
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no "Loading weights" bars between the figures
     folders = ensure_local_models()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     _generation(folders[SMOLLM2_ID], log_dir)

@@ -13,6 +13,7 @@ app.add_typer(rag.app, name="rag")
 
 
 def main() -> None:
+    """The `lisa` console script (pyproject [project.scripts])."""
     app()
 
 

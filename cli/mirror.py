@@ -17,6 +17,8 @@ from chalicelib.staging.objects import delete_keys
 
 @dataclass(frozen=True)
 class MirrorResult:
+    """What one mirror run did to the bucket: keys uploaded, left as they were, deleted."""
+
     source: S3Source
     uploaded: list[str]
     unchanged: list[str]

@@ -9,6 +9,7 @@ from gpu_stack.names import STACKS, resource_names
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Print the stack names in deployment order, so scripts deploy exactly what `gpu_stack.app` synthesizes."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default="config.yaml")
     args = parser.parse_args(argv)

@@ -40,6 +40,7 @@ class LisaApp:
 
     @property
     def stacks(self) -> list[cdk.Stack]:
+        """Every stack, in deployment order (the ones later in the list depend on earlier ones)."""
         return [self.network, self.data, self.models, self.router, self.api]
 
 
@@ -124,6 +125,7 @@ def build_app(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Synthesize the templates (`cdk synth` calls this through cdk.json)."""
     parser = argparse.ArgumentParser(description="Synthesize LISA's CloudFormation templates.")
     parser.add_argument("--config", default=os.environ.get("LISA_CONFIG", str(PROJECT_DIR / "config.yaml")))
     parser.add_argument("--outdir", default=os.environ.get("CDK_OUTDIR"))

@@ -25,6 +25,7 @@ class AppFunctions:
 
     @property
     def all(self) -> tuple[str, ...]:
+        """Every Lambda name, the API handler first; one list so packaging and stacks cannot disagree."""
         head = (API_HANDLER,) if self.api_handler else ()
         return head + self.authorizers + self.event_handlers + self.pure
 

@@ -45,6 +45,7 @@ class ResourceNames:
 
     @property
     def prefix(self) -> str:
+        """`<deployment>-<stage>`: the start of every resource name, so two deployments never collide."""
         return f"{self.deployment}-{self.stage}"
 
     def state_machine_setting(self, stem: str) -> str:

@@ -73,6 +73,7 @@ class ArnParts:
     account: str = "*"
 
     def arn(self, service: str, resource: str, *, regional: bool = True) -> str:
+        """An ARN in this stack's partition and account (`regional=False` for global services such as IAM)."""
         region, account = (self.region, self.account) if regional else ("", "")
         return f"arn:{self.partition}:{service}:{region}:{account}:{resource}"
 

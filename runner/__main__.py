@@ -62,6 +62,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m runner`: start local LISA (or answer a question about the config); the exit status."""
     args = _arguments(argv)
     if args.needs_vllm:
         print(_needs_vllm(args.config))

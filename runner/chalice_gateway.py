@@ -43,6 +43,8 @@ class RequestHeaders(dict[str, str]):
 
 
 class NoRouteError(LocalGatewayException):
+    """A path no route matches: a 404 in the gateway's error shape, as API Gateway answers it."""
+
     CODE = 404
 
 

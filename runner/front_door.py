@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ class ControlPlane:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="control-plane")
 
     async def handle(self, request: web.Request) -> web.Response:
+        """Forward one request to the Chalice local gateway (in a thread: its handlers block)."""
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -61,6 +62,7 @@ class ControlPlane:
         return web.Response(status=result["statusCode"], body=payload, headers=_clean(out_headers))
 
     def close(self) -> None:
+        """Shut the thread pool down at exit: queued requests are cancelled, running ones are not waited for."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -81,6 +83,15 @@ async def _http_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return refusal(error.status, NO_ROUTE if error.status == 404 else (error.reason or "request refused"))
 
 
+def _file_handler(path: Path) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    """A GET handler for one file of the UI's top folder (favicon, manifest, ...)."""
+
+    async def serve_file(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(path)
+
+    return serve_file
+
+
 def mount(
     app: web.Application,
     control_plane: ControlPlane,
@@ -91,7 +102,7 @@ def mount(
 
     `ui_headers` (chalicelib.webui.security.ui_security_headers) go on every response of the UI's page and files.
     """
-    ui: set[web.AbstractResource] = set()
+    ui: set[web.AbstractResource | None] = set()
     if webui_dir is not None and (webui_dir / "index.html").is_file():
         index = webui_dir / "index.html"
 
@@ -111,7 +122,7 @@ def mount(
 
             ui.add(app.router.add_get("/assets/{file:[^/]+}", serve_asset).resource)
         for extra in sorted(p for p in webui_dir.iterdir() if p.is_file() and p.name != "index.html"):
-            ui.add(app.router.add_get(f"/{extra.name}", lambda _r, f=extra: web.FileResponse(f)).resource)
+            ui.add(app.router.add_get(f"/{extra.name}", _file_handler(extra)).resource)
     if ui and ui_headers:
         headers = dict(ui_headers)
 

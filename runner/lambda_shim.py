@@ -45,6 +45,7 @@ class LambdaContext:
 
     @staticmethod
     def get_remaining_time_in_millis() -> int:
+        """Always 15 minutes left: local runs have no Lambda timeout."""
         return 900_000
 
 
@@ -64,7 +65,7 @@ def invoke(handlers: Mapping[str, Handler], function_name: str, payload: bytes) 
     request_id = str(uuid.uuid4())
     headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
     if handler is None:
-        body = {"Type": "User", "message": f"Function not found: {function_name}"}
+        body: dict[str, object] = {"Type": "User", "message": f"Function not found: {function_name}"}
         headers["x-amzn-ErrorType"] = "ResourceNotFoundException"
         return 404, headers, json.dumps(body).encode()
     try:
@@ -100,12 +101,14 @@ class LambdaShim:
 
     @property
     def port(self) -> int:
+        """The bound port (chosen by the OS at start)."""
         if self._server is None:
             raise RuntimeError("the Lambda shim is not running")
         return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
+        """Base URL to give moto as its Lambda endpoint."""
         return f"http://{self._host}:{self.port}"
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -114,6 +117,7 @@ class LambdaShim:
             return self._idle.wait_for(lambda: self._busy == 0, timeout=timeout)
 
     def start(self) -> LambdaShim:
+        """Serve the Lambda Invoke API on loopback in a daemon thread; returns self."""
         handlers, shim = self.handlers, self
 
         class _RequestHandler(BaseHTTPRequestHandler):
@@ -159,6 +163,7 @@ class LambdaShim:
         return self
 
     def stop(self) -> None:
+        """Shut the server down and wait for its thread."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is not None:

@@ -52,6 +52,7 @@ class LocalPostgres:
 
     @property
     def log_path(self) -> Path:
+        """The server's log, read when it fails to start."""
         return self.data_dir / "postgres.log"
 
     def start(self, timeout: float = 60.0) -> str:

@@ -39,6 +39,7 @@ class ManagedProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ManagedProcess:
+        """Spawn the process in its own session (so stop() reaches its children), output to the log file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(
@@ -75,6 +76,7 @@ class ManagedProcess:
         raise ProcessFailed(f"{self.name} not healthy after {timeout:.0f}s:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
+        """The last `lines` of the log, to show why a process failed."""
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:

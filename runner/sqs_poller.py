@@ -41,6 +41,7 @@ class PollStats:
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: PollStats) -> None:
+        """Accumulate another poll's counts into these."""
         self.batches += other.batches
         self.received += other.received
         self.succeeded += other.succeeded
@@ -213,6 +214,7 @@ class SqsPoller:
                 self._stop.wait(2.0)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Ask the poll loop to end and wait up to `timeout` seconds for the batch in flight."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -73,6 +73,7 @@ class LocalLisa:
     _runner: web.AppRunner | None = None
 
     def start(self, progress: Callable[[str], None] = logger.info) -> LocalLisa:
+        """Start every local part in dependency order; on failure stop what started, then re-raise."""
         try:
             self.config = load_config(self.options.config_path)
             self._configure_environment(self.config)

@@ -84,6 +84,7 @@ class LocalStepFunctions:
 
     @property
     def state_machine_name(self) -> str:
+        """The name the deployed stack gives the staging state machine (gpu_stack/names.py)."""
         return f"{self.app_name}-{self.stage}-staging"
 
     def _function_arn(self, function: str) -> str:

@@ -12,11 +12,13 @@ from moto.server import ThreadedMotoServer
 from chalicelib import aws
 from runner.bootstrap import bootstrap
 from runner.moto_fixes import serialize_moto_dynamodb
-from tests.support.postgres import postgres_dsn  # noqa: F401  (session fixture: embedded PostgreSQL + pgvector)
-from tests.support.staging import sfn, staging_sfn, tiny  # noqa: F401  (staging state machine, tiny LM)
-from tests.support.workers import tei_worker, tgi_worker  # noqa: F401  (session fixtures: real CPU model workers)
 from workers.launch import free_port
 
+# Fixture modules: embedded PostgreSQL + pgvector (postgres_dsn, rag_env), the staging state machine and a tiny LM
+# (staging_sfn, sfn, tiny), real CPU model workers (tgi_worker, tei_worker).
+pytest_plugins = ["tests.support.postgres", "tests.support.staging", "tests.support.workers"]
+
+# Re-exported for the test modules that still import them from here; new code imports workers.launch.free_port.
 __all__ = ["free_port", "serialize_moto_dynamodb"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

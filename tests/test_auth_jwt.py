@@ -14,8 +14,8 @@ from chalicelib.auth.authorizer import MISSING_CREDENTIALS, Authorizer
 from chalicelib.auth.errors import AuthError
 from chalicelib.auth.jwt_verifier import JwtVerifier, groups_from_claims
 from chalicelib.auth.principal import Principal
+from testkit.oidc_issuer import OidcIssuer, SigningKey
 from tests.conftest import free_port
-from tests.support.oidc_issuer import OidcIssuer, SigningKey
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from chalicelib.auth.authorizer import Authorizer
 from chalicelib.auth.jwt_verifier import JwtVerifier
 from chalicelib.auth.routes import lisa_authorizer
-from tests.support.oidc_issuer import OidcIssuer
+from testkit.oidc_issuer import OidcIssuer
 
 REDIRECT = "http://127.0.0.1:9/callback"
 

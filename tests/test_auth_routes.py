@@ -20,7 +20,7 @@ from app import app
 from chalicelib import aws
 from chalicelib.auth.tokens import TokenStore
 from runner.chalice_gateway import make_gateway
-from tests.support.oidc_issuer import OidcIssuer
+from testkit.oidc_issuer import OidcIssuer
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from chalicelib.rag.repositories import RepositoryStore
 from chalicelib.rag.vectorstores import store_for
 from chalicelib.rag.vectorstores.pgvector import PgVectorStore
 from tests.support.control_plane import Client, control_plane_url
-from tests.support.postgres import rag_env  # noqa: F401  (fixture)
 from tests.support.rag import EMBEDDER, create_repository, ingest, register_embedder
 
 pytestmark = pytest.mark.slow
@@ -43,7 +42,7 @@ class Users:
 
 
 @pytest.fixture
-def users(rag_env: str, tei_worker: str, api_url: str) -> Users:  # noqa: F811
+def users(rag_env: str, tei_worker: str, api_url: str) -> Users:
     get_authorizer().clear_cache()
     register_embedder(tei_worker)
     create_repository("public")

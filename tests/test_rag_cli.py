@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from chalicelib.rag.repositories import RepositoryStore
 from cli.main import app
 from runner.sqs_poller import SqsPoller
-from tests.support.postgres import rag_env  # noqa: F401  (fixture)
 from tests.support.rag import create_repository, register_embedder
 from tests.support.rag_documents import make_pdf
 
@@ -29,7 +28,7 @@ def lisa(*args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture
-def poller(rag_env: str, tei_worker: str) -> Iterator[SqsPoller]:  # noqa: F811
+def poller(rag_env: str, tei_worker: str) -> Iterator[SqsPoller]:
     register_embedder(tei_worker)
     create_repository("docs")
     poller = SqsPoller.for_ingestion(retry_delay=1).start()
@@ -90,7 +89,7 @@ def test_unknown_repository_and_empty_folder(poller: SqsPoller, tmp_path: Path) 
     assert "no supported files" in err
 
 
-def test_sync_and_list(rag_env: str) -> None:  # noqa: F811
+def test_sync_and_list(rag_env: str) -> None:
     code, out, err = lisa("sync", "--config", str(CONFIG))
     assert code == 0, err
     assert "created: default" in out

@@ -29,7 +29,6 @@ from chalicelib.settings import get_settings
 from router.app import create_app
 from router.settings import RouterSettings
 from runner.rag_local import LocalRag, start_local_rag
-from tests.support.postgres import rag_env  # noqa: F401  (fixture)
 from tests.support.rag import document, put_document, register_embedder
 from tests.support.rag_documents import make_docx, make_pdf
 from tests.support.servers import AppThread
@@ -63,7 +62,7 @@ def _status(key: str) -> DocumentStatus | None:
 
 
 @pytest.fixture
-def stack(rag_env: str, tei_worker: str, tgi_worker: str, tmp_path: Path) -> Iterator[tuple[LocalRag, str, str]]:  # noqa: F811
+def stack(rag_env: str, tei_worker: str, tgi_worker: str, tmp_path: Path) -> Iterator[tuple[LocalRag, str, str]]:
     """Local RAG + the router with its augmenter; yields (rag, router URL, a user's API token)."""
     config = load_config(ROOT / "config.yaml")  # its `default` pgvector repository, embedded with all-minilm-l6-v2
     default = next(r for r in config.rag_repositories if r.repository_id == "default")

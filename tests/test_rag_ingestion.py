@@ -19,7 +19,6 @@ from chalicelib.registry.resolver import reset_registry
 from chalicelib.registry.store import ModelStore
 from chalicelib.settings import get_settings
 from runner.sqs_poller import SqsPoller
-from tests.support.postgres import rag_env  # noqa: F401  (fixture)
 from tests.support.rag import (
     EMBEDDER,
     create_repository,
@@ -43,7 +42,7 @@ BAKING = "To bake sourdough bread, feed the starter the night before, then knead
 
 
 @pytest.fixture
-def docs(rag_env: str, tei_worker: str) -> str:  # noqa: F811
+def docs(rag_env: str, tei_worker: str) -> str:
     register_embedder(tei_worker)
     create_repository("docs")
     return "docs"
@@ -177,7 +176,7 @@ def test_upload_metadata_is_kept_and_searchable(docs: str) -> None:
     assert {h.metadata["filename"] for h in hits} == {"solar.txt"}
 
 
-def test_a_transient_failure_is_retried_and_recovers(rag_env: str, tei_worker: str) -> None:  # noqa: F811
+def test_a_transient_failure_is_retried_and_recovers(rag_env: str, tei_worker: str) -> None:
     register_embedder("http://127.0.0.1:9")  # nothing listens there: the embedding model is down
     create_repository("docs")
     put_document("docs/solar.txt", SOLAR.encode())

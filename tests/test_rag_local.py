@@ -17,7 +17,6 @@ from chalicelib.rag.service import search_repository
 from chalicelib.rag.vectorstores.pgvector import table_names
 from chalicelib.settings import get_settings
 from runner.rag_local import start_local_rag
-from tests.support.postgres import rag_env  # noqa: F401  (fixture)
 from tests.support.rag import document, put_document, register_embedder
 
 pytestmark = pytest.mark.slow
@@ -26,7 +25,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 
 
 def test_local_rag_owns_its_database_and_keeps_documents_across_restarts(
-    rag_env: str,  # noqa: F811
+    rag_env: str,
     tei_worker: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

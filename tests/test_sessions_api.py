@@ -16,8 +16,8 @@ from chalicelib import aws
 from chalicelib.auth.authorizer import get_authorizer
 from chalicelib.auth.tokens import TokenStore
 from chalicelib.sessions.store import MAX_SESSION_BYTES
+from testkit.oidc_issuer import OidcIssuer
 from tests.support.control_plane import Client, control_plane_url
-from tests.support.oidc_issuer import OidcIssuer
 
 
 @pytest.fixture(scope="module")

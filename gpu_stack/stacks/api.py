@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ class ApiStack(cdk.Stack):
         functions: AppFunctions,
         data: DataStack,
         vpc: ec2.IVpc,
-        client_groups: list[ec2.ISecurityGroup],
+        client_groups: Sequence[ec2.ISecurityGroup],
         router_endpoint: tuple[str, str] | None,
         **kwargs: Any,
     ) -> None:

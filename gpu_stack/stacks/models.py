@@ -131,6 +131,7 @@ def _id(name: str) -> str:
 
 
 def deployed_models(config: LisaConfig) -> list[EcsModel]:
+    """The ECS models the config asks to deploy; the others stay registered but get no service."""
     return [model for model in config.ecs_models if model.deploy]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ class RouterStack(cdk.Stack):
         names: ResourceNames,
         vpc: ec2.IVpc,
         tables: dict[str, dynamodb.ITable],
-        client_groups: list[ec2.ISecurityGroup],
+        client_groups: Sequence[ec2.ISecurityGroup],
         project_dir: Path,
         config_dir: Path,
         **kwargs: Any,

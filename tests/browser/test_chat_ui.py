@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from testkit.oidc_issuer import OidcIssuer
 from tests.browser.conftest import CspViolations, Screenshots, User, make_user, watched_context
-from tests.support.oidc_issuer import OidcIssuer
 from tests.support.servers import AppThread, stage_path_proxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

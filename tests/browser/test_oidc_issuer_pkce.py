@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.support.oidc_issuer import OidcIssuer
+from testkit.oidc_issuer import OidcIssuer
 
 REDIRECT = "http://127.0.0.1:9/callback"
 

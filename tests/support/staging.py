@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from runner.stepfunctions_local import LocalStepFunctions
 
@@ -33,6 +32,8 @@ def sfn(aws_env: str, staging_sfn: LocalStepFunctions) -> LocalStepFunctions:
 
 def tiny_model() -> Any:
     """A tiny random Llama (tied embeddings), the same weights every call."""
+    # torch and transformers load lazily: this module is a plugin of every test run, and tests/unit must start fast.
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -53,6 +54,8 @@ def tiny_model() -> Any:
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     """A tiny random causal LM and a folder `<models>/lisa-test/tiny-llama` with its weights as 3
     `pytorch_model-*.bin` shards plus an index; the tied embedding and lm_head share storage inside shard 1."""
+    import torch
+
     model = tiny_model()
     folder = tmp_path_factory.mktemp("models") / TINY_MODEL
     folder.mkdir(parents=True)

@@ -1,65 +1,26 @@
 """Real CPU model workers for tests: TGI (SmolLM2-135M-Instruct) and TEI + instructor (all-MiniLM-L6-v2).
 
 Session fixtures `tgi_worker` and `tei_worker` yield the base URL of a worker subprocess on a free loopback port,
-started once per test session (tests/conftest.py registers them). The models are prepared with
-`workers.prepare.ensure_local_models` into `.lisa/models` (a no-op once done). `running_worker` starts one with
-other limits for a single test module.
+started once per test session (tests/conftest.py registers this module as a plugin). `running_worker` (from
+testkit/workers.py, shared with bench/) starts one with other limits for a single test module; it is re-exported
+here with the stall helpers the worker tests use.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from runner.processes import ManagedProcess
-from workers.launch import worker_spec
-from workers.prepare import DEFAULT_OUT, MINILM_ID, SMOLLM2_ID, ensure_local_models
+from testkit.workers import TGI_ENVIRONMENT, local_model_dirs, running_worker
+from workers.prepare import MINILM_ID, SMOLLM2_ID
 
-# The limits config.yaml gives the local default text model (containerConfig.environment).
-TGI_ENVIRONMENT = {"MAX_CONCURRENT_REQUESTS": "128", "MAX_INPUT_LENGTH": "1536", "MAX_TOTAL_TOKENS": "2048"}
-
-
-def local_model_dirs() -> dict[str, Path]:
-    """model id → prepared HF folder under .lisa/models (built on first use)."""
-    return ensure_local_models(DEFAULT_OUT)
-
-
-@contextmanager
-def running_worker(
-    container: str,
-    model_id: str,
-    log_dir: Path,
-    *,
-    environment: Mapping[str, str] | None = None,
-    extra_args: Sequence[str] = (),
-    timeout: float = 300.0,
-) -> Iterator[str]:
-    """Start the worker for `container` (`tgi`, `tei`, `instructor`) serving `model_id`; yield its URL; stop it."""
-    from tests.conftest import free_port
-
-    spec = worker_spec(container, model_id, local_model_dirs()[model_id], free_port(), environment=environment)
-    process = ManagedProcess(
-        name=f"{container}-worker-{spec.url.rsplit(':', 1)[1]}",
-        module=spec.module,
-        args=[*spec.args, *extra_args],
-        health_url=spec.health_url,
-        log_dir=log_dir,
-        env=spec.env,
-    )
-    process.start()
-    try:
-        process.wait_healthy(timeout)
-        yield spec.url
-    finally:
-        process.stop()
+__all__ = ["HUGE", "TGI_ENVIRONMENT", "Stall", "local_model_dirs", "running_worker", "small_while_huge"]
 
 
 @pytest.fixture(scope="session")

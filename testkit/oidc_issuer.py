@@ -53,6 +53,7 @@ class SigningKey:
 
     @classmethod
     def generate(cls, alg: str) -> SigningKey:
+        """A new key pair for `alg` (RS256 or ES256) with a fresh kid."""
         if alg == "RS256":
             private: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         elif alg == "ES256":
@@ -62,11 +63,14 @@ class SigningKey:
         return cls(kid=f"{alg.lower()}-{uuid.uuid4().hex[:12]}", alg=alg, private_key=private)
 
     def public_pem(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
+        """The public key as PEM (SubjectPublicKeyInfo), as an RP configured with a static key would hold it."""
+        pem: bytes = self.private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+        return pem
 
     def public_jwk(self) -> dict[str, Any]:
+        """The public key as a JWK, as the issuer's JWKS serves it."""
         algorithm = jwt.algorithms.RSAAlgorithm if self.alg == "RS256" else jwt.algorithms.ECAlgorithm
         data: dict[str, Any] = json.loads(algorithm.to_jwk(self.private_key.public_key()))
         data.update({"kid": self.kid, "alg": self.alg, "use": "sig"})
@@ -117,6 +121,7 @@ class OidcIssuer:
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> OidcIssuer:
+        """Serve the issuer on loopback in a daemon thread; returns self."""
         issuer = self
 
         class Handler(_Handler):
@@ -129,6 +134,7 @@ class OidcIssuer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and release the port."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -152,6 +158,7 @@ class OidcIssuer:
         return f"http://{host!s}:{port}{self._path}"
 
     def url(self, path: str) -> str:
+        """The absolute URL of `path` on this issuer."""
         return self.issuer + path
 
     def metadata(self) -> dict[str, Any]:
@@ -189,9 +196,11 @@ class OidcIssuer:
         return key.kid
 
     def current_kid(self, alg: str = "RS256") -> str:
+        """The kid that signs new `alg` tokens."""
         return self._current[alg]
 
     def key(self, kid: str) -> SigningKey:
+        """The signing key with id `kid` (also keys rotated out of the JWKS)."""
         return self._keys[kid]
 
     def public_pem(self, alg: str = "RS256") -> bytes:
@@ -199,6 +208,7 @@ class OidcIssuer:
         return self._keys[self._current[alg]].public_pem()
 
     def jwks(self) -> dict[str, Any]:
+        """The JWKS document: the public half of every current key."""
         with self._lock:
             return {"keys": [k.public_jwk() for k in self._keys.values()]}
 

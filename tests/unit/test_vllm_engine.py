@@ -13,7 +13,7 @@ from chalicelib.config import ConfigError, parse_config
 from chalicelib.registry.models import CreateModelRequest, ModelRecord
 from chalicelib.vllm_engine import SERVER_MODULE, VllmEngineArgs, server_command
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(container: dict[str, Any], **model: Any) -> dict[str, Any]:

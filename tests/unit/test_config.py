@@ -9,7 +9,7 @@ import yaml
 
 from chalicelib.config import ConfigError, load_config, parse_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "example_config.yaml"])

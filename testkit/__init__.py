@@ -1,0 +1,5 @@
+"""Real local peers that both the tests and the benchmarks start: an OIDC issuer and CPU model workers.
+
+Nothing here imports pytest, so `bench/` can use it without pulling in the test suite; pytest fixtures built on
+these live in `tests/support/`.
+"""
