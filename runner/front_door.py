@@ -22,6 +22,7 @@ from aiohttp import web
 from chalice.local import LocalGateway, LocalGatewayException
 
 from chalicelib.gateway import NO_ROUTE
+from chalicelib.webui import UI_PAGES
 from router.http import Handler, json_http_errors
 from router.server import refusal
 from runner.chalice_gateway import RequestHeaders
@@ -104,12 +105,13 @@ def mount(
     """
     ui: set[web.AbstractResource | None] = set()
     if webui_dir is not None and (webui_dir / "index.html").is_file():
-        index = webui_dir / "index.html"
+        pages = {path: webui_dir / name for path, name in UI_PAGES.items() if (webui_dir / name).is_file()}
 
-        async def serve_index(_: web.Request) -> web.FileResponse:
-            return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+        async def serve_page(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(pages[request.path], headers={"Cache-Control": "no-cache"})
 
-        ui.add(app.router.add_get("/", serve_index).resource)
+        for path in pages:
+            ui.add(app.router.add_get(path, serve_page).resource)
         if (webui_dir / "assets").is_dir():
             assets = webui_dir / "assets"
 
@@ -121,7 +123,7 @@ def mount(
                 return web.FileResponse(assets / name, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
             ui.add(app.router.add_get("/assets/{file:[^/]+}", serve_asset).resource)
-        for extra in sorted(p for p in webui_dir.iterdir() if p.is_file() and p.name != "index.html"):
+        for extra in sorted(p for p in webui_dir.iterdir() if p.is_file() and p.name not in UI_PAGES.values()):
             ui.add(app.router.add_get(f"/{extra.name}", _file_handler(extra)).resource)
     if ui and ui_headers:
         headers = dict(ui_headers)

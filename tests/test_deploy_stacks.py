@@ -508,7 +508,9 @@ def test_chat_ui_is_served_from_a_private_bucket_on_the_apis_origin(
     hardening = ui_security_headers([uploads])
     assert f"connect-src 'self' {uploads};" in hardening["Content-Security-Policy"]
     paths = api["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
-    for path, key in (("/", "/index.html"), ("/assets/{file}", "/assets/{file}")):
+    assert (built / "reference.html").is_file()  # the API reference page, served at /reference
+    assert {"/", "/reference", "/assets/{file}"} <= set(WEB_UI_PATHS)
+    for path, key in (("/", "/index.html"), ("/reference", "/reference.html"), ("/assets/{file}", "/assets/{file}")):
         method = paths[path]["get"]
         assert "security" not in method  # the page and bundles are public; every API call they make is authorized
         integration = method["x-amazon-apigateway-integration"]

@@ -35,6 +35,7 @@ def ui_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "assets").mkdir()
     (root / "index.html").write_text('<!doctype html><script type="module" src="./assets/app.js"></script>')
     (root / "assets" / "app.js").write_text("console.log('hi')")
+    (root / "reference.html").write_text("<!doctype html><title>LISA API reference</title>")
     (root / "robots.txt").write_text("User-agent: *\n")
     return root
 
@@ -186,13 +187,16 @@ def test_no_response_names_the_server_software_and_the_ui_is_hardened(url: str, 
         ("/ui/config", {}),
         ("/nope", {}),
         ("/", {}),
+        ("/reference", {}),
         ("/assets/app.js", {}),
         ("/robots.txt", {}),
     ):
         response = requests.get(f"{url}{path}", headers=headers, timeout=30)
         assert response.headers["Server"] == "LISA", path
         assert response.headers["X-Content-Type-Options"] == "nosniff", path
-        if path in ("/", "/assets/app.js", "/robots.txt"):
+        if path == "/reference":  # the API reference page: a second page of the built UI
+            assert "<title>LISA API reference</title>" in response.text
+        if path in ("/", "/reference", "/assets/app.js", "/robots.txt"):
             assert {name: response.headers.get(name) for name in UI_HEADERS} == UI_HEADERS, path
         else:
             assert "Content-Security-Policy" not in response.headers, path

@@ -10,7 +10,10 @@ from pydantic.alias_generators import to_camel
 
 from chalicelib.auth.tokens import UNCHANGED, TokenRecord, Unchanged
 
-Name = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^\S(.*\S)?$")]
+# No control characters, no blank at either end (Python's str.strip() counts \x1c-\x1f as blanks, \S does not).
+Name = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$")
+]
 MAX_EXPIRES_IN = 10 * 365 * 24 * 3600  # ten years
 LAST_UNIX_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z: what datetimes (and the CLI) can show
 

@@ -1,5 +1,6 @@
-"""The chat UI in AWS: a private bucket filled from the built UI, served through API Gateway S3 integrations at `/`
-and `/assets/{file}` of the same REST API, so the UI and the API share one origin (and one stage path)."""
+"""The chat UI in AWS: a private bucket filled from the built UI, served through API Gateway S3 integrations at `/`,
+`/reference` (the API reference page) and `/assets/{file}` of the same REST API, so the UI and the API share one
+origin (and one stage path)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from aws_cdk import aws_s3_deployment as s3_deployment
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
+from chalicelib.webui import UI_PAGES
 from gpu_stack.stacks.data import log_access, secure_bucket_options
 from gpu_stack.suppressions import TASK_ROLE_INLINE_REASON, nag_suppression, suppress, suppress_cdk_handler
 
-# The chat UI's paths (public, static): its page and its hashed bundles.
-WEB_UI_PATHS = ("/", "/assets/{file}")
+# The UI's paths (public, static): its pages (the chat UI, the API reference) and their hashed bundles.
+WEB_UI_PATHS = (*UI_PAGES, "/assets/{file}")
 WEB_ASSETS_DEFAULT = "webui/dist"
 
 
@@ -84,7 +86,7 @@ def serve_web_ui(
     # Static values are quoted once; API Gateway keeps the quotes inside them ('self', 'none') as they are.
     hardening = {f"method.response.header.{name}": f"'{value}'" for name, value in headers.items()}
     for path, key, cache in (
-        ("/", "index.html", "no-cache"),
+        *((page, name, "no-cache") for page, name in UI_PAGES.items()),
         ("/assets/{file}", "assets/{file}", "public, max-age=31536000, immutable"),  # names carry a hash
     ):
         integration: dict[str, Any] = {
