@@ -44,7 +44,7 @@ models: $(STAMP) ## the local default models as HF folders in .lisa/models (buil
 	$(PY) -m workers.prepare --out .lisa/models
 
 # The chat UI: built into webui/dist (served by `make run`); nothing is fetched at run time.
-WEBUI_SRC := $(shell find webui/src -type f 2>/dev/null) webui/index.html webui/vite.config.ts webui/tsconfig.json
+WEBUI_SRC := $(shell find webui/src -type f 2>/dev/null) webui/index.html webui/reference.html webui/vite.config.ts webui/tsconfig.json
 webui/node_modules/.package-lock.json: webui/package.json webui/package-lock.json
 	cd webui && npm ci --no-audit --no-fund
 webui/dist/index.html: webui/node_modules/.package-lock.json $(WEBUI_SRC)
