@@ -37,6 +37,7 @@ class NagFinding:
 
     @property
     def pack(self) -> str:
+        """The rule pack the finding's rule belongs to (its id's prefix)."""
         return next(p for p in PACKS if self.rule.startswith(p + "-"))
 
     def __str__(self) -> str:
@@ -85,6 +86,7 @@ def counts(findings: list[NagFinding]) -> Counter[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`python -m gpu_stack.nag`: the error counts per stack and pack, or every finding, for a config."""
     parser = argparse.ArgumentParser(description="Count cdk-nag errors per pack and stack.")
     parser.add_argument("--config", default=str(PROJECT_DIR / "config.yaml"))
     parser.add_argument("--list", action="store_true", help="print every finding, sorted, instead of the counts")
