@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from chalicelib.bounded_json import InvalidJson, loads
 from chalicelib.contracts.tgi import TgiError
+from chalicelib.errors import LisaError, TooManyRequests
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 P = ParamSpec("P")
@@ -41,34 +42,19 @@ def configure_torch(threads: int | None = None) -> int:
     return int(torch.get_num_threads())
 
 
-class WorkerError(Exception):
-    """A request the worker refuses: answered with `status` as TGI's and TEI's error body (`TgiError`).
+def error_response(error: LisaError) -> web.Response:
+    """`error` as TGI's and TEI's error body: the one serializer of every error the workers answer.
 
-    The status and error type travel with each instance, not its class, since one worker imitates servers that
-    answer the same fault differently (TGI: 422 `validation`; TEI: 413 `Validation`, 400 `Empty`).
-    """
-
-    def __init__(self, status: int, message: str, error_type: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.error_type = error_type
-
-    def response(self) -> web.Response:
-        """The error as TGI and TEI answer it."""
-        return error_response(self.status, self.message, self.error_type)
-
-
-def error_response(status: int, message: str, error_type: str) -> web.Response:
-    """TGI's and TEI's error body: the one serializer of every error the workers answer."""
-    return web.json_response(dump(TgiError(error=message, error_type=error_type)), status=status)
+    Its status and type come from the instance, which may override its class's: one worker imitates servers that
+    answer the same fault differently (TGI: 422 `validation`; TEI: 413 `Validation`, 400 `Empty`)."""
+    return web.json_response(dump(TgiError(error=error.message, error_type=error.error_type)), status=error.status)
 
 
 def dump(model: BaseModel) -> Any:
     """A response model as the JSON value it stands for: the fields the worker set (and set to None), no others.
 
     What a worker leaves unset is what the server it imitates leaves out (OpenAI's `tool_calls`, TEI's
-    `completion_tokens`); `omitted_when_none` fields go when None (see `chalicelib.contracts.base`).
+    `completion_tokens`), and so are the fields the contract omits when None (`contracts.base.omitted_when_none`).
     """
     return model.model_dump(exclude_unset=True)
 
@@ -99,18 +85,18 @@ async def parse_json(
     error_type: str = "validation",
     prefix: str = "",
 ) -> ModelT:
-    """The request body (bounded: chalicelib.bounded_json) validated as `model`, or a WorkerError naming the field."""
+    """The request body (bounded: chalicelib.bounded_json) validated as `model`, or a LisaError naming the field."""
     raw = await request.read()
     try:
         payload: Any = loads(raw) if raw else None
     except InvalidJson as error:
-        raise WorkerError(status, f"{prefix}{error.message}", error_type) from None
+        raise LisaError(f"{prefix}{error.message}", status=status, error_type=error_type) from None
     if not isinstance(payload, dict):
-        raise WorkerError(status, f"{prefix}request body must be a JSON object", error_type)
+        raise LisaError(f"{prefix}request body must be a JSON object", status=status, error_type=error_type)
     try:
         return model.model_validate(payload)
     except ValidationError as error:
-        raise WorkerError(status, f"{prefix}{describe_validation_error(error)}", error_type) from None
+        raise LisaError(f"{prefix}{describe_validation_error(error)}", status=status, error_type=error_type) from None
 
 
 # -- tokenization: bounded, and never on the event loop or the engine's thread -----------------------------------
@@ -153,20 +139,20 @@ async def off_loop(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) 
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """WorkerError → its JSON answer; an unexpected exception → a JSON 500 (logged), never an HTML page."""
+    """A LisaError → its JSON answer; an unexpected exception → a JSON 500 (logged), never an HTML page."""
     try:
         return await handler(request)
-    except WorkerError as error:
-        return error.response()
+    except LisaError as error:
+        return error_response(error)
     except web.HTTPException as error:
         if error.status >= 400 and error.content_type != "application/json":
-            return error_response(error.status, error.reason, "http")
+            return error_response(LisaError(error.reason, status=error.status, error_type="http"))
         raise
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception as error:
         request.app["logger"].exception("request failed", extra={"path": request.path})
-        return error_response(500, f"internal error: {error}", "generation")
+        return error_response(LisaError(f"internal error: {error}", error_type="generation"))
 
 
 class Admission:
@@ -180,7 +166,7 @@ class Admission:
 
     def __enter__(self) -> Admission:
         if self.in_flight >= self.limit:
-            raise WorkerError(429, self._message, self._error_type)
+            raise TooManyRequests(self._message, error_type=self._error_type)
         self.in_flight += 1
         return self
 

@@ -25,10 +25,10 @@ from aiohttp import web
 
 from chalicelib.contracts.instructor import InstructorError, InstructorHealth, InstructorRequest, InstructorResponse
 from chalicelib.contracts.tei import TeiEmbedRequest, TeiEmbedResponse, TeiInfo, TeiOpenAIEmbedRequest
+from chalicelib.errors import BadRequest, LisaError, PayloadTooLarge, ServiceUnavailable, Unprocessable
 from chalicelib.serve.types import EmbeddingData, EmbeddingResponse, Usage
 from workers.common import (
     Admission,
-    WorkerError,
     configure_torch,
     dump,
     env_int,
@@ -59,12 +59,12 @@ class Limits:
     auto_truncate: bool = False
 
 
-def _validation(message: str) -> WorkerError:
-    return WorkerError(413, f"Input validation error: {message}", "Validation")
+def _validation(message: str) -> PayloadTooLarge:
+    return PayloadTooLarge(f"Input validation error: {message}", error_type="Validation")
 
 
-def _empty() -> WorkerError:
-    return WorkerError(400, "Input validation error: `inputs` cannot be empty", "Empty")
+def _empty() -> BadRequest:
+    return BadRequest("Input validation error: `inputs` cannot be empty", error_type="Empty")
 
 
 class TEIService:
@@ -89,10 +89,9 @@ class TEIService:
 
     def _dimensions(self, dimensions: int | None) -> None:
         if dimensions is not None and dimensions != self.model.dimensions:
-            raise WorkerError(
-                422,
+            raise Unprocessable(
                 f"`dimensions` must be {self.model.dimensions} for this model (it is not a Matryoshka model)",
-                "Validation",
+                error_type="Validation",
             )
 
     async def _embed(
@@ -147,7 +146,7 @@ class TEIService:
     async def health(self, _: web.Request) -> web.Response:
         """GET /health: 200 while the batching thread runs."""
         if not self.batcher.alive:
-            raise WorkerError(503, "embedding backend is not running", "Unhealthy")
+            raise ServiceUnavailable("embedding backend is not running", error_type="Unhealthy")
         return web.Response(status=200)
 
     async def metrics(self, _: web.Request) -> web.Response:
@@ -173,10 +172,9 @@ class TEIService:
         if body.prompt_name is not None:
             if body.prompt_name not in self.model.prompts:
                 known = ", ".join(sorted(self.model.prompts)) or "none"
-                raise WorkerError(
-                    422,
+                raise Unprocessable(
                     f"`prompt_name` {body.prompt_name!r} is not a prompt of this model (known: {known})",
-                    "Validation",
+                    error_type="Validation",
                 )
             prefix = self.model.prompts[body.prompt_name]
         vectors, tokens = await self._embed(
@@ -217,7 +215,7 @@ class TEIService:
             vectors, _ = await self._embed(
                 texts, normalize=True, truncate=None, prefix=body.instruction, pool_prefix=False
             )
-        except WorkerError as error:  # TorchServe's error shape
+        except LisaError as error:  # TorchServe's error shape
             answer = InstructorError(code=error.status, type=error.error_type, message=error.message)
             return web.json_response(dump(answer), status=error.status)
         return web.json_response(dump(InstructorResponse(vectors)))

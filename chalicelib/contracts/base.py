@@ -1,30 +1,17 @@
-"""The one base of every wire model: what all of LISA's wire formats have in common."""
+"""The one base of every wire model, and what all of LISA's wire formats have in common."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class WireModel(BaseModel):
-    """A JSON object on the wire.
-
-    Unknown fields are ignored, as every server LISA speaks to or imitates does (forward compatibility); fields are
-    read by name or alias. Fields named in `omitted_when_none` are left out of the dump when None, as the wire
-    leaves them out (serde's `skip_serializing_if`), while other None fields are written as `null`.
-    """
+    """A JSON object on the wire: unknown fields are ignored, as every server LISA speaks to or imitates does
+    (forward compatibility); fields are read by name or alias."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    omitted_when_none: ClassVar[frozenset[str]] = frozenset()
-
-    @model_serializer(mode="wrap")
-    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        for name in self.omitted_when_none:
-            if data.get(name, 0) is None:
-                del data[name]
-        return data
 
 
 class StrictWireModel(WireModel):
@@ -34,3 +21,13 @@ class StrictWireModel(WireModel):
     """
 
     model_config = ConfigDict(strict=True)
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def omitted_when_none() -> Any:
+    """A field that defaults to None and is left out of the dump when None, as the wire leaves it out (serde's
+    `skip_serializing_if`); other None fields are written as `null`. The JSON schema still lists it."""
+    return Field(None, exclude_if=_is_none)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from chalicelib.contracts.base import StrictWireModel, WireModel
+from chalicelib.contracts.base import StrictWireModel, WireModel, omitted_when_none
 
 FinishReason = Literal["length", "eos_token", "stop_sequence"]
 
@@ -137,38 +137,32 @@ class TgiPrefillToken(WireModel):
 class TgiBestOfSequence(WireModel):
     """One of `details.best_of_sequences`: a sampled sequence that lost to the best one."""
 
-    omitted_when_none = frozenset({"top_tokens"})
-
     generated_text: str
     finish_reason: FinishReason
     generated_tokens: int
     seed: int | None = None
     prefill: list[TgiPrefillToken] = Field(default_factory=list)
     tokens: list[TgiToken] = Field(default_factory=list)
-    top_tokens: list[list[TgiToken]] | None = None
+    top_tokens: list[list[TgiToken]] | None = omitted_when_none()
 
 
 class TgiDetails(WireModel):
     """`details` of /generate (`parameters.details`)."""
 
-    omitted_when_none = frozenset({"top_tokens", "best_of_sequences"})
-
     finish_reason: FinishReason
     generated_tokens: int
     seed: int | None = None
     prefill: list[TgiPrefillToken] = Field(default_factory=list)
     tokens: list[TgiToken] = Field(default_factory=list)
-    top_tokens: list[list[TgiToken]] | None = None
-    best_of_sequences: list[TgiBestOfSequence] | None = None
+    top_tokens: list[list[TgiToken]] | None = omitted_when_none()
+    best_of_sequences: list[TgiBestOfSequence] | None = omitted_when_none()
 
 
 class TgiGenerateResponse(WireModel):
     """The answer of /generate (the compat route answers a list of one)."""
 
-    omitted_when_none = frozenset({"details"})
-
     generated_text: str
-    details: TgiDetails | None = None
+    details: TgiDetails | None = omitted_when_none()
 
 
 class TgiStreamDetails(WireModel):
@@ -183,11 +177,9 @@ class TgiStreamDetails(WireModel):
 class TgiStreamResponse(WireModel):
     """One `data:` event of /generate_stream; the last carries `generated_text` and `details` (else null)."""
 
-    omitted_when_none = frozenset({"top_tokens"})
-
     index: int | None = None
     token: TgiToken
-    top_tokens: list[TgiToken] | None = None
+    top_tokens: list[TgiToken] | None = omitted_when_none()
     generated_text: str | None = None
     details: TgiStreamDetails | None = None
 

@@ -19,8 +19,9 @@ from chalicelib.contracts.tgi import (
     TgiTokenizedToken,
     TgiTokenizeRequest,
 )
+from chalicelib.errors import LisaError, ServiceUnavailable
 from chalicelib.serve.types import ModelList, ModelObject
-from workers.common import Admission, WorkerError, dump, off_loop, parse_json
+from workers.common import Admission, dump, off_loop, parse_json
 from workers.engine_io import GenerationFailed, GenerationRequest, GenerationResult, TokenEvent
 from workers.tgi import responses
 from workers.tgi.limits import Limits
@@ -76,7 +77,7 @@ class TGIService:
     async def health(self, _: web.Request) -> web.Response:
         """GET /health: 200 while the engine's thread runs."""
         if not self.engine.alive:
-            raise WorkerError(503, "generation engine is not running", "unhealthy")
+            raise ServiceUnavailable("generation engine is not running", error_type="unhealthy")
         return web.Response(status=200)
 
     async def metrics(self, _: web.Request) -> web.Response:
@@ -153,7 +154,7 @@ class TGIService:
         try:
             _, result = await stream.result()
         except GenerationFailed as error:
-            raise WorkerError(500, str(error), "generation") from None
+            raise LisaError(str(error), error_type="generation") from None
         finally:
             stream.cancel()
         return result
@@ -224,19 +225,20 @@ class TGIService:
     ) -> web.StreamResponse:
         streams = [self.engine.submit(generation) for generation in generations]
         header = responses.stream_header(self.model_id, "cmpl")
-        counted = {"prompt": 0, "completion": 0}
+        prompt_tokens = completion_tokens = 0
 
         def render(index: int, event: TokenEvent) -> Iterable[BaseModel]:
+            nonlocal prompt_tokens, completion_tokens
             text = "" if event.token.special else event.token.text
             reason = event.final.finish_reason if event.final else None
             if event.final:
-                counted["prompt"] += event.final.input_length
-                counted["completion"] += event.final.generated_tokens
+                prompt_tokens += event.final.input_length
+                completion_tokens += event.final.generated_tokens
             yield responses.completion(header, [responses.completion_choice(index, text, reason)])
 
         def closing() -> Iterable[BaseModel]:
             if include_usage:
-                yield responses.completion(header, [], responses.usage(counted["prompt"], counted["completion"]))
+                yield responses.completion(header, [], responses.usage(prompt_tokens, completion_tokens))
 
         return await stream_events(request, streams, render, OPENAI_STYLE, closing)
 

@@ -13,7 +13,8 @@ from chalicelib.contracts.tgi import (
     TgiGenerateRequest,
     TgiParameters,
 )
-from workers.common import WorkerError, bounded_part, too_long
+from chalicelib.errors import Unprocessable
+from workers.common import bounded_part, too_long
 from workers.engine_io import GenerationRequest, GenerationResult, SamplingParams
 from workers.tgi.limits import Limits
 
@@ -21,9 +22,9 @@ PREFIX = "Input validation error: "
 DEFAULT_MAX_NEW_TOKENS = 100  # TGI's default for /generate and /v1/chat/completions; /v1/completions: the budget
 
 
-def invalid(message: str) -> WorkerError:
+def invalid(message: str) -> Unprocessable:
     """A request TGI refuses: 422 `validation`, in TGI's words."""
-    return WorkerError(422, PREFIX + message, "validation")
+    return Unprocessable(PREFIX + message, error_type="validation")
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class RequestValidator:
         try:
             text = str(self.tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True))
         except Exception as error:  # jinja raises for conversations the template refuses (roles, order...)
-            raise WorkerError(422, f"Template error: {error}", "template_error") from None
+            raise Unprocessable(f"Template error: {error}", error_type="template_error") from None
         return text
 
     def prepare_openai(
