@@ -31,6 +31,7 @@ async def _freeze_heap(_: web.Application) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the router until interrupted (`python -m router`)."""
     settings = RouterSettings()
     parser = argparse.ArgumentParser(prog="python -m router", description=__doc__)
     parser.add_argument("--host", default=settings.host)

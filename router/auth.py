@@ -27,6 +27,7 @@ class AsyncAuthorizer:
 
     @property
     def authorizer(self) -> Authorizer:
+        """The fixed authorizer, else the process-wide one (created on first use)."""
         if self._fixed is not None:
             return self._fixed
         from chalicelib.auth.authorizer import get_authorizer

@@ -55,7 +55,7 @@ class Backend:
         )
 
     async def call(
-        self, url: str, payload: Any, what: str, *, expect: type = dict, idempotent: bool = False
+        self, url: str, payload: Any, backend_label: str, *, expect: type = dict, idempotent: bool = False
     ) -> tuple[Any, dict[str, str]]:
         """POST `payload` as JSON; returns (the JSON answer, of type `expect`, and the response headers).
 
@@ -69,48 +69,48 @@ class Backend:
                 ) as response:
                     raw = await response.read()
                     if response.status >= 400:
-                        raise from_backend(response.status, raw, what)
+                        raise from_backend(response.status, raw, backend_label)
                     try:
                         answer = bounded_json.loads(raw, "the answer")
                     except ValueError:
-                        raise ServeError(502, f"{what} answered with something other than JSON") from None
+                        raise ServeError(502, f"{backend_label} answered with something other than JSON") from None
                     if not isinstance(answer, expect):
                         kind = "an object" if expect is dict else f"a JSON {expect.__name__}"
-                        raise ServeError(502, f"{what} answered with JSON that is not {kind}")
+                        raise ServeError(502, f"{backend_label} answered with JSON that is not {kind}")
                     return answer, dict(response.headers)
             except aiohttp.ServerDisconnectedError:
                 if attempt == 2:  # a pooled connection the backend had just closed: retry once on a fresh one
-                    raise ServeError(502, f"{what} closed the connection without answering") from None
+                    raise ServeError(502, f"{backend_label} closed the connection without answering") from None
             except aiohttp.ClientError as error:
-                raise self._client_error(error, what, self.settings.request_timeout) from None
+                raise self._client_error(error, backend_label, self.settings.request_timeout) from None
             except TimeoutError:
-                raise backend_timeout(what, self.settings.request_timeout) from None
+                raise backend_timeout(backend_label, self.settings.request_timeout) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     @asynccontextmanager
-    async def stream(self, url: str, payload: Any, what: str) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def stream(self, url: str, payload: Any, backend_label: str) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST `payload` and yield the open streaming response once it answered 2xx (closed on exit)."""
         body = _dumps(payload).encode()
         try:  # streams are generations: a connection closed without an answer is never retried (see `call`)
             response = await self.session.post(url, data=body, headers=_STREAM_HEADERS, timeout=self._stream_timeout)
         except aiohttp.ServerDisconnectedError:
-            raise ServeError(502, f"{what} closed the connection without answering") from None
+            raise ServeError(502, f"{backend_label} closed the connection without answering") from None
         except aiohttp.ClientError as error:
-            raise self._client_error(error, what, self.settings.stream_idle_timeout) from None
+            raise self._client_error(error, backend_label, self.settings.stream_idle_timeout) from None
         except TimeoutError:
-            raise backend_timeout(what, self.settings.stream_idle_timeout) from None
+            raise backend_timeout(backend_label, self.settings.stream_idle_timeout) from None
         try:
             if response.status >= 400:
                 try:
                     raw = await response.read()
                 except (aiohttp.ClientError, TimeoutError):
                     raw = b""
-                raise from_backend(response.status, raw, what)
+                raise from_backend(response.status, raw, backend_label)
             yield response
         finally:
             response.close()  # never back to the pool half-read: the backend sees the disconnect and stops
 
-    async def events(self, response: aiohttp.ClientResponse, what: str) -> AsyncIterator[sse.Event]:
+    async def events(self, response: aiohttp.ClientResponse, backend_label: str) -> AsyncIterator[sse.Event]:
         """The server-sent events of an open stream; a silence longer than the idle timeout or a broken
         connection raises ServeError (504 / 502)."""
         decoder = sse.SSEDecoder()
@@ -121,22 +121,22 @@ class Backend:
         except (aiohttp.ServerTimeoutError, TimeoutError):
             raise ServeError(
                 504,
-                f"{what} sent nothing for {self.settings.stream_idle_timeout:g} s",
+                f"{backend_label} sent nothing for {self.settings.stream_idle_timeout:g} s",
                 code="backend_timeout",
             ) from None
         except aiohttp.ClientError as error:
-            raise ServeError(502, f"{what} broke off the stream: {error or type(error).__name__}") from None
+            raise ServeError(502, f"{backend_label} broke off the stream: {error or type(error).__name__}") from None
         for event in decoder.close():
             yield event
 
     @staticmethod
-    def _client_error(error: aiohttp.ClientError, what: str, timeout: float) -> ServeError:
+    def _client_error(error: aiohttp.ClientError, backend_label: str, timeout: float) -> ServeError:
         if isinstance(error, aiohttp.ConnectionTimeoutError):
-            return backend_unreachable(what, "connecting timed out")
+            return backend_unreachable(backend_label, "connecting timed out")
         if isinstance(error, aiohttp.ServerTimeoutError):
-            return backend_timeout(what, timeout)
+            return backend_timeout(backend_label, timeout)
         if isinstance(error, aiohttp.ClientConnectorError):
-            return backend_unreachable(what, f"cannot connect to {error.host}:{error.port} ({error.os_error})")
+            return backend_unreachable(backend_label, f"cannot connect to {error.host}:{error.port} ({error.os_error})")
         if isinstance(error, aiohttp.ClientConnectionError):
-            return ServeError(502, f"{what}: connection failed ({error or type(error).__name__})")
-        return ServeError(502, f"{what}: {error or type(error).__name__}")
+            return ServeError(502, f"{backend_label}: connection failed ({error or type(error).__name__})")
+        return ServeError(502, f"{backend_label}: {error or type(error).__name__}")

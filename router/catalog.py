@@ -36,6 +36,7 @@ class ModelCatalog:
 
     @property
     def registry(self) -> CachedRegistry:
+        """The model registry (cached reads)."""
         if self._fixed is not None:
             return self._fixed
         from chalicelib.registry.resolver import get_registry
@@ -44,6 +45,7 @@ class ModelCatalog:
 
     @property
     def ttl(self) -> float:
+        """Seconds a catalog snapshot is reused."""
         return self._ttl if self._ttl is not None else self.registry.ttl_seconds
 
     async def resolve(self, name: str, param: str = "model") -> ModelRecord:

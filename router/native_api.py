@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from chalicelib.config import ModelType
+from chalicelib.contracts.native import NativeRequest
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import ServeError, invalid
-from chalicelib.serve.types import NativeRequest
 from router.http import json_response, note
 from router.services import Services, backend_event, backend_name, relay
 
@@ -65,15 +65,16 @@ class NativeApi:
     """Handlers of the LISA-native v1 routes."""
 
     def __init__(self, services: Services) -> None:
-        self.s = services
+        self.services = services
 
     async def _available(self, request: web.Request) -> tuple[list[str], list[ModelRecord]]:
-        await self.s.caller(request)
+        await self.services.caller(request)
         types = _model_types(request)
-        records = [r for r in await self.s.catalog.records() if r.is_available and r.model_type.value in types]
+        records = [r for r in await self.services.catalog.records() if r.is_available and r.model_type.value in types]
         return types, records
 
     async def list_models(self, request: web.Request) -> web.Response:
+        """GET /v1/listModels."""
         types, records = await self._available(request)
         listing: dict[str, dict[str, list[str]]] = {t: {} for t in types}
         for record in records:
@@ -81,6 +82,7 @@ class NativeApi:
         return json_response(listing)
 
     async def describe_models(self, request: web.Request) -> web.Response:
+        """GET /v1/describeModels."""
         types, records = await self._available(request)
         described: dict[str, dict[str, list[dict[str, Any]]]] = {t: {} for t in types}
         for record in records:
@@ -88,12 +90,13 @@ class NativeApi:
         return json_response(described)
 
     async def describe_model(self, request: web.Request) -> web.Response:
-        await self.s.caller(request)
+        """GET /v1/describeModel."""
+        await self.services.caller(request)
         provider, name = request.query.get("provider", ""), request.query.get("modelName", "")
         for param, value in (("provider", provider), ("modelName", name)):
             if not value:
                 raise invalid(f"query parameter {param!r} is required", param, code="missing_parameter")
-        record = await self.s.catalog.resolve(name, "modelName")
+        record = await self.services.catalog.resolve(name, "modelName")
         self._check_provider(record, provider)
         return json_response(metadata(record))
 
@@ -109,17 +112,18 @@ class NativeApi:
             )
 
     async def _request(self, request: web.Request, model_type: ModelType) -> tuple[NativeRequest, ModelRecord]:
-        await self.s.caller(request)
-        req = mapping.validate(NativeRequest, await self.s.body(request))
-        record = await self.s.model(req.model_name, model_type, request, param="modelName")
+        await self.services.caller(request)
+        req = mapping.validate(NativeRequest, await self.services.body(request))
+        record = await self.services.model(req.model_name, model_type, request, param="modelName")
         self._check_provider(record, req.provider)
         return req, record
 
     async def generate(self, request: web.Request) -> web.Response:
+        """POST /v1/generate."""
         req, record = await self._request(request, ModelType.TEXTGEN)
         text = mapping.native_text(req.text)
         params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
-        answer, _ = await self.s.http.call(
+        answer, _ = await self.services.http.call(
             f"{record.endpoint_url}/generate", {"inputs": text, "parameters": params}, backend_name(record)
         )
         response = mapping.native_generate_response(answer)
@@ -127,6 +131,7 @@ class NativeApi:
         return json_response(response)
 
     async def generate_stream(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/generateStream."""
         req, record = await self._request(request, ModelType.TEXTGEN)
         if not record.streaming:
             raise ServeError(
@@ -134,20 +139,23 @@ class NativeApi:
             )
         text = mapping.native_text(req.text)
         params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
-        what = backend_name(record)
+        backend_label = backend_name(record)
         body = {"inputs": text, "parameters": params, "stream": True}
-        async with self.s.http.stream(f"{record.endpoint_url}/generate_stream", body, what) as upstream:
-            return await relay(request, self._events(request, upstream, what), done=False)
+        async with self.services.http.stream(f"{record.endpoint_url}/generate_stream", body, backend_label) as upstream:
+            return await relay(request, self._events(request, upstream, backend_label), done=False)
 
-    async def _events(self, request: web.Request, upstream: aiohttp.ClientResponse, what: str) -> AsyncIterator[bytes]:
-        async for event in self.s.http.events(upstream, what):
-            out = mapping.native_stream_event(backend_event(event.data, what))
+    async def _events(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, backend_label: str
+    ) -> AsyncIterator[bytes]:
+        async for event in self.services.http.events(upstream, backend_label):
+            out = mapping.native_stream_event(backend_event(event.data, backend_label))
             if "generatedTokens" in out:
                 note(request, tokens=out["generatedTokens"])
             yield sse.encode(out)
 
     async def embeddings(self, request: web.Request) -> web.Response:
+        """POST /v1/embeddings."""
         req, record = await self._request(request, ModelType.EMBEDDING)
         texts = mapping.native_texts(req.text)
-        vectors, _ = await self.s.embed(record, texts, req.model_kwargs)
+        vectors, _ = await self.services.embed(record, texts, req.model_kwargs)
         return json_response({"embeddings": vectors})

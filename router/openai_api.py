@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from chalicelib.config import ModelType
+from chalicelib.contracts.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import ServeError
 from chalicelib.serve.streams import merge
-from chalicelib.serve.types import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from router.http import json_response, note
 from router.services import Services, augmented, backend_event, backend_name, first_error, relay
 
@@ -47,11 +47,11 @@ class OpenAIApi:
     """Handlers of the OpenAI-compatible routes."""
 
     def __init__(self, services: Services) -> None:
-        self.s = services
+        self.services = services
 
     async def models(self, request: web.Request) -> web.Response:
         """GET /v1/openai/models: the models that can be called now (text generation and embedding)."""
-        await self.s.caller(request)
+        await self.services.caller(request)
         data = [
             {
                 "id": record.model_name,
@@ -62,7 +62,7 @@ class OpenAIApi:
                 "model_type": record.model_type.value,
                 "streaming": record.streaming,
             }
-            for record in await self.s.catalog.records()
+            for record in await self.services.catalog.records()
             if record.is_available
         ]
         return json_response({"object": "list", "data": data})
@@ -70,28 +70,28 @@ class OpenAIApi:
     # -- chat ----------------------------------------------------------------------------------------------------
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/openai/chat/completions."""
-        principal = await self.s.caller(request)
-        data = await self.s.body(request)
+        principal = await self.services.caller(request)
+        data = await self.services.body(request)
         req = mapping.validate(ChatCompletionRequest, data)
-        record = await self.s.model(req.model, ModelType.TEXTGEN, request)
+        record = await self.services.model(req.model, ModelType.TEXTGEN, request)
         extra: dict[str, Any] = {}
-        if self.s.augment_chat is not None:
-            req, extra = augmented(await self.s.augment_chat(principal, data, req, record))
+        if self.services.augment_chat is not None:
+            req, extra = augmented(await self.services.augment_chat(principal, data, req, record))
         body = mapping.chat_request(req, record.default_model_kwargs)
         url = f"{record.endpoint_url}/v1/chat/completions"
-        what = backend_name(record)
+        backend_label = backend_name(record)
         if not req.stream:
-            answer, _ = await self.s.http.call(url, body, what)
+            answer, _ = await self.services.http.call(url, body, backend_label)
             if not isinstance(answer, dict):
-                raise ServeError(502, f"{what} answered an unexpected chat completion")
+                raise ServeError(502, f"{backend_label} answered an unexpected chat completion")
             completion = mapping.chat_completion(answer, mapping.new_id("chatcmpl"), record.model_name)
             completion.update(extra)
             note(request, tokens=completion["usage"].get("completion_tokens"))
             return json_response(completion)
         _refuse_non_streaming(record)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        async with self.s.http.stream(url, body, what) as upstream:
-            events = self._chat_events(request, upstream, record, what, include_usage, extra)
+        async with self.services.http.stream(url, body, backend_label) as upstream:
+            events = self._chat_events(request, upstream, record, backend_label, include_usage, extra)
             return await relay(request, events, done=True)
 
     async def _chat_events(
@@ -99,15 +99,15 @@ class OpenAIApi:
         request: web.Request,
         upstream: aiohttp.ClientResponse,
         record: ModelRecord,
-        what: str,
+        backend_label: str,
         include_usage: bool,
         extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[bytes]:
         completion_id, created, model = mapping.new_id("chatcmpl"), int(time.time()), record.model_name
-        async for event in self.s.http.events(upstream, what):
+        async for event in self.services.http.events(upstream, backend_label):
             if event.data == sse.DONE_DATA:
                 break
-            chunk = backend_event(event.data, what)
+            chunk = backend_event(event.data, backend_label)
             if not chunk.get("choices"):  # the usage chunk TGI sends last
                 usage = chunk.get("usage")
                 if isinstance(usage, dict):
@@ -123,15 +123,15 @@ class OpenAIApi:
     # -- completions ---------------------------------------------------------------------------------------------
     async def completions(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/openai/completions."""
-        await self.s.caller(request)
-        req = mapping.validate(CompletionRequest, await self.s.body(request))
-        record = await self.s.model(req.model, ModelType.TEXTGEN, request)
+        await self.services.caller(request)
+        req = mapping.validate(CompletionRequest, await self.services.body(request))
+        record = await self.services.model(req.model, ModelType.TEXTGEN, request)
         prompts = mapping.completion_prompts(req)
         params = mapping.generate_parameters(req, record.default_model_kwargs)
-        what = backend_name(record)
+        backend_label = backend_name(record)
         if not req.stream:
             url = f"{record.endpoint_url}/generate"
-            calls = [self.s.http.call(url, {"inputs": p, "parameters": params}, what) for p in prompts]
+            calls = [self.services.http.call(url, {"inputs": p, "parameters": params}, backend_label) for p in prompts]
             results = await first_error(calls)
             choices = [
                 mapping.completion_choice(i, prompts[i], answer, req.echo, req.logprobs)
@@ -155,11 +155,11 @@ class OpenAIApi:
         async with AsyncExitStack() as stack:
             upstreams = [
                 await stack.enter_async_context(
-                    self.s.http.stream(url, {"inputs": p, "parameters": params, "stream": True}, what)
+                    self.services.http.stream(url, {"inputs": p, "parameters": params, "stream": True}, backend_label)
                 )
                 for p in prompts
             ]
-            events = self._completion_events(request, req, record, prompts, upstreams, what)
+            events = self._completion_events(request, req, record, prompts, upstreams, backend_label)
             return await relay(request, events, done=True)
 
     async def _completion_events(
@@ -169,7 +169,7 @@ class OpenAIApi:
         record: ModelRecord,
         prompts: list[str],
         upstreams: list[aiohttp.ClientResponse],
-        what: str,
+        backend_label: str,
     ) -> AsyncIterator[bytes]:
         base: dict[str, Any] = {
             "id": mapping.new_id("cmpl"),
@@ -184,9 +184,9 @@ class OpenAIApi:
                 choice = {"index": index, "text": prompt, "logprobs": None, "finish_reason": None}
                 yield sse.encode({**base, "choices": [choice]})
         prompt_tokens = generated = 0
-        streams = [self.s.http.events(upstream, what) for upstream in upstreams]
+        streams = [self.services.http.events(upstream, backend_label) for upstream in upstreams]
         async for index, event in merge(streams):
-            payload = backend_event(event.data, what)
+            payload = backend_event(event.data, backend_label)
             token = payload.get("token") or {}
             text = "" if token.get("special") else str(token.get("text", ""))
             details = payload.get("details")
@@ -209,9 +209,9 @@ class OpenAIApi:
     # -- embeddings ----------------------------------------------------------------------------------------------
     async def embeddings(self, request: web.Request) -> web.Response:
         """POST /v1/openai/embeddings."""
-        await self.s.caller(request)
-        req = mapping.validate(EmbeddingRequest, await self.s.body(request))
-        record = await self.s.model(req.model, ModelType.EMBEDDING, request)
+        await self.services.caller(request)
+        req = mapping.validate(EmbeddingRequest, await self.services.body(request))
+        record = await self.services.model(req.model, ModelType.EMBEDDING, request)
         texts = mapping.embedding_inputs(req)
-        vectors, tokens = await self.s.embed(record, texts, {})
+        vectors, tokens = await self.services.embed(record, texts, {})
         return json_response(mapping.embeddings_response(vectors, record.model_name, req.encoding_format, tokens))

@@ -30,9 +30,9 @@ logger = Logger(service="lisa-router", child=True)
 
 if TYPE_CHECKING:
     from chalicelib.auth.principal import Principal
+    from chalicelib.contracts.openai import ChatCompletionRequest
     from chalicelib.rag.vectorstores import SearchHit
     from chalicelib.registry.models import ModelRecord
-    from chalicelib.serve.types import ChatCompletionRequest
 
 FIELD = "lisa_rag"
 SOURCES_FIELD = "lisa_rag_sources"
@@ -170,6 +170,7 @@ class RagAugmenter:
 
     @property
     def service(self) -> Any:
+        """The RAG service, built on first use (it loads the vector store clients)."""
         if self._service is None:
             from chalicelib.rag.service import RagService
 
@@ -179,6 +180,7 @@ class RagAugmenter:
     async def __call__(
         self, principal: Principal, body: dict[str, Any], req: ChatCompletionRequest, record: ModelRecord
     ) -> ChatCompletionRequest | AugmentedChat:
+        """`req` with retrieved context added when the body names a repository; unchanged otherwise."""
         options = options_of(body)
         if options is None:
             return req

@@ -21,8 +21,8 @@ from router.settings import RouterSettings
 
 if TYPE_CHECKING:
     from chalicelib.auth.principal import Principal
+    from chalicelib.contracts.openai import ChatCompletionRequest
     from chalicelib.registry.models import ModelRecord
-    from chalicelib.serve.types import ChatCompletionRequest
 
 T = TypeVar("T")
 
@@ -64,6 +64,7 @@ class Services:
 
     @property
     def http(self) -> Backend:
+        """The backend HTTP client, which the application opens at startup."""
         assert self.backend is not None, "the router's client session starts with the application"
         return self.backend
 
@@ -105,9 +106,9 @@ class Services:
     ) -> tuple[list[list[float]], int]:
         """Embed `texts` with an embedding model: (vectors, prompt tokens as counted by the backend, else 0)."""
         base = record.endpoint_url
-        what = backend_name(record)
+        backend_label = backend_name(record)
         path, body = mapping.embed_request(record.provider, texts, model_kwargs, record.default_model_kwargs)
-        payload, headers = await self.http.call(f"{base}{path}", body, what, expect=list, idempotent=True)
+        payload, headers = await self.http.call(f"{base}{path}", body, backend_label, expect=list, idempotent=True)
         vectors = mapping.check_vectors(payload, len(texts))
         tokens = headers.get("x-compute-tokens") or headers.get("x-prompt-tokens") or "0"
         return vectors, int(tokens) if tokens.isascii() and tokens.isdigit() else 0
@@ -130,18 +131,18 @@ async def first_error(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
     return [t.result() for t in tasks]
 
 
-def backend_event(data: str, what: str) -> dict[str, Any]:
+def backend_event(data: str, backend_label: str) -> dict[str, Any]:
     """A backend stream event's JSON; a malformed event or an error event raises ServeError(502)."""
     try:
         payload = bounded_json.loads(data, "the event")
     except ValueError:
-        raise ServeError(502, f"{what} sent a malformed stream event") from None
+        raise ServeError(502, f"{backend_label} sent a malformed stream event") from None
     if not isinstance(payload, dict):
-        raise ServeError(502, f"{what} sent a malformed stream event")
+        raise ServeError(502, f"{backend_label} sent a malformed stream event")
     error = payload.get("error")
     if error is not None and "choices" not in payload and "token" not in payload:
         message = error.get("message") if isinstance(error, dict) else error
-        raise ServeError(502, f"{what} failed mid-stream: {message}", code="backend_error")
+        raise ServeError(502, f"{backend_label} failed mid-stream: {message}", code="backend_error")
     return payload
 
 

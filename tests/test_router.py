@@ -21,10 +21,11 @@ import requests
 
 from chalicelib.auth.authorizer import Authorizer
 from chalicelib.auth.tokens import TokenStore
+from chalicelib.contracts.native import ModelMetadata
+from chalicelib.contracts.openai import ChatCompletion, ChatCompletionChunk, Completion, ErrorResponse
 from chalicelib.registry.models import CreateModelRequest, ModelStatus
 from chalicelib.registry.resolver import CachedRegistry
 from chalicelib.registry.store import ModelStore
-from chalicelib.serve.types import ChatCompletion, ChatCompletionChunk, Completion, ErrorResponse, ModelMetadata
 from chalicelib.settings import get_settings
 from router.app import create_app
 from router.settings import RouterSettings

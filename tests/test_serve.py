@@ -8,17 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from chalicelib.contracts.native import NativeStreamResponse
+from chalicelib.contracts.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, EmbeddingResponse
+from chalicelib.contracts.tgi import TgiParameters
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.clients import InstructorClient, TeiClient, embedder_for
 from chalicelib.serve.errors import ServeError, from_backend
-from chalicelib.serve.types import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-    EmbeddingResponse,
-    NativeStreamResponse,
-    TgiParameters,
-)
 from tests.conftest import free_port
 from tests.support.fake_backends import FakeBackend
 from tests.support.servers import AppThread

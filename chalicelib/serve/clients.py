@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from chalicelib.contracts.tei import TeiInfo
 from chalicelib.serve.errors import ServeError, backend_timeout, backend_unreachable, from_backend
 from chalicelib.serve.mapping import DEFAULT_INSTRUCTION, check_vectors, embed_request
-from chalicelib.serve.types import TeiInfo
 
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 
@@ -75,7 +75,9 @@ class _Client:
 class Embedder(Protocol):
     """What RAG needs from an embedding model: one vector per text."""
 
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in order."""
+        ...
 
 
 class TeiClient(_Client):
@@ -95,9 +97,11 @@ class TeiClient(_Client):
         self.truncate = truncate
 
     def info(self) -> TeiInfo:
+        """GET /info: the model and its limits."""
         return TeiInfo.model_validate(self._json("GET", "/info"))
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in order (a ServeError when the backend fails)."""
         kwargs = {"normalize": self.normalize, "truncate": self.truncate}
         path, body = embed_request("ecs.embedding.tei", texts, kwargs)
         return check_vectors(self._json("POST", path, body), len(texts))
@@ -115,6 +119,7 @@ class InstructorClient(_Client):
         self.instruction = instruction
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One vector per text, in order (a ServeError when the backend fails)."""
         path, body = embed_request("ecs.embedding.instructor", texts, {"instruction": self.instruction})
         return check_vectors(self._json("POST", path, body), len(texts))
 

@@ -1,10 +1,15 @@
-"""The one exception inference refusals raise, and the OpenAI error object every API answers with."""
+"""The serving surface's refusal, `ServeError` (a `LisaError`), and its one serializer: the OpenAI error object.
+
+Every data-plane route, OpenAI and LISA-native alike, answers errors (and SSE error events) in that one shape.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from chalicelib import bounded_json
+from chalicelib.contracts.openai import ErrorDetail, ErrorResponse
+from chalicelib.errors import LisaError
 
 # OpenAI's `error.type` values used by LISA.
 INVALID_REQUEST = "invalid_request_error"
@@ -18,11 +23,15 @@ SERVER = "server_error"
 _TYPE_BY_STATUS = {401: AUTHENTICATION, 403: PERMISSION, 404: NOT_FOUND, 429: RATE_LIMIT}
 
 
-class ServeError(Exception):
+class ServeError(LisaError):
     """A request that cannot be served; `status` is the HTTP status, `message` is safe to show the caller.
 
-    `param` names the offending request field (OpenAI's `error.param`), `code` is a short machine-readable reason.
+    The status varies per instance (a backend's answer is relayed), so it is an argument, and the OpenAI
+    `error.type` follows from it unless given. `param` names the offending request field (OpenAI's `error.param`,
+    LisaError's `field`), `code` is a short machine-readable reason.
     """
+
+    ERROR_TYPE = INVALID_REQUEST
 
     def __init__(
         self,
@@ -33,12 +42,19 @@ class ServeError(Exception):
         code: str | None = None,
         type: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
+        error_type = type or _TYPE_BY_STATUS.get(status) or (INVALID_REQUEST if status < 500 else BACKEND)
+        super().__init__(message, field=param, status=status, error_type=error_type)
         self.code = code
-        self.type = type or _TYPE_BY_STATUS.get(status) or (INVALID_REQUEST if status < 500 else BACKEND)
+
+    @property
+    def param(self) -> str | None:
+        """OpenAI's name for the offending field."""
+        return self.field
+
+    @property
+    def type(self) -> str:
+        """OpenAI's `error.type`."""
+        return self.error_type
 
     def body(self) -> dict[str, Any]:
         """`{"error": {"message", "type", "param", "code"}}`."""
@@ -49,8 +65,9 @@ class ServeError(Exception):
 
 
 def error_body(message: str, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """The OpenAI error object."""
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+    """The OpenAI error object (`contracts.openai.ErrorResponse`)."""
+    detail = ErrorDetail(message=message, type=type, param=param, code=code)
+    return ErrorResponse(error=detail).model_dump()
 
 
 def invalid(message: str, param: str | None = None, code: str = "invalid_value", status: int = 400) -> ServeError:
@@ -83,6 +100,7 @@ def from_backend(status: int, body: bytes | str, backend: str = "the model backe
 
 
 def _backend_message(body: bytes | str) -> str:
+    """The human message in a backend's error body, bounded (TGI/TEI `error`, OpenAI `error.message`)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     try:
         data = bounded_json.loads(text)

@@ -1,8 +1,8 @@
 """The data plane's public routes (what API Gateway hands to the router under `/v1/`): one table, which the router
 serves (router/app.py maps each operation id to its handler) and the OpenAPI document describes.
 
-Errors are OpenAI's `{"error": {...}}` on every one of them (`types.ErrorResponse`); an operation with `stream`
-answers `text/event-stream` when its body asks for `"stream": true` (generateStream always does).
+Errors are OpenAI's `{"error": {...}}` on every one of them (`contracts.openai.ErrorResponse`); an operation with
+`stream` answers `text/event-stream` when its body asks for `"stream": true` (generateStream always does).
 """
 
 from __future__ import annotations
@@ -11,21 +11,26 @@ from typing import Any, NamedTuple
 
 from chalicelib.apidocs.operations import Operation
 
-_T = "chalicelib.serve.types"
-
 
 class DataPlaneRoute(NamedTuple):
+    """One public route: method, path and its OpenAPI operation."""
+
     method: str
     path: str
     operation: Operation
 
 
-def _op(operation_id: str, summary: str, response: str, **kwargs: Any) -> Operation:
-    return Operation(operation_id=operation_id, summary=summary, responses={200: f"{_T}:{response}"}, **kwargs)
-
-
 _MODEL_ERRORS = (404, 422, 429, 502, 503, 504)
 _OPENAI, _NATIVE = "openai", "native"
+_OPENAI_CONTRACTS, _NATIVE_CONTRACTS = "chalicelib.contracts.openai", "chalicelib.contracts.native"
+_CONTRACTS_BY_TAG = {_OPENAI: _OPENAI_CONTRACTS, _NATIVE: _NATIVE_CONTRACTS}
+
+
+def _op(operation_id: str, summary: str, response: str, *, tag: str, **kwargs: Any) -> Operation:
+    """One operation whose 200 body is `response`, a model of the tag's contract module."""
+    responses = {200: f"{_CONTRACTS_BY_TAG[tag]}:{response}"}
+    return Operation(operation_id=operation_id, summary=summary, responses=responses, tag=tag, **kwargs)
+
 
 DATA_PLANE: tuple[DataPlaneRoute, ...] = (
     DataPlaneRoute(
@@ -40,8 +45,8 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             "createChatCompletion",
             "A chat completion (the model's chat template renders the messages)",
             "ChatCompletion",
-            body=f"{_T}:ChatCompletionRequest",
-            stream=f"{_T}:ChatCompletionChunk",
+            body=f"{_OPENAI_CONTRACTS}:ChatCompletionRequest",
+            stream=f"{_OPENAI_CONTRACTS}:ChatCompletionChunk",
             errors=_MODEL_ERRORS,
             tag=_OPENAI,
         ),
@@ -53,8 +58,8 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             "createCompletion",
             "A text completion of each prompt",
             "Completion",
-            body=f"{_T}:CompletionRequest",
-            stream=f"{_T}:Completion",
+            body=f"{_OPENAI_CONTRACTS}:CompletionRequest",
+            stream=f"{_OPENAI_CONTRACTS}:Completion",
             errors=_MODEL_ERRORS,
             tag=_OPENAI,
         ),
@@ -66,7 +71,7 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             "createEmbeddings",
             "Embeddings of each input",
             "EmbeddingResponse",
-            body=f"{_T}:EmbeddingRequest",
+            body=f"{_OPENAI_CONTRACTS}:EmbeddingRequest",
             errors=_MODEL_ERRORS,
             tag=_OPENAI,
         ),
@@ -78,7 +83,7 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             "listModels",
             "Model names by type and provider (lisapy)",
             "ModelListing",
-            query=f"{_T}:ModelTypesQuery",
+            query=f"{_NATIVE_CONTRACTS}:ModelTypesQuery",
             errors=(422,),
             tag=_NATIVE,
         ),
@@ -90,7 +95,7 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             "describeModel",
             "One model's metadata (lisapy)",
             "ModelMetadata",
-            query=f"{_T}:DescribeModelQuery",
+            query=f"{_NATIVE_CONTRACTS}:DescribeModelQuery",
             errors=(404,),
             tag=_NATIVE,
         ),
@@ -102,7 +107,7 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             "describeModels",
             "Model metadata by type and provider (lisapy)",
             "ModelDescriptions",
-            query=f"{_T}:ModelTypesQuery",
+            query=f"{_NATIVE_CONTRACTS}:ModelTypesQuery",
             errors=(422,),
             tag=_NATIVE,
         ),
@@ -114,7 +119,7 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             "generate",
             "Generate text from `text` (lisapy)",
             "NativeGenerateResponse",
-            body=f"{_T}:NativeRequest",
+            body=f"{_NATIVE_CONTRACTS}:NativeRequest",
             errors=_MODEL_ERRORS,
             tag=_NATIVE,
         ),
@@ -126,8 +131,8 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             operation_id="generateStream",
             summary="Generate text from `text`, one event per token (lisapy)",
             responses={},
-            body=f"{_T}:NativeRequest",
-            stream=f"{_T}:NativeStreamResponse",
+            body=f"{_NATIVE_CONTRACTS}:NativeRequest",
+            stream=f"{_NATIVE_CONTRACTS}:NativeStreamResponse",
             errors=_MODEL_ERRORS,
             tag=_NATIVE,
         ),
@@ -139,7 +144,7 @@ DATA_PLANE: tuple[DataPlaneRoute, ...] = (
             "embeddings",
             "Embeddings of `text` (lisapy)",
             "NativeEmbeddingsResponse",
-            body=f"{_T}:NativeRequest",
+            body=f"{_NATIVE_CONTRACTS}:NativeRequest",
             errors=_MODEL_ERRORS,
             tag=_NATIVE,
         ),

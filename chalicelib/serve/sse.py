@@ -34,6 +34,8 @@ def encode_raw(data: str | bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """One parsed server-sent event."""
+
     data: str
     event: str | None = None
     id: str | None = None

@@ -11,7 +11,7 @@ from chalicelib.auth.principal import Principal
 from chalicelib.rag.vectorstores import SearchHit
 from chalicelib.registry.models import ModelRecord
 from chalicelib.serve.errors import ServeError
-from chalicelib.serve.types import ChatCompletionRequest
+from chalicelib.contracts.openai import ChatCompletionRequest
 from router.rag import (
     CHARS_PER_TOKEN,
     DEFAULT_INPUT_TOKENS,
