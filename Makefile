@@ -58,7 +58,7 @@ lint: install ## ruff
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: install ## mypy on the Lambda code
+typecheck: install ## mypy strict on every source package
 	$(VENV)/bin/mypy
 
 pytest: install webui browser-deps vllm  # tests/test_vllm_local.py starts real vLLM (marker `vllm`)

@@ -81,6 +81,7 @@ def create_certificate(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write the dev stage's self-signed certificate and key (see docs/deploy.md)."""
     parser = argparse.ArgumentParser(description="Create a self-signed certificate for a LISA dev stage.")
     parser.add_argument("--domain", required=True, help="the API's custom domain, e.g. lisa-dev.example.com")
     parser.add_argument("--out", default=".lisa/tls", type=Path)

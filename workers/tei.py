@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from chalicelib.contracts.instructor import InstructorError, InstructorHealth, InstructorRequest, InstructorResponse
+from chalicelib.contracts.openai import EmbeddingData, EmbeddingResponse, Usage
 from chalicelib.contracts.tei import TeiEmbedRequest, TeiEmbedResponse, TeiInfo, TeiOpenAIEmbedRequest
 from chalicelib.errors import BadRequest, LisaError, PayloadTooLarge, ServiceUnavailable, Unprocessable
-from chalicelib.serve.types import EmbeddingData, EmbeddingResponse, Usage
 from workers.common import (
     Admission,
     configure_torch,

@@ -34,7 +34,7 @@ SECURITY_SCHEMES = {
 _GATEWAY, _CHALICE, _OPENAI = (
     "chalicelib.apidocs.models:GatewayError",
     "chalicelib.apidocs.models:ChaliceError",
-    "chalicelib.serve.types:ErrorResponse",
+    "chalicelib.contracts.openai:ErrorResponse",
 )
 # Refusals before a handler: the gateway's on the control plane (with the authorizer's when the route has one);
 # under /v1/ the router's own (the HTTP parser's 431 is the front door's, in the gateway's shape).

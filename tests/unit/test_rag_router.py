@@ -8,10 +8,10 @@ import psycopg.errors
 import pytest
 
 from chalicelib.auth.principal import Principal
+from chalicelib.contracts.openai import ChatCompletionRequest
 from chalicelib.rag.vectorstores import SearchHit
 from chalicelib.registry.models import ModelRecord
 from chalicelib.serve.errors import ServeError
-from chalicelib.contracts.openai import ChatCompletionRequest
 from router.rag import (
     CHARS_PER_TOKEN,
     DEFAULT_INPUT_TOKENS,

@@ -1,5 +1,5 @@
 """The engine's results as response models: TGI's own routes (`chalicelib.contracts.tgi`) and the OpenAI-compatible
-ones TGI also serves (`chalicelib.serve.types`, the OpenAI format)."""
+ones TGI also serves (`chalicelib.contracts.openai`)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from chalicelib.contracts.tgi import (
-    TgiBestOfSequence,
-    TgiDetails,
-    TgiPrefillToken,
-    TgiStreamDetails,
-    TgiStreamResponse,
-    TgiToken,
-)
-from chalicelib.serve.types import (
+from chalicelib.contracts.openai import (
     ChatCompletion,
     ChatCompletionChoice,
     ChatCompletionChunk,
@@ -25,6 +17,14 @@ from chalicelib.serve.types import (
     Completion,
     CompletionChoice,
     Usage,
+)
+from chalicelib.contracts.tgi import (
+    TgiBestOfSequence,
+    TgiDetails,
+    TgiPrefillToken,
+    TgiStreamDetails,
+    TgiStreamResponse,
+    TgiToken,
 )
 from workers.engine_io import GenerationResult, TokenEvent, TokenInfo
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from pydantic import BaseModel
 
+from chalicelib.contracts.openai import ModelList, ModelObject
 from chalicelib.contracts.tgi import (
     TgiChatRequest,
     TgiCompletionRequest,
@@ -20,7 +21,6 @@ from chalicelib.contracts.tgi import (
     TgiTokenizeRequest,
 )
 from chalicelib.errors import LisaError, ServiceUnavailable
-from chalicelib.serve.types import ModelList, ModelObject
 from workers.common import Admission, dump, off_loop, parse_json
 from workers.engine_io import GenerationFailed, GenerationRequest, GenerationResult, TokenEvent
 from workers.tgi import responses
