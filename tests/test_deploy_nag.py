@@ -1,4 +1,5 @@
-"""cdk-nag (AwsSolutions + NIST 800-53 R5) over every stack: example_config.yaml, a minimal config, and RAG database.
+"""cdk-nag (AwsSolutions + NIST 800-53 R5) over every stack: example_config.yaml, a minimal config, the minimal one
+with a RAG database, and the prod config tests/test_deploy_stacks.py asserts on.
 
 Each config is synthesized once per session (both packs attached). Every error must be fixed or suppressed next to
 its construct with a reason (gpu_stack/suppressions.py; the list is in docs/deploy.md). Counts per pack and stack:
@@ -23,6 +24,7 @@ from chalicelib import aws
 from chalicelib.config import ConfigError, load_config, parse_config
 from gpu_stack.app import PROJECT_DIR
 from gpu_stack.nag import PACKS, nag_findings
+from tests.test_deploy_stacks import write_prod_config
 
 # The least a deployment needs (no models, no RAG database, no custom domain, a `dev` stage), in an account that
 # requires a permissions boundary on every role.
@@ -49,12 +51,14 @@ class Checked:
     templates: dict[str, dict[str, Any]]
 
 
-@pytest.fixture(scope="module", params=["example", *CONFIGS])
+@pytest.fixture(scope="module", params=["example", "prod", *CONFIGS])
 def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Checked:
     """Every stack of the config synthesized once with both packs attached."""
     base = tmp_path_factory.mktemp(f"nag-{request.param}")
     if request.param == "example":
         config_path = PROJECT_DIR / "example_config.yaml"
+    elif request.param == "prod":
+        config_path = write_prod_config(base)
     else:
         config_path = base / "config.yaml"
         config_path.write_text(yaml.safe_dump(CONFIGS[request.param]))
@@ -83,7 +87,7 @@ def test_every_role_gets_the_configured_permissions_boundary(checked: Checked) -
         if resource["Type"] == "AWS::IAM::Role"
     }
     assert any(key.endswith("-api.template.json:ApiHandlerRole") for key in roles)  # Chalice's roles count too
-    expected = None if checked.name == "example" else BOUNDARY
+    expected = BOUNDARY if checked.name in CONFIGS else None
     assert {key: value for key, value in roles.items() if value != expected} == {}
 
 

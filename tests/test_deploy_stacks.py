@@ -52,10 +52,9 @@ VLLM_MODEL = {
 }
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[str, dict[str, Any]], Path]:
-    """The repo's config.yaml as a prod deployment plus one model that is not deployed; synthesized once."""
-    base = tmp_path_factory.mktemp("deploy")
+def write_prod_config(base: Path) -> Path:
+    """The repo's config.yaml as a prod deployment (custom domain, RAG database, a layer) plus one model that is not
+    deployed and a vLLM one, written under `base`; tests/test_deploy_nag.py checks the same config."""
     data = yaml.safe_load((PROJECT_DIR / "config.yaml").read_text())
     data.update(stage="prod", deploymentName="acme", s3BucketModels="acme-prod-models", awsAccountId="123456789012")
     extra = dict(data["ecsModels"][0], modelName="not-deployed", deploy=False)
@@ -69,6 +68,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[
     data["lambdaLayers"] = {"rag": str(layer.parent)}
     config_path = base / "config.yaml"
     config_path.write_text(yaml.safe_dump(data))
+    return config_path
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[str, dict[str, Any]], Path]:
+    """The prod config (write_prod_config), synthesized once."""
+    base = tmp_path_factory.mktemp("deploy")
+    config_path = write_prod_config(base)
     saved = dict(os.environ)  # build_app exports the deployment's LISA_* names for the in-process Chalice import
     try:
         built = build_app(load_config(config_path), config_dir=base, outdir=str(base / "cdk.out"))
