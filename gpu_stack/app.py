@@ -80,6 +80,7 @@ def build_app(
         config=config,
         vpc=network.vpc,
         models_bucket=data.models_bucket,
+        access_logs=data.access_logs_bucket,
         config_dir=config_dir,
         env=env,
     )

@@ -57,10 +57,6 @@ NAT_ROUTE_REASON = (
 
 CDK_HANDLER_REASON = "a handler CDK provides (custom resource or lifecycle hook), invoked by CloudFormation or ASG"
 LAMBDA_BASIC_EXECUTION = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
-LOG_GROUP_KMS_REASON = (
-    "CloudWatch Logs encrypts every log group at rest (AWS-owned keys); a customer-managed key is the enterprise"
-    " option still to do (issue 14)"
-)
 ECS_ENVIRONMENT_REASON = (
     "plain settings only (resource names, ports, engine arguments, the OIDC issuer); secrets come from Secrets"
     " Manager or SSM at run time through the task role"
@@ -84,10 +80,6 @@ TASK_ROLE_INLINE_REASON = (
     " still to do (issue 14 item 4)"
 )
 
-ALB_LOGS_REASON = (
-    "an internal model endpoint; ALB access logs need a log bucket policy for the region's ELB account, not done yet"
-    " (issue 14): requests are logged by API Gateway, the router and the model server"
-)
 INTERNAL_ALB_REASON = (
     "an internal ALB in the private subnets that only the model-client security group (router, Lambdas) reaches;"
     " TLS terminates at API Gateway, and a WAF belongs in front of API Gateway, not here"
@@ -160,11 +152,6 @@ def suppress_cdk_handler(construct: IConstruct, *extra: dict[str, Any]) -> None:
         *extra,
         children=True,
     )
-
-
-def suppress_log_group(log_group: IConstruct) -> None:
-    """Log groups stay on CloudWatch Logs' default encryption until the customer-managed key option lands."""
-    suppress(log_group, nag_suppression("NIST.800.53.R5-CloudWatchLogGroupEncrypted", LOG_GROUP_KMS_REASON))
 
 
 def suppress_task_definition(task: IConstruct) -> None:

@@ -91,6 +91,23 @@ def test_every_role_gets_the_configured_permissions_boundary(checked: Checked) -
     assert {key: value for key, value in roles.items() if value != expected} == {}
 
 
+def test_every_log_group_is_encrypted_with_a_key_cloudwatch_logs_may_use(checked: Checked) -> None:
+    groups = 0
+    for name, template in checked.templates.items():
+        resources = template["Resources"]
+        for key, group in resources.items():
+            if group["Type"] != "AWS::Logs::LogGroup":
+                continue
+            groups += 1
+            (key_id, _) = group["Properties"]["KmsKeyId"]["Fn::GetAtt"]
+            statements = resources[key_id]["Properties"]["KeyPolicy"]["Statement"]
+            (service,) = [s for s in statements if s["Principal"].get("Service") == "logs.us-east-1.amazonaws.com"]
+            assert "kms:GenerateDataKey*" in service["Action"], f"{name}:{key}"
+            assert ":log-group:*" in json.dumps(service["Condition"]["ArnLike"]), f"{name}:{key}"
+            assert resources[key_id]["Properties"]["EnableKeyRotation"] is True
+    assert groups >= 2  # the state machine's and the router's at least
+
+
 def test_a_permissions_boundary_must_be_a_policy_arn() -> None:
     with pytest.raises(ConfigError, match="permissionsBoundary"):
         parse_config({**MINIMAL_CONFIG, "permissionsBoundary": "arn:aws:iam::123456789012:role/not-a-policy"})

@@ -664,6 +664,47 @@ def test_rag_database_is_private_encrypted_and_reached_by_lambdas_and_router(
     assert {"Name": "LISA_RAG_PG_SECRET", "Value": "acme-prod-rag-db"} in env
 
 
+def test_rag_database_password_rotates_inside_the_vpc(templates: dict[str, dict[str, Any]]) -> None:
+    data = templates["acme-prod-data"]["Resources"]
+    (schedule,) = _resources({"Resources": data}, "AWS::SecretsManager::RotationSchedule").values()
+    props = schedule["Properties"]
+    assert props["RotationRules"] == {"ScheduleExpression": "rate(30 days)"}
+    hosted = props["HostedRotationLambda"]
+    assert hosted["RotationType"] == "PostgreSQLSingleUser"
+    assert "privateSubnet" in json.dumps(hosted["VpcSubnetIds"])
+    group_id = hosted["VpcSecurityGroupIds"]["Fn::GetAtt"][0]
+    database_id = next(iter(_resources({"Resources": data}, "AWS::RDS::DBInstance")))
+    # The rotation Lambda's group may reach the database's port (it logs in to change the password).
+    assert any(
+        i["Properties"].get("SourceSecurityGroupId") == {"Fn::GetAtt": [group_id, "GroupId"]}
+        and i["Properties"]["FromPort"] == {"Fn::GetAtt": [database_id, "Endpoint.Port"]}
+        for i in _resources({"Resources": data}, "AWS::EC2::SecurityGroupIngress").values()
+    )
+
+
+def test_model_load_balancers_log_into_the_access_log_bucket(templates: dict[str, dict[str, Any]]) -> None:
+    balancers = _resources(templates["acme-prod-models"], "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    assert len(balancers) == 4  # config.yaml's three and the vLLM model
+    data = templates["acme-prod-data"]["Resources"]
+    bucket_id = next(k for k in data if k.startswith("AccessLogsBucket"))
+    for balancer in balancers:
+        attributes = {a["Key"]: a["Value"] for a in balancer["Properties"]["LoadBalancerAttributes"]}
+        assert attributes["access_logs.s3.enabled"] == "true"
+        assert attributes["access_logs.s3.prefix"] == "elb"
+        assert f"Ref{bucket_id}" in json.dumps(attributes["access_logs.s3.bucket"])
+    (policy,) = (
+        p
+        for p in _resources({"Resources": data}, "AWS::S3::BucketPolicy").values()
+        if p["Properties"]["Bucket"] == {"Ref": bucket_id}
+    )
+    writers = [
+        s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "/elb/AWSLogs/" in json.dumps(s["Resource"])
+    ]
+    # us-east-1's Elastic Load Balancing account (older regions) and the log-delivery service (newer ones).
+    assert ":iam::127311923021:root" in json.dumps(writers)
+    assert all(s["Action"] == "s3:PutObject" for s in writers)
+
+
 def test_api_gateway_refusals_are_json_and_never_quote_the_request(templates: dict[str, dict[str, Any]]) -> None:
     """As chalicelib/auth/routes.py promises (and runner/chalice_gateway.py does locally): a denial is a 401 with the
     authorizer's message; a method and path no route serves is a 404 (API Gateway's default: a 403 quoting the

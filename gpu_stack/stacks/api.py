@@ -35,6 +35,7 @@ from gpu_stack.functions import (
     substitution_function,
 )
 from gpu_stack.images import lambda_image_uri
+from gpu_stack.keys import logs_key
 from gpu_stack.names import ResourceNames
 from gpu_stack.policies import ArnParts, policy_document
 from gpu_stack.stacks.data import DataStack
@@ -49,7 +50,6 @@ from gpu_stack.suppressions import (
     XRAY_WRITE,
     nag_suppression,
     suppress,
-    suppress_log_group,
     wildcard_resource_suppressions,
 )
 
@@ -318,8 +318,8 @@ class ApiStack(cdk.Stack):
             f"StateMachineLogs-{stem}",
             log_group_name=f"/aws/vendedlogs/states/{names.state_machines[stem]}",
             retention=logs.RetentionDays.THREE_MONTHS,
+            encryption_key=logs_key(self),
         )
-        suppress_log_group(log_group)
         statements = [iam.PolicyStatement(actions=[*LOG_DELIVERY, *XRAY_WRITE], resources=["*"])]
         suppressions = [nag_suppression("AwsSolutions-IAM5", NO_RESOURCE_LEVEL_REASON, ["Resource::*"])]
         if arns:

@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -32,6 +33,7 @@ from gpu_stack.suppressions import (
 
 # The ingestion Lambda may run this long; SQS hides a received message for longer than that.
 INGESTION_TIMEOUT = cdk.Duration.seconds(300)
+ROTATION_PERIOD = cdk.Duration.days(30)  # the RAG database password's
 
 
 def secure_bucket_options(policy: cdk.RemovalPolicy) -> dict[str, Any]:
@@ -242,14 +244,28 @@ class DataStack(cdk.Stack):
                 else []
             ),
         )
-        rotation_reason = (
-            "the generated RDS password, encrypted with the aws/secretsmanager key; rotation (a rotation Lambda in the"
-            " VPC) is still to do (issue 14)"
+        database.connections.allow_default_port_from(self.database_clients, "LISA Lambdas and router")
+        # Secrets Manager's hosted rotation Lambda (single user) in the private subnets changes the password every
+        # 30 days; readers fetch the secret when they open a connection pool, so new pools get the new password.
+        rotation_group = ec2.SecurityGroup(
+            self, "RagDatabaseRotation", vpc=vpc, description="rotation Lambda of the RAG database secret"
+        )
+        database.connections.allow_default_port_from(rotation_group, "secret rotation")
+        secret = database.secret
+        assert secret is not None
+        secret.add_rotation_schedule(
+            "Rotation",
+            hosted_rotation=secretsmanager.HostedRotation.postgre_sql_single_user(
+                vpc=vpc,
+                vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
+                security_groups=[rotation_group],
+            ),
+            automatically_after=ROTATION_PERIOD,
         )
         suppress(
             database.node.find_child("Secret"),
-            nag_suppression("AwsSolutions-SMG4", rotation_reason),
-            nag_suppression("NIST.800.53.R5-SecretsManagerRotationEnabled", rotation_reason),
-            nag_suppression("NIST.800.53.R5-SecretsManagerUsingKMSKey", rotation_reason),
+            nag_suppression(
+                "NIST.800.53.R5-SecretsManagerUsingKMSKey",
+                "the aws/secretsmanager key of the account: readers (Lambdas, router) need no key grant",
+            ),
         )
-        database.connections.allow_default_port_from(self.database_clients, "LISA Lambdas and router")

@@ -33,19 +33,19 @@ from chalicelib.config import EcsModel, InferenceContainer, LisaConfig
 from chalicelib.staging.layout import MANIFEST
 from chalicelib.vllm_engine import SERVER_MODULE, server_command
 from gpu_stack.images import container_image
+from gpu_stack.keys import logs_key
 from gpu_stack.suppressions import (
-    ALB_LOGS_REASON,
     DEV_DELETION_REASON,
     INTERNAL_ALB_REASON,
     TASK_ROLE_INLINE_REASON,
     nag_suppression,
     suppress,
     suppress_gpu_group,
-    suppress_log_group,
     suppress_task_definition,
 )
 
 CONTAINER_PORT = 8080
+ELB_LOG_PREFIX = "elb"  # the access-log bucket's prefix for the model load balancers
 MODEL_DIR = "/data/model"
 WEIGHTS_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.50"  # default; CDK context `weightsImage` overrides it
 
@@ -146,10 +146,13 @@ class ModelsStack(cdk.Stack):
         config: LisaConfig,
         vpc: ec2.IVpc,
         models_bucket: s3.IBucket,
+        access_logs: s3.IBucket,
         config_dir: Path,
         **kwargs: Any,
     ) -> None:
+        """`access_logs` receives the model load balancers' access logs (under `elb/`)."""
         super().__init__(scope, construct_id, **kwargs)
+        self._access_logs = access_logs
         models = deployed_models(config)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         self.clients = ec2.SecurityGroup(self, "ModelClients", vpc=vpc, description="may call the model endpoints")
@@ -247,9 +250,12 @@ class ModelsStack(cdk.Stack):
             children=True,
         )
         log_group = logs.LogGroup(
-            self, f"{name}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
+            self,
+            f"{name}Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            encryption_key=logs_key(self),
         )
-        suppress_log_group(log_group)
 
         fetch = task.add_container(
             "fetch-weights",
@@ -315,10 +321,10 @@ class ModelsStack(cdk.Stack):
             vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
             deletion_protection=config.stage == "prod",
         )
+        # Every request into the access-log bucket; CDK adds the bucket policy for the region's ELB log delivery.
+        balancer.log_access_logs(self._access_logs, ELB_LOG_PREFIX)
         suppress(
             balancer,
-            nag_suppression("AwsSolutions-ELB2", ALB_LOGS_REASON),
-            nag_suppression("NIST.800.53.R5-ELBLoggingEnabled", ALB_LOGS_REASON),
             nag_suppression("NIST.800.53.R5-ALBWAFEnabled", INTERNAL_ALB_REASON),
             *(
                 [nag_suppression("NIST.800.53.R5-ELBDeletionProtectionEnabled", DEV_DELETION_REASON)]

@@ -11,7 +11,8 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
-from gpu_stack.suppressions import NAT_ROUTE_REASON, nag_suppression, suppress, suppress_log_group
+from gpu_stack.keys import logs_key
+from gpu_stack.suppressions import NAT_ROUTE_REASON, nag_suppression, suppress
 
 # What LISA's Lambdas, router tasks and GPU instances call: queue, workflows, parameters and secrets, credentials,
 # logs, image pulls (ECR API + registry) and the ECS agent. S3 and DynamoDB are gateway endpoints (no charge).
@@ -59,8 +60,9 @@ class NetworkStack(cdk.Stack):
                 route = subnet.node.find_child("DefaultRoute")
                 suppress(route, nag_suppression("NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW", NAT_ROUTE_REASON))
             # Every accepted and rejected flow of the created VPC, kept a year (an imported VPC has its own).
-            flow_logs = logs.LogGroup(self, "FlowLogs", retention=logs.RetentionDays.ONE_YEAR)
-            suppress_log_group(flow_logs)
+            flow_logs = logs.LogGroup(
+                self, "FlowLogs", retention=logs.RetentionDays.ONE_YEAR, encryption_key=logs_key(self)
+            )
             flow_log = self.vpc.add_flow_log(
                 "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)
             )

@@ -18,6 +18,7 @@ from constructs import Construct
 
 from chalicelib.config import LisaConfig
 from gpu_stack.images import container_image
+from gpu_stack.keys import logs_key
 from gpu_stack.names import ResourceNames
 from gpu_stack.policies import ArnParts, secret_statements
 from gpu_stack.suppressions import (
@@ -28,7 +29,6 @@ from gpu_stack.suppressions import (
     TASK_ROLE_INLINE_REASON,
     nag_suppression,
     suppress,
-    suppress_log_group,
     suppress_task_definition,
     wildcard_suppressions,
 )
@@ -87,9 +87,12 @@ class RouterStack(cdk.Stack):
             if value:
                 environment[key] = value
         log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
+            self,
+            "Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            encryption_key=logs_key(self),
         )
-        suppress_log_group(log_group)
         task.add_container(
             "router",
             image=image,
