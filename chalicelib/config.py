@@ -343,6 +343,11 @@ class LisaConfig(_Model):
         max_length=2048,
         description="ARN of the managed policy set as permissions boundary on every IAM role the stacks create",
     )
+    convert_inline_policies_to_managed: bool = Field(
+        False,
+        alias="convertInlinePoliciesToManaged",
+        description="every IAM policy the stacks create is a customer-managed policy, none inline",
+    )
     staging_image: str | None = Field(
         None,
         alias="stagingImage",

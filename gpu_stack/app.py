@@ -16,6 +16,7 @@ from aws_cdk import aws_iam as iam
 
 from chalicelib.config import LisaConfig, load_config
 from gpu_stack.functions import app_functions, state_machine_stems
+from gpu_stack.managed import convert_inline_policies
 from gpu_stack.names import STACKS, ResourceNames, resource_names
 from gpu_stack.stacks.api import ApiStack
 from gpu_stack.stacks.data import DataStack
@@ -122,6 +123,8 @@ def build_app(
             iam.PermissionsBoundary.of(stack).apply(boundary)
         cdk.Tags.of(stack).add("lisa:deployment", config.deployment_name)
         cdk.Tags.of(stack).add("lisa:stage", config.stage)
+        if config.convert_inline_policies_to_managed:  # last: every policy and its suppressions exist now
+            convert_inline_policies(stack)
     return LisaApp(app, names, network, data, models, router, api)
 
 

@@ -37,8 +37,8 @@ LAMBDA_VPC_ACCESS_REASON = (
 )
 CHALICE_INLINE_REASON = (
     "one policy per function, generated from gpu_stack/policies.py (the same document chalice deploy uses in"
-    " .chalice/policy-*.json) and attached to that function's role only; a managed copy is the enterprise option"
-    " still to do (issue 14 item 4)"
+    " .chalice/policy-*.json) and attached to that function's role only; config.yaml"
+    " `convertInlinePoliciesToManaged: true` makes it a managed policy"
 )
 
 ACCESS_LOG_BUCKET_REASON = "the access-log bucket itself: logging it into itself would log its own log writes"
@@ -76,8 +76,8 @@ ECR_AUTH_REASON = (
 )
 
 TASK_ROLE_INLINE_REASON = (
-    "CDK's DefaultPolicy of this one role, attached to nothing else; managed policies are the enterprise option"
-    " still to do (issue 14 item 4)"
+    "CDK's DefaultPolicy of this one role, attached to nothing else; config.yaml `convertInlinePoliciesToManaged:"
+    " true` makes it a managed policy"
 )
 
 INTERNAL_ALB_REASON = (

@@ -24,16 +24,17 @@ from chalicelib import aws
 from chalicelib.config import ConfigError, load_config, parse_config
 from gpu_stack.app import PROJECT_DIR
 from gpu_stack.nag import PACKS, nag_findings
-from tests.test_deploy_stacks import write_prod_config
+from tests.test_deploy_stacks import _cfn_lint, write_prod_config
 
 # The least a deployment needs (no models, no RAG database, no custom domain, a `dev` stage), in an account that
-# requires a permissions boundary on every role.
+# requires a permissions boundary on every role and no inline policies.
 BOUNDARY = "arn:aws:iam::123456789012:policy/lisa-boundary"
 MINIMAL_CONFIG = {
     "deploymentName": "lisa",
     "s3BucketModels": "lisa-models",
     "authConfig": {"adminGroup": "admins"},
     "permissionsBoundary": BOUNDARY,
+    "convertInlinePoliciesToManaged": True,
 }
 # With the RDS database of the pgvector repositories and subnets that reach AWS through VPC endpoints only.
 CONFIGS = {
@@ -49,6 +50,7 @@ class Checked:
     name: str
     errors: list[str]
     templates: dict[str, dict[str, Any]]
+    outdir: Path
 
 
 @pytest.fixture(scope="module", params=["example", "prod", *CONFIGS])
@@ -68,7 +70,7 @@ def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     finally:
         aws.reset()  # settings read meanwhile named the synthesized deployment's resources
     templates = {p.name: json.loads(p.read_text()) for p in outdir.glob("*.template.json")}
-    return Checked(request.param, sorted(str(f) for f in found), templates)
+    return Checked(request.param, sorted(str(f) for f in found), templates, outdir)
 
 
 def test_every_stack_passes_both_packs(checked: Checked) -> None:
@@ -106,6 +108,29 @@ def test_every_log_group_is_encrypted_with_a_key_cloudwatch_logs_may_use(checked
             assert ":log-group:*" in json.dumps(service["Condition"]["ArnLike"]), f"{name}:{key}"
             assert resources[key_id]["Properties"]["EnableKeyRotation"] is True
     assert groups >= 2  # the state machine's and the router's at least
+
+
+def test_inline_policies_become_managed_ones_when_configured(checked: Checked) -> None:
+    inline = sorted(
+        f"{name}:{key}"
+        for name, template in checked.templates.items()
+        for key, resource in template["Resources"].items()
+        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::Group", "AWS::IAM::User")
+        or (resource["Type"] == "AWS::IAM::Role" and resource["Properties"].get("Policies"))
+    )
+    api = next(t for n, t in checked.templates.items() if n.endswith("-api.template.json"))["Resources"]
+    handler_arns = json.dumps(api["ApiHandlerRole"]["Properties"]["ManagedPolicyArns"])
+    if checked.name not in CONFIGS:  # the option is off: CDK's and Chalice's inline policies
+        assert inline
+        assert "ApiHandlerRoleManaged" not in handler_arns
+        return
+    assert inline == []
+    (converted,) = [k for k in api if k.startswith("ChaliceChaliceAppApiHandlerRoleManaged")]
+    assert {"Ref": converted} in api["ApiHandlerRole"]["Properties"]["ManagedPolicyArns"]
+    document = json.dumps(api[converted]["Properties"]["PolicyDocument"])
+    assert "table/lisa-dev-api-tokens" in document  # the function's own policy, as gpu_stack/policies.py renders it
+    assert "dynamodb:PutItem" in document
+    _cfn_lint(sorted(str(p) for p in checked.outdir.glob("*.template.json")))
 
 
 def test_a_permissions_boundary_must_be_a_policy_arn() -> None:
