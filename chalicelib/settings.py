@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     models_table: str = "lisa-models"
     sessions_table: str = "lisa-sessions"
     prompt_templates_table: str = "lisa-prompt-templates"
+    attachments_table: str = "lisa-attachments"
     rag_documents_table: str = "lisa-rag-documents"
     models_bucket: str = "lisa-models"
     docs_bucket: str = "lisa-rag-docs"
@@ -37,8 +38,6 @@ class Settings(BaseSettings):
     rag_pg_secret: str | None = None  # Secrets Manager id of the default database's RDS secret (host, user, password)
     rag_max_document_bytes: int = Field(50 * 1024 * 1024, gt=0)
     rag_embedding_batch_size: int = Field(32, ge=1, le=1024)
-    # Chat attachments (documents in context): the largest upload, and the most text one extraction returns.
-    attachment_max_bytes: int = Field(20 * 1024 * 1024, gt=0)
     staging_state_machine_arn: str | None = None
     # Weight staging: the largest PyTorch shard one conversion Lambda takes (10 GB memory and /tmp at most).
     staging_max_shard_bytes: int = Field(4 * 1024**3, gt=0)

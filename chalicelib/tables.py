@@ -40,6 +40,7 @@ TABLES: tuple[TableSpec, ...] = (
         "templateId",
         indexes=(Index("byOwner", "ownerId"), Index("byVisibility", "visibility")),
     ),
+    TableSpec("attachments_table", "userId", "attachmentId", ttl_attribute="expiresAt"),
     TableSpec("rag_documents_table", "repositoryId", "documentId", indexes=(Index("bySource", "source"),)),
     TableSpec("rag_repositories_table", "repositoryId"),
 )

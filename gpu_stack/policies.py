@@ -39,6 +39,7 @@ _ALL_TABLES = (
     "models_table",
     "sessions_table",
     "prompt_templates_table",
+    "attachments_table",
     "rag_documents_table",
     "rag_repositories_table",
 )
