@@ -25,8 +25,8 @@ from text_generation import Client
 
 from chalicelib.config import ConfigError
 from runner.stack import LocalLisa, StackOptions
+from testkit.runner import running_runner
 from tests.support.fake_backends import FakeBackend
-from tests.support.runner import running_runner
 from tests.support.servers import AppThread
 from workers.launch import free_port
 
