@@ -1,36 +1,33 @@
 """Soak: 10,000 mixed requests against `make run`, watching memory, connections and file descriptors.
 
 `python -m runner` starts as `make run` starts it (default config.yaml, its own moto server, the real CPU workers),
-as a child whose stdout and stderr go to files (nothing waits on an unread pipe). Once one document is ingested,
-CLIENTS threads send a fixed rotation of requests, each over its own keep-alive connection: chat completions
-(max_tokens 4), embeddings (the TEI and the instructor model, OpenAI and native routes), sessions CRUD, model
-listings (OpenAI, native, control plane) and RAG search. Printed: the resident memory of the runner's process tree
-(the runner and its model workers; the embedded PostgreSQL is left out: its shared buffers and per-connection
-backends are the database's, not LISA's) after WARMUP requests and at the end (target: within 10%), the tree's
-open TCP connections and file descriptors at the same two points, how many answers were 2xx, and the time taken.
+as a child (`testkit.runner`, stopped cleanly) whose stdout and stderr go to files (nothing waits on an unread
+pipe). Once one document is ingested, CLIENTS threads send a fixed rotation of requests, each over its own
+keep-alive connection: chat completions (max_tokens 4), embeddings (the TEI and the instructor model, OpenAI and
+native routes), sessions CRUD, model listings (OpenAI, native, control plane) and RAG search. Printed: the resident
+memory of the runner's process tree (the runner and its model workers; the embedded PostgreSQL is left out: its
+shared buffers and per-connection backends are the database's, not LISA's) after WARMUP requests and at the end
+(target: within 10%), the tree's open TCP connections and file descriptors at the same two points, how many answers
+were 2xx, and the time taken.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import re
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import psutil
 import requests
 
-from workers.launch import ROOT, free_port
+from testkit.runner import running_runner
 
 TOTAL = 10_000
 WARMUP = 500
@@ -43,42 +40,6 @@ REPOSITORY = "default"
 DOCUMENT = b"The LISA soak test document: the harbour lighthouse is painted red and white and was built in 1887."
 
 Call = Callable[[requests.Session], requests.Response]
-
-
-@contextmanager
-def _runner(log_dir: Path, timeout: float = 600.0) -> Iterator[tuple[str, str, psutil.Process]]:
-    """`python -m runner --port <free>` with no LISA_/AWS_ settings inherited; yield (url, admin key, process)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISA_", "AWS_"))}
-    out, err = log_dir / "stdout.log", log_dir / "stderr.log"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "runner", "--port", str(port)], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
-        )
-    process = psutil.Process(child.pid)
-    try:
-        deadline = time.monotonic() + timeout
-        key = ""
-        while not key and time.monotonic() < deadline and child.poll() is None:
-            found = re.search(r"API key \(admin, shown once\): (\S+)", out.read_text())
-            key = found.group(1) if found and "Press Ctrl-C" in out.read_text() else ""
-            time.sleep(0.5)
-        if not key:
-            raise RuntimeError(f"`python -m runner` did not start:\n{err.read_text()[-3000:]}")
-        yield f"http://127.0.0.1:{port}", key, process
-    finally:
-        leftovers = process.children(recursive=True) if child.poll() is None else []
-        if child.poll() is None:
-            child.terminate()  # the runner's own clean stop (SIGTERM → stack.stop())
-            try:
-                child.wait(60)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(30)
-        for leftover in leftovers:
-            with suppress(psutil.NoSuchProcess):
-                leftover.kill()
-        psutil.wait_procs(leftovers, timeout=30)
 
 
 def _tree(process: psutil.Process) -> list[psutil.Process]:
@@ -195,7 +156,11 @@ class _Soak:
 
 
 def run() -> None:
-    with tempfile.TemporaryDirectory(prefix="lisa-soak-") as logs, _runner(Path(logs)) as (url, key, process):
+    with (
+        tempfile.TemporaryDirectory(prefix="lisa-soak-") as logs,
+        running_runner(log_dir=Path(logs), timeout=600.0, stop="terminate") as (url, key, child),
+    ):
+        process = psutil.Process(child.pid)
         auth = {"Authorization": f"Bearer {key}"}
         _ingest(url, auth)
         start = _figures(process)

@@ -124,7 +124,7 @@ class NativeApi:
         text = mapping.native_text(req.text)
         params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
         answer, _ = await self.services.http.call(
-            f"{record.endpoint_url}/generate", {"inputs": text, "parameters": params}, backend_name(record)
+            f"{record.endpoint_url}/generate", mapping.generate_request(text, params), backend_name(record)
         )
         response = mapping.native_generate_response(answer)
         note(request, tokens=response["generatedTokens"])
@@ -140,7 +140,7 @@ class NativeApi:
         text = mapping.native_text(req.text)
         params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
         backend_label = backend_name(record)
-        body = {"inputs": text, "parameters": params, "stream": True}
+        body = mapping.generate_request(text, params, stream=True)
         async with self.services.http.stream(f"{record.endpoint_url}/generate_stream", body, backend_label) as upstream:
             return await relay(request, self._events(request, upstream, backend_label), done=False)
 

@@ -107,14 +107,13 @@ class OpenAIApi:
         async for event in self.services.http.events(upstream, backend_label):
             if event.data == sse.DONE_DATA:
                 break
-            chunk = backend_event(event.data, backend_label)
-            if not chunk.get("choices"):  # the usage chunk TGI sends last
-                usage = chunk.get("usage")
-                if isinstance(usage, dict):
-                    note(request, tokens=usage.get("completion_tokens"))
+            payload = mapping.chat_chunk(backend_event(event.data, backend_label), completion_id, model, created)
+            if not payload["choices"]:  # the usage chunk TGI sends last
+                usage = payload["usage"]
+                if usage is not None:
+                    note(request, tokens=usage["completion_tokens"])
                 if not include_usage:
                     continue
-            payload = mapping.chat_chunk(chunk, completion_id, model, created)
             if extra:  # the augmenter's response fields ride on the first chunk
                 payload.update(extra)
                 extra = None
@@ -131,14 +130,15 @@ class OpenAIApi:
         backend_label = backend_name(record)
         if not req.stream:
             url = f"{record.endpoint_url}/generate"
-            calls = [self.services.http.call(url, {"inputs": p, "parameters": params}, backend_label) for p in prompts]
+            calls = [self.services.http.call(url, mapping.generate_request(p, params), backend_label) for p in prompts]
             results = await first_error(calls)
+            answers = [mapping.generate_response(answer) for answer, _ in results]
             choices = [
                 mapping.completion_choice(i, prompts[i], answer, req.echo, req.logprobs)
-                for i, (answer, _) in enumerate(results)
+                for i, answer in enumerate(answers)
             ]
             prompt_tokens = sum(int(headers.get("x-prompt-tokens", "0") or 0) for _, headers in results)
-            generated = sum(((answer.get("details") or {}).get("generated_tokens") or 0) for answer, _ in results)
+            generated = sum(answer.details.generated_tokens if answer.details else 0 for answer in answers)
             note(request, tokens=generated)
             return json_response(
                 {
@@ -155,7 +155,7 @@ class OpenAIApi:
         async with AsyncExitStack() as stack:
             upstreams = [
                 await stack.enter_async_context(
-                    self.services.http.stream(url, {"inputs": p, "parameters": params, "stream": True}, backend_label)
+                    self.services.http.stream(url, mapping.generate_request(p, params, stream=True), backend_label)
                 )
                 for p in prompts
             ]
@@ -186,20 +186,21 @@ class OpenAIApi:
         prompt_tokens = generated = 0
         streams = [self.services.http.events(upstream, backend_label) for upstream in upstreams]
         async for index, event in merge(streams):
-            payload = backend_event(event.data, backend_label)
-            token = payload.get("token") or {}
-            text = "" if token.get("special") else str(token.get("text", ""))
-            details = payload.get("details")
+            payload = mapping.stream_response(backend_event(event.data, backend_label))
+            token = payload.token
+            text = "" if token.special else token.text
+            details = payload.details
             logprobs = None
             if req.logprobs is not None:
-                tops = [payload.get("top_tokens") or []] if req.logprobs else None
-                logprobs = mapping.completion_logprobs([{**token, "text": text}], tops, offsets[index])
+                tops = [payload.top_tokens or []] if req.logprobs else None
+                shown = token.model_copy(update={"text": text})
+                logprobs = mapping.completion_logprobs([shown], tops, offsets[index])
             offsets[index] += len(text)
             reason = None
             if details:
-                reason = mapping.finish_reason(details.get("finish_reason"))
-                prompt_tokens += details.get("input_length") or 0
-                generated += details.get("generated_tokens") or 0
+                reason = mapping.finish_reason(details.finish_reason)
+                prompt_tokens += details.input_length or 0
+                generated += details.generated_tokens
             choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}
             yield sse.encode({**base, "choices": [choice]})
         note(request, tokens=generated)

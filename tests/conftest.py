@@ -18,9 +18,6 @@ from workers.launch import free_port
 # (staging_sfn, sfn, tiny), real CPU model workers (tgi_worker, tei_worker).
 pytest_plugins = ["tests.support.postgres", "tests.support.staging", "tests.support.workers"]
 
-# Re-exported for the test modules that still import them from here; new code imports workers.launch.free_port.
-__all__ = ["free_port", "serialize_moto_dynamodb"]
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 

@@ -15,7 +15,7 @@ from chalicelib.auth.errors import AuthError
 from chalicelib.auth.jwt_verifier import JwtVerifier, groups_from_claims
 from chalicelib.auth.principal import Principal
 from testkit.oidc_issuer import OidcIssuer, SigningKey
-from tests.conftest import free_port
+from workers.launch import free_port
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 from app import app
 from chalicelib.apidocs.document import OPENAPI_PATH, build
 from chalicelib.serve.routes import DATA_PLANE
-from tests.conftest import free_port
+from workers.launch import free_port
 
 pytestmark = pytest.mark.slow
 

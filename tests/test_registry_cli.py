@@ -12,7 +12,7 @@ from chalicelib import aws
 from chalicelib.registry.models import ModelStatus
 from chalicelib.registry.store import ModelStore
 from cli.main import app
-from tests.conftest import free_port
+from workers.launch import free_port
 
 CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 runner = CliRunner()

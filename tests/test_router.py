@@ -29,10 +29,10 @@ from chalicelib.registry.store import ModelStore
 from chalicelib.settings import get_settings
 from router.app import create_app
 from router.settings import RouterSettings
-from tests.conftest import free_port
 from tests.support import lisapy
 from tests.support.fake_backends import FakeBackend
 from tests.support.servers import AppThread
+from workers.launch import free_port
 
 
 @dataclass

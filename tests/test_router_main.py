@@ -11,8 +11,8 @@ import requests
 
 from chalicelib.auth.tokens import TokenStore
 from runner.processes import ManagedProcess
-from tests.conftest import free_port
 from tests.test_router import register
+from workers.launch import free_port
 
 
 def test_python_m_router_serves_and_logs_each_request_once(aws_env: str, tmp_path: Path) -> None:

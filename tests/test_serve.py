@@ -14,9 +14,9 @@ from chalicelib.contracts.tgi import TgiParameters
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.clients import InstructorClient, TeiClient, embedder_for
 from chalicelib.serve.errors import ServeError, from_backend
-from tests.conftest import free_port
 from tests.support.fake_backends import FakeBackend
 from tests.support.servers import AppThread
+from workers.launch import free_port
 
 
 def chat(**fields: object) -> ChatCompletionRequest:

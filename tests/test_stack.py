@@ -25,10 +25,10 @@ from text_generation import Client
 
 from chalicelib.config import ConfigError
 from runner.stack import LocalLisa, StackOptions
-from tests.conftest import free_port
+from testkit.runner import running_runner
 from tests.support.fake_backends import FakeBackend
-from tests.support.runner import running_runner
 from tests.support.servers import AppThread
+from workers.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

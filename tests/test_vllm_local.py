@@ -20,7 +20,7 @@ import requests
 import yaml
 
 from chalicelib.vllm_engine import VllmEngineArgs, server_command
-from tests.support.runner import running_runner
+from testkit.runner import running_runner
 from workers.launch import vllm_python
 from workers.prepare import SMOLLM2_ID
 

@@ -1,9 +1,11 @@
-"""text-generation-inference's HTTP API (TGI 3.x, the subset LISA uses): what LISA's router sends to a TGI server
-and what LISA's CPU worker (`workers.tgi`) accepts and answers.
+"""text-generation-inference's HTTP API (TGI 3.x, the subset LISA uses), written once and used both ways, as HF's
+`text-generation` client does: LISA's router builds its requests with these models and reads the answers through
+them (`chalicelib.serve.mapping`); LISA's CPU worker (`workers.tgi`) reads the requests and writes the answers.
 
 Field names and JSON types are TGI's (serde: strict types, unknown fields ignored). The ranges TGI enforces depend
 on the server's limits (`--max-top-n-tokens`, `--max-best-of`, ...) and come with TGI's own messages, so they are
-checked by the server (`workers.tgi.validation`), not here.
+checked by the server (`workers.tgi.validation`), not here. Answers are read leniently where the router does not
+depend on a field (a token's `id`, the `id` of a chat chunk, which LISA replaces): TGI always sends them.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ class TgiGenerateRequest(StrictWireModel):
     stream: bool = False
 
 
-class TgiContentPart(StrictWireModel):
-    """One part of a multi-part message `content` (only `text` parts can be rendered by a chat template)."""
+class TgiContentPart(StrictWireModel, extra="allow"):
+    """One part of a multi-part message `content` (only `text` parts can be rendered by a chat template; the
+    others, `image_url` for vision models, are forwarded as sent)."""
 
     type: str
     text: str | None = None
@@ -120,10 +123,10 @@ class TgiTokenizeRequest(StrictWireModel):
 class TgiToken(WireModel):
     """A generated token (and each of `top_tokens`)."""
 
-    id: int
+    id: int | None = None
     text: str
     logprob: float | None = None
-    special: bool
+    special: bool = False
 
 
 class TgiPrefillToken(WireModel):
@@ -182,6 +185,93 @@ class TgiStreamResponse(WireModel):
     top_tokens: list[TgiToken] | None = omitted_when_none()
     generated_text: str | None = None
     details: TgiStreamDetails | None = None
+
+
+# -- the Messages API's answers (OpenAI's shapes, TGI's finish reasons; fields TGI adds are kept) ---------------
+class TgiUsage(WireModel):
+    """`usage` of a chat completion (and of the last chunk of a stream that asked for it)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class TgiTopLogprob(WireModel, extra="allow"):
+    """One alternative of `top_logprobs`."""
+
+    token: str
+    logprob: float | None = None
+
+
+class TgiChatLogprob(WireModel, extra="allow"):
+    """One generated token of `logprobs.content`, with its top alternatives."""
+
+    token: str
+    logprob: float | None = None
+    top_logprobs: list[TgiTopLogprob] = Field(default_factory=list)
+
+
+class TgiChatLogprobs(WireModel, extra="allow"):
+    """`logprobs` of a choice (`logprobs: true`)."""
+
+    content: list[TgiChatLogprob] = Field(default_factory=list)
+
+
+class TgiOutputMessage(WireModel, extra="allow"):
+    """The assistant's message of a chat completion (`tool_calls` and other fields are kept as sent)."""
+
+    role: str
+    content: str | None = None
+
+
+class TgiChatChoice(WireModel, extra="allow"):
+    """One choice of a chat completion; `finish_reason` as the server writes it (TGI's or OpenAI's words)."""
+
+    index: int = 0
+    message: TgiOutputMessage
+    logprobs: TgiChatLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class TgiChatCompletion(WireModel, extra="allow"):
+    """The answer of POST /v1/chat/completions without `stream`."""
+
+    id: str = ""
+    object: str = "chat.completion"
+    created: int | None = None
+    model: str = ""
+    system_fingerprint: str | None = None
+    choices: list[TgiChatChoice] = Field(default_factory=list)
+    usage: TgiUsage | None = None
+
+
+class TgiChatDelta(WireModel, extra="allow"):
+    """What one chunk adds to the message (`tool_calls` deltas are kept as sent)."""
+
+    role: str | None = None
+    content: str | None = None
+
+
+class TgiChatChunkChoice(WireModel, extra="allow"):
+    """The choice of a streamed chunk; `finish_reason` is set on the last."""
+
+    index: int = 0
+    delta: TgiChatDelta = Field(default_factory=TgiChatDelta)
+    logprobs: TgiChatLogprobs | None = None
+    finish_reason: str | None = None
+
+
+class TgiChatCompletionChunk(WireModel, extra="allow"):
+    """One `data:` event of a streamed chat completion; the usage chunk (`stream_options.include_usage`) has no
+    choices."""
+
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    system_fingerprint: str | None = None
+    choices: list[TgiChatChunkChoice] = Field(default_factory=list)
+    usage: TgiUsage | None = None
 
 
 class TgiTokenizedToken(WireModel):

@@ -24,8 +24,9 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 from chalicelib import aws
 from chalicelib.auth.authorizer import get_authorizer
 from chalicelib.auth.tokens import TokenStore
+from runner.moto_fixes import serialize_moto_dynamodb
 from testkit.oidc_issuer import OidcIssuer
-from tests.conftest import free_port, serialize_moto_dynamodb
+from workers.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"

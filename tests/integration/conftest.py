@@ -67,7 +67,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield Target(url.rstrip("/") + "/", api_key, _verify(_option(request.config, "--verify")))
         return
     from runner.stack import LocalLisa, StackOptions
-    from tests.conftest import free_port
+    from workers.launch import free_port
 
     stack = LocalLisa(StackOptions(port=free_port(), state_dir=tmp_path_factory.mktemp("lisa-stack"))).start()
     try:

@@ -1,5 +1,6 @@
-"""The engine's results as response models: TGI's own routes (`chalicelib.contracts.tgi`) and the OpenAI-compatible
-ones TGI also serves (`chalicelib.contracts.openai`)."""
+"""The engine's results as response models: TGI's own routes and its Messages API (`chalicelib.contracts.tgi`, the
+models LISA's router reads them with), and the OpenAI completions route TGI also serves
+(`chalicelib.contracts.openai`)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,24 @@ import time
 import uuid
 from typing import Any, Literal
 
-from chalicelib.contracts.openai import (
-    ChatCompletion,
-    ChatCompletionChoice,
-    ChatCompletionChunk,
-    ChatCompletionChunkChoice,
-    ChatCompletionMessage,
-    ChunkDelta,
-    Completion,
-    CompletionChoice,
-    Usage,
-)
+from chalicelib.contracts.openai import Completion, CompletionChoice, Usage
 from chalicelib.contracts.tgi import (
     TgiBestOfSequence,
+    TgiChatChoice,
+    TgiChatChunkChoice,
+    TgiChatCompletion,
+    TgiChatCompletionChunk,
+    TgiChatDelta,
+    TgiChatLogprob,
+    TgiChatLogprobs,
     TgiDetails,
+    TgiOutputMessage,
     TgiPrefillToken,
     TgiStreamDetails,
     TgiStreamResponse,
     TgiToken,
+    TgiTopLogprob,
+    TgiUsage,
 )
 from workers.engine_io import GenerationResult, TokenEvent, TokenInfo
 
@@ -104,9 +105,13 @@ def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
     )
 
 
-def result_usage(result: GenerationResult) -> Usage:
-    """The token counts of one generation."""
-    return usage(result.input_length, result.generated_tokens)
+def result_usage(result: GenerationResult) -> TgiUsage:
+    """The token counts of one generation, as the Messages API writes them."""
+    return TgiUsage(
+        prompt_tokens=result.input_length,
+        completion_tokens=result.generated_tokens,
+        total_tokens=result.input_length + result.generated_tokens,
+    )
 
 
 def openai_reason(reason: str) -> Literal["length", "stop"]:
@@ -119,30 +124,30 @@ def completion_id(prefix: str = "chatcmpl") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def chat_logprobs(tokens: list[TokenInfo], top_tokens: list[list[TokenInfo]] | None) -> dict[str, Any]:
+def chat_logprobs(tokens: list[TokenInfo], top_tokens: list[list[TokenInfo]] | None) -> TgiChatLogprobs:
     """OpenAI's chat `logprobs`: each token with its logprob and its top alternatives."""
     tops = top_tokens or [[] for _ in tokens]
-    return {
-        "content": [
-            {
-                "token": t.text,
-                "logprob": t.logprob,
-                "top_logprobs": [{"token": c.text, "logprob": c.logprob} for c in top],
-            }
+    return TgiChatLogprobs(
+        content=[
+            TgiChatLogprob(
+                token=t.text,
+                logprob=t.logprob,
+                top_logprobs=[TgiTopLogprob(token=c.text, logprob=c.logprob) for c in top],
+            )
             for t, top in zip(tokens, tops, strict=False)
         ]
-    }
+    )
 
 
-def chat_completion(model: str, result: GenerationResult, *, logprobs: bool) -> ChatCompletion:
+def chat_completion(model: str, result: GenerationResult, *, logprobs: bool) -> TgiChatCompletion:
     """The answer of a chat completion that is not streamed."""
-    choice = ChatCompletionChoice(
+    choice = TgiChatChoice(
         index=0,
-        message=ChatCompletionMessage(role="assistant", content=result.generated_text),
+        message=TgiOutputMessage(role="assistant", content=result.generated_text),
         logprobs=chat_logprobs(result.tokens, result.top_tokens) if logprobs else None,
         finish_reason=openai_reason(result.finish_reason),
     )
-    return ChatCompletion(
+    return TgiChatCompletion(
         id=completion_id(),
         object="chat.completion",
         created=int(time.time()),
@@ -154,10 +159,10 @@ def chat_completion(model: str, result: GenerationResult, *, logprobs: bool) -> 
 
 
 def chat_chunk(
-    header: dict[str, Any], choices: list[ChatCompletionChunkChoice], chunk_usage: Usage | None = None
-) -> ChatCompletionChunk:
+    header: dict[str, Any], choices: list[TgiChatChunkChoice], chunk_usage: TgiUsage | None = None
+) -> TgiChatCompletionChunk:
     """One streamed chat chunk; `header` holds what every chunk of a stream repeats (id, created, model)."""
-    return ChatCompletionChunk(
+    return TgiChatCompletionChunk(
         **header,
         object="chat.completion.chunk",
         system_fingerprint=SYSTEM_FINGERPRINT,
@@ -166,11 +171,11 @@ def chat_chunk(
     )
 
 
-def chat_chunk_choice(event: TokenEvent, *, logprobs: bool) -> ChatCompletionChunkChoice:
+def chat_chunk_choice(event: TokenEvent, *, logprobs: bool) -> TgiChatChunkChoice:
     """The one choice of a streamed chat chunk: the token's text (empty for a special token)."""
-    return ChatCompletionChunkChoice(
+    return TgiChatChunkChoice(
         index=0,
-        delta=ChunkDelta(role="assistant", content="" if event.token.special else event.token.text),
+        delta=TgiChatDelta(role="assistant", content="" if event.token.special else event.token.text),
         logprobs=chat_logprobs([event.token], [event.top_tokens or []]) if logprobs else None,
         finish_reason=openai_reason(event.final.finish_reason) if event.final else None,
     )

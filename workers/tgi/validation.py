@@ -11,6 +11,7 @@ from chalicelib.contracts.tgi import (
     TgiChatRequest,
     TgiCompletionRequest,
     TgiGenerateRequest,
+    TgiOpenAIRequest,
     TgiParameters,
 )
 from chalicelib.errors import Unprocessable
@@ -194,37 +195,34 @@ class RequestValidator:
 
     def prepare_openai(
         self,
-        *,
+        body: TgiOpenAIRequest,
         prompt: str,
+        *,
         add_special_tokens: bool,
-        temperature: float | None,
-        top_p: float | None,
-        seed: int | None,
         max_tokens: int | None,
-        stop: str | list[str] | None,
-        frequency_penalty: float | None,
         presence_penalty: float | None,
         repetition_penalty: float | None,
-        n: int | None,
         top_logprobs: int | None = None,
     ) -> GenerationRequest:
-        """An OpenAI-style request (chat or completions) as TGI maps it: temperature 0 means greedy."""
-        if n not in (None, 1):
+        """One prompt of an OpenAI-style request (chat or completions) as TGI maps it: temperature 0 means greedy.
+        The fields both APIs share are read from `body`; the ones each maps its own way are given."""
+        if body.n not in (None, 1):
             raise invalid("`n` > 1 is not supported by this worker")
+        temperature = body.temperature
         do_sample = temperature is None or temperature != 0.0  # OpenAI semantics as TGI applies them: 0 → greedy
         params = self.sampling(
             SamplingParams(
                 do_sample=do_sample,
                 temperature=None if temperature == 0.0 else temperature,
-                top_p=top_p,
+                top_p=body.top_p,
                 repetition_penalty=repetition_penalty,
-                frequency_penalty=frequency_penalty,
+                frequency_penalty=body.frequency_penalty,
                 presence_penalty=presence_penalty,
-                seed=seed,
+                seed=body.seed,
                 top_n_tokens=top_logprobs or 0,
             )
         )
-        stops = [stop] if isinstance(stop, str) else list(stop or [])
+        stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         ids = self.encode(prompt, add_special_tokens=add_special_tokens)
         return self.generation_request(ids, params, max_tokens, stops)
 
@@ -237,19 +235,14 @@ class RequestValidator:
         if body.logit_bias:
             raise invalid("`logit_bias` is not supported by this worker")
         return self.prepare_openai(
-            prompt=self.render_chat(body.messages),
+            body,
+            self.render_chat(body.messages),
             add_special_tokens=False,  # the template already wrote every special token
-            temperature=body.temperature,
-            top_p=body.top_p,
-            seed=body.seed,
             # TGI's Messages API: unset max_tokens → 100; repetition_penalty = presence_penalty + 2 (multiplicative,
             # no additive presence penalty)
             max_tokens=DEFAULT_MAX_NEW_TOKENS if body.max_tokens is None else body.max_tokens,
-            stop=body.stop,
-            frequency_penalty=body.frequency_penalty,
             presence_penalty=None,
             repetition_penalty=None if body.presence_penalty is None else body.presence_penalty + 2.0,
-            n=body.n,
             top_logprobs=(body.top_logprobs or 0) if body.logprobs else None,
         )
 
@@ -266,17 +259,12 @@ class RequestValidator:
         """Each prompt validated and tokenized (off the loop)."""
         return [
             self.prepare_openai(
-                prompt=prompt,
+                body,
+                prompt,
                 add_special_tokens=True,
-                temperature=body.temperature,
-                top_p=body.top_p,
-                seed=body.seed,
                 max_tokens=body.max_tokens,
-                stop=body.stop,
-                frequency_penalty=body.frequency_penalty,
                 presence_penalty=body.presence_penalty,
                 repetition_penalty=body.repetition_penalty,
-                n=body.n,
             )
             for prompt in prompts
         ]

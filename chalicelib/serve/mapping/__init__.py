@@ -9,6 +9,9 @@ from chalicelib.serve.mapping.completions import (
     completion_logprobs,
     completion_prompts,
     generate_parameters,
+    generate_request,
+    generate_response,
+    stream_response,
 )
 from chalicelib.serve.mapping.embeddings import (
     DEFAULT_INSTRUCTION,
@@ -57,6 +60,8 @@ __all__ = [
     "finish_reason",
     "float32_base64",
     "generate_parameters",
+    "generate_request",
+    "generate_response",
     "instructor_kwargs",
     "native_generate_response",
     "native_stream_event",
@@ -67,6 +72,7 @@ __all__ = [
     "parse_json_object",
     "presence_to_repetition_penalty",
     "stop_list",
+    "stream_response",
     "tei_kwargs",
     "usage",
     "validate",

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chalicelib.contracts.openai import MAX_BATCH_PROMPTS, CompletionRequest
+from chalicelib.contracts.tgi import TgiGenerateRequest, TgiGenerateResponse, TgiParameters, TgiStreamResponse, TgiToken
 from chalicelib.serve.errors import invalid, unsupported
 from chalicelib.serve.mapping.sampling import (
     finish_reason,
@@ -14,6 +15,7 @@ from chalicelib.serve.mapping.sampling import (
     sampling,
     stop_list,
 )
+from chalicelib.serve.mapping.wire import body, building, read
 
 _GENERATE_DEFAULTS = (
     "max_new_tokens",
@@ -44,7 +46,8 @@ def completion_prompts(req: CompletionRequest) -> list[str]:
 
 
 def generate_parameters(req: CompletionRequest, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """TGI `parameters` for a completions request (after the policy checks)."""
+    """TGI `parameters` for a completions request (after the policy checks): the request's values over the model's
+    TGI-named `defaultModelKwargs`; greedy drops the sampling knobs."""
     refuse_common(req)
     if req.best_of is not None and req.best_of > 1:
         raise unsupported("best_of", "LISA generates one sequence per prompt")
@@ -52,20 +55,32 @@ def generate_parameters(req: CompletionRequest, defaults: Mapping[str, Any] | No
         raise unsupported("suffix", "TGI models do not insert text between a prompt and a suffix")
     if req.echo and req.logprobs is not None:
         raise unsupported("logprobs", "prompt-token logprobs (echo with logprobs) are not available")
-    params = _default_parameters(defaults)
-    _add_sampling(params, req)
-    if req.stop is not None:
-        params["stop"] = stop_list(req.stop)
-    if req.seed is not None:
-        params["seed"] = req.seed
-    if req.frequency_penalty:
-        params["frequency_penalty"] = req.frequency_penalty
-    if req.presence_penalty:
-        params["repetition_penalty"] = presence_to_repetition_penalty(req.presence_penalty)
-    params["details"] = True
-    if req.logprobs:
-        params["top_n_tokens"] = req.logprobs
-    return params
+    given = _default_parameters(defaults)
+    do_sample, temperature, top_p = _sampling(req, given)
+    with building():
+        params = TgiParameters(
+            max_new_tokens=req.max_tokens if req.max_tokens is not None else given.get("max_new_tokens"),
+            do_sample=do_sample,
+            temperature=temperature if do_sample else None,
+            top_p=top_p if do_sample else None,
+            top_k=given.get("top_k") if do_sample else None,
+            typical_p=given.get("typical_p") if do_sample else None,
+            seed=req.seed if req.seed is not None else given.get("seed"),
+            frequency_penalty=req.frequency_penalty or given.get("frequency_penalty"),
+            repetition_penalty=presence_to_repetition_penalty(req.presence_penalty)
+            if req.presence_penalty
+            else given.get("repetition_penalty"),
+            truncate=given.get("truncate"),
+            details=True,
+            top_n_tokens=req.logprobs or None,
+        )
+    # fields TGI cannot take as null: set only when the policy gives them a value
+    stop = given.get("stop") if req.stop is None else stop_list(req.stop)
+    if stop is not None:
+        params.stop = stop
+    if given.get("watermark") is not None:
+        params.watermark = given["watermark"]
+    return body(params)
 
 
 def _default_parameters(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -81,39 +96,48 @@ def _default_parameters(defaults: Mapping[str, Any] | None) -> dict[str, Any]:
     return params
 
 
-def _add_sampling(params: dict[str, Any], req: CompletionRequest) -> None:
-    """Length, temperature and top_p: the request's over the defaults; greedy drops the sampling knobs."""
-    if req.max_tokens is not None:
-        params["max_new_tokens"] = req.max_tokens
+def _sampling(req: CompletionRequest, given: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """(do_sample, temperature, top_p): the request's over the model's; unset, the model's temperature decides."""
     do_sample, temperature, top_p = sampling(req)
     if do_sample is None:
-        params.setdefault("do_sample", "temperature" not in params or params["temperature"] > 0)
-    else:
-        params["do_sample"] = do_sample
-        params.pop("temperature", None)
-        if temperature is not None:
-            params["temperature"] = temperature
-    if top_p is not None:
-        params["top_p"] = top_p
-    if not params["do_sample"]:
-        for key in ("temperature", "top_p", "top_k", "typical_p"):
-            params.pop(key, None)
+        default_temperature = given.get("temperature")
+        do_sample = given.get("do_sample", default_temperature is None or default_temperature > 0)
+        temperature = default_temperature
+    return do_sample, temperature, top_p if top_p is not None else given.get("top_p")
+
+
+def generate_request(inputs: str, parameters: Mapping[str, Any], *, stream: bool = False) -> dict[str, Any]:
+    """The body to POST to TGI's /generate (or /generate_stream) for one prompt."""
+    with building():
+        request = TgiGenerateRequest(inputs=inputs, parameters=TgiParameters.model_validate(parameters))
+    if stream:  # /generate_stream; /generate is sent no `stream`
+        request.stream = True
+    return body(request)
+
+
+def generate_response(tgi: TgiGenerateResponse | Mapping[str, Any]) -> TgiGenerateResponse:
+    """A TGI /generate answer, read (a 502 if it is not one)."""
+    return read(TgiGenerateResponse, tgi, "a generate response")
+
+
+def stream_response(tgi: TgiStreamResponse | Mapping[str, Any]) -> TgiStreamResponse:
+    """One TGI /generate_stream event, read (a 502 if it is not one)."""
+    return read(TgiStreamResponse, tgi, "a generate_stream event")
 
 
 def completion_logprobs(
-    tokens: Sequence[Mapping[str, Any]], top_tokens: Sequence[Sequence[Mapping[str, Any]]] | None, offset: int
+    tokens: Sequence[TgiToken], top_tokens: Sequence[Sequence[TgiToken]] | None, offset: int
 ) -> dict[str, Any]:
     """OpenAI completions `logprobs` for generated TGI tokens; `offset` is the text offset of the first."""
     texts, logprobs, offsets, tops = [], [], [], []
     for i, token in enumerate(tokens):
-        text = token.get("text", "")
-        texts.append(text)
-        logprobs.append(token.get("logprob"))
+        texts.append(token.text)
+        logprobs.append(token.logprob)
         offsets.append(offset)
-        offset += len(text)
+        offset += len(token.text)
         if top_tokens is not None:
             step = top_tokens[i] if i < len(top_tokens) else ()
-            tops.append({t.get("text", ""): t.get("logprob") for t in step})
+            tops.append({t.text: t.logprob for t in step})
     return {
         "tokens": texts,
         "token_logprobs": logprobs,
@@ -123,19 +147,19 @@ def completion_logprobs(
 
 
 def completion_choice(
-    index: int, prompt: str, tgi: Mapping[str, Any], echo: bool, logprobs: int | None
+    index: int, prompt: str, tgi: TgiGenerateResponse | Mapping[str, Any], echo: bool, logprobs: int | None
 ) -> dict[str, Any]:
     """One completions choice from a TGI /generate response (`details: true`)."""
-    text = tgi.get("generated_text") or ""
-    details = tgi.get("details") or {}
+    answer = generate_response(tgi)
+    details = answer.details
     prefix = prompt if echo else ""
     choice: dict[str, Any] = {
         "index": index,
-        "text": prefix + text,
+        "text": prefix + answer.generated_text,
         "logprobs": None,
-        "finish_reason": finish_reason(details.get("finish_reason")) or "stop",
+        "finish_reason": (finish_reason(details.finish_reason) if details else None) or "stop",
     }
     if logprobs is not None:
-        tops = details.get("top_tokens") if logprobs else None
-        choice["logprobs"] = completion_logprobs(details.get("tokens") or [], tops, len(prefix))
+        tops = details.top_tokens if details and logprobs else None
+        choice["logprobs"] = completion_logprobs(details.tokens if details else [], tops, len(prefix))
     return choice

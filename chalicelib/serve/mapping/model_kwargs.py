@@ -8,7 +8,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.contracts.native import InstructorModelKwargs, TeiModelKwargs, TgiModelKwargs
+from chalicelib.contracts.tgi import TgiParameters
 from chalicelib.serve.mapping.validation import validate
+from chalicelib.serve.mapping.wire import body, building
 
 
 def _known(defaults: Mapping[str, Any] | None, model: type[BaseModel]) -> dict[str, Any]:
@@ -18,15 +20,26 @@ def _known(defaults: Mapping[str, Any] | None, model: type[BaseModel]) -> dict[s
 def native_tgi_parameters(model_kwargs: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """TGI `parameters` for native `modelKwargs` (TGI names), over the model's defaults; 422 naming the kwarg."""
     kwargs = validate(TgiModelKwargs, {**_known(defaults, TgiModelKwargs), **model_kwargs}, "modelKwargs")
-    params = kwargs.model_dump(exclude_none=True)
-    params["stop"] = params.pop("stop_sequences")
-    if params.get("temperature") == 0:
-        del params["temperature"]
-        params["do_sample"] = False
-    if not params["watermark"]:
-        del params["watermark"]
-    params["details"] = True
-    return params
+    greedy = kwargs.temperature == 0  # temperature 0 means greedy, as in LISA v1
+    with building():
+        params = TgiParameters(
+            max_new_tokens=kwargs.max_new_tokens,
+            top_k=kwargs.top_k,
+            top_p=kwargs.top_p,
+            typical_p=kwargs.typical_p,
+            temperature=None if greedy else kwargs.temperature,
+            repetition_penalty=kwargs.repetition_penalty,
+            frequency_penalty=kwargs.frequency_penalty,
+            return_full_text=kwargs.return_full_text,
+            truncate=kwargs.truncate,
+            stop=kwargs.stop_sequences,
+            seed=kwargs.seed,
+            do_sample=False if greedy else kwargs.do_sample,
+            details=True,
+        )
+    if kwargs.watermark:  # sent only when asked for (TGI's default is off)
+        params.watermark = True
+    return body(params)
 
 
 def tei_kwargs(model_kwargs: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> TeiModelKwargs:

@@ -7,34 +7,37 @@ from typing import Any
 
 from chalicelib.contracts.native import NativeStreamResponse, NativeToken
 from chalicelib.contracts.openai import MAX_BATCH_PROMPTS
+from chalicelib.contracts.tgi import TgiGenerateResponse, TgiStreamResponse
 from chalicelib.serve.errors import invalid
+from chalicelib.serve.mapping.wire import read
 
 
-def native_generate_response(tgi: Mapping[str, Any]) -> dict[str, Any]:
+def native_generate_response(tgi: TgiGenerateResponse | Mapping[str, Any]) -> dict[str, Any]:
     """TGI /generate (`details: true`) → LISA /v1/generate."""
-    details = tgi.get("details") or {}
+    answer = read(TgiGenerateResponse, tgi, "a generate response")
+    details = answer.details
     return {
-        "generatedText": tgi.get("generated_text") or "",
-        "generatedTokens": details.get("generated_tokens", 0),
-        "finishReason": details.get("finish_reason", "length"),
+        "generatedText": answer.generated_text,
+        "generatedTokens": details.generated_tokens if details else 0,
+        "finishReason": details.finish_reason if details else "length",
     }
 
 
-def native_stream_event(tgi: Mapping[str, Any]) -> dict[str, Any]:
+def native_stream_event(tgi: TgiStreamResponse | Mapping[str, Any]) -> dict[str, Any]:
     """One TGI stream event → one LISA /v1/generateStream event, exactly as the first LISA sent it.
 
     `{"token": {"text", "special"}}` per generated token; the last token's own event also carries
     `generatedTokens` and `finishReason`. (lisapy yields that final event with an empty token, so its users do not
     see the last token's text; other clients get every token. Wire compatibility with the first LISA wins.)
     """
-    token = tgi.get("token") or {}
-    details = tgi.get("details") or {}
-    event = NativeStreamResponse(
-        token=NativeToken(text=token.get("text", ""), special=bool(token.get("special"))),
-        generated_tokens=details.get("generated_tokens", 0) if details else None,
-        finish_reason=details.get("finish_reason", "length") if details else None,
+    event = read(TgiStreamResponse, tgi, "a generate_stream event")
+    details = event.details
+    native = NativeStreamResponse(
+        token=NativeToken(text=event.token.text, special=event.token.special),
+        generated_tokens=details.generated_tokens if details else None,
+        finish_reason=details.finish_reason if details else None,
     )
-    return event.model_dump(by_alias=True, exclude_none=True)
+    return native.model_dump(by_alias=True, exclude_none=True)
 
 
 def native_text(text: str | list[str], param: str = "text") -> str:
