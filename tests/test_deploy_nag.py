@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from chalicelib.config import ConfigError, load_config, parse_config
 from gpu_stack.app import PROJECT_DIR
 from gpu_stack.nag import PACKS, nag_findings
 from tests.test_deploy_stacks import _cfn_lint, write_prod_config
+
+sys.path.insert(0, str(PROJECT_DIR / "scripts"))
+from dev_tls import create_certificate
 
 # The least a deployment needs (no models, no RAG database, no custom domain, a `dev` stage), in an account that
 # requires a permissions boundary on every role and no inline policies.
@@ -82,7 +86,9 @@ def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     elif request.param in ("prod", "enterprise"):
         config_path = write_prod_config(base)
         if request.param == "enterprise":
-            config_path.write_text(yaml.safe_dump({**yaml.safe_load(config_path.read_text()), **ENTERPRISE}))
+            cert, _ = create_certificate("proxy.corp.example", base / "tls")  # a private CA's certificate
+            data = {**yaml.safe_load(config_path.read_text()), **ENTERPRISE, "caBundle": str(cert.relative_to(base))}
+            config_path.write_text(yaml.safe_dump(data))
     else:
         config_path = base / "config.yaml"
         config_path.write_text(yaml.safe_dump(CONFIGS[request.param]))
@@ -239,3 +245,69 @@ def test_enterprise_options_replace_what_the_stacks_create(checked: Checked) -> 
     assert {"Ref": "RestAPI.Stage"} in stage["Properties"]["ResourceArn"]["Fn::Sub"][1].values()
     assert len(associations) == len(albs) + 1
     _cfn_lint(sorted(str(p) for p in checked.outdir.glob("*.template.json")))
+
+
+def test_the_ca_bundle_reaches_every_lambda_and_container(checked: Checked) -> None:
+    """caBundle: zip Lambdas get the file from a layer, ECS tasks from an init container; all get the variables."""
+    functions = _of_type(checked, "api", "AWS::Serverless::Function")
+    tasks = [t for s in ("router", "models") for t in _of_type(checked, s, "AWS::ECS::TaskDefinition").values()]
+    if checked.name != "enterprise":
+        assert "AWS_CA_BUNDLE" not in json.dumps([functions, tasks])
+        return
+    layers = _of_type(checked, "api", "AWS::Lambda::LayerVersion")
+    (layer_id,) = [k for k, v in layers.items() if "caBundle" in v["Properties"]["Description"]]
+    key = layers[layer_id]["Properties"]["Content"]["S3Key"]  # `<asset hash>.zip`; cdk.out has `asset.<hash>/`
+    asset = checked.outdir / f"asset.{key.removesuffix('.zip')}"
+    cert = next((checked.outdir.parent / "tls").glob("*cert*.pem"))
+    assert (asset / "lisa-ca" / "bundle.pem").read_text() == cert.read_text()  # the configured file, unchanged
+    expected = dict.fromkeys(("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"), "/opt/lisa-ca/bundle.pem")
+    for name, function in functions.items():
+        props = function["Properties"]
+        if props.get("PackageType") == "Image":  # the staging image brings its own CAs
+            assert "AWS_CA_BUNDLE" not in props["Environment"]["Variables"], name
+            continue
+        assert {"Ref": layer_id} in props["Layers"], name
+        assert expected.items() <= props["Environment"]["Variables"].items(), name
+    assert len(tasks) == 5  # the router's and the four models'
+    for task in tasks:
+        containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+        writer = containers.pop("ca-bundle")
+        assert writer["Essential"] is False
+        assert {"Name": "LISA_CA_BUNDLE_PEM", "Value": cert.read_text()} in writer["Environment"]
+        assert writer["EntryPoint"][:2] == ["sh", "-c"]
+        assert "/lisa-ca/bundle.pem" in writer["EntryPoint"][2]
+        for name, container in containers.items():
+            assert {"ContainerName": "ca-bundle", "Condition": "SUCCESS"} in container["DependsOn"], name
+            assert {"ContainerPath": "/lisa-ca", "ReadOnly": True, "SourceVolume": "lisa-ca"} in container[
+                "MountPoints"
+            ], name
+            variables = {e["Name"]: e["Value"] for e in container["Environment"]}
+            assert variables["SSL_CERT_FILE"] == variables["AWS_CA_BUNDLE"] == "/lisa-ca/bundle.pem", name
+
+
+def test_a_ca_bundle_must_be_a_readable_pem_file(tmp_path: Path) -> None:
+    from gpu_stack.ca_bundle import read_ca_bundle
+
+    (tmp_path / "not-a-cert.pem").write_text("hello")
+    with pytest.raises(ConfigError, match="caBundle"):
+        parse_config({**MINIMAL_CONFIG, "caBundle": "ca.txt"})
+    for name, reason in (("missing.pem", "cannot read"), ("not-a-cert.pem", "holds no PEM certificate")):
+        with pytest.raises(ValueError, match=f"caBundle '{name}': .*{reason}"):
+            read_ca_bundle(parse_config({**MINIMAL_CONFIG, "caBundle": name}), tmp_path)
+
+
+def test_the_commented_enterprise_examples_in_example_config_are_valid() -> None:
+    lines = (PROJECT_DIR / "example_config.yaml").read_text().splitlines()
+    start = lines.index("# convertInlinePoliciesToManaged: true")
+    end = next(i for i, line in enumerate(lines) if line.startswith("# webAclArn:"))
+    options = yaml.safe_load("\n".join(line.removeprefix("# ") for line in lines[start : end + 1]))
+    config = parse_config({**MINIMAL_CONFIG, **options})
+    assert config.roles.lambda_functions == options["roles"]["lambdaFunctions"]
+    assert config.security_groups.gpu_instances == options["securityGroups"]["gpuInstances"]
+    assert config.kms_keys.logs == options["kmsKeys"]["logs"]
+    assert config.web_acl_arn == options["webAclArn"]
+    assert config.ca_bundle == "corp-ca-bundle.pem"
+    with pytest.raises(ConfigError, match=r"roles\.routerTask"):
+        parse_config({**MINIMAL_CONFIG, "roles": {"routerTask": "arn:aws:iam::123456789012:policy/not-a-role"}})
+    with pytest.raises(ConfigError, match=r"securityGroups\.router"):
+        parse_config({**MINIMAL_CONFIG, "securityGroups": {"router": "router-sg"}})

@@ -28,6 +28,8 @@ from chalicelib.aws import presigned_put_origin
 from chalicelib.config import LisaConfig
 from chalicelib.gateway import NO_ROUTE
 from chalicelib.webui.security import ui_security_headers
+from gpu_stack.ca_bundle import LAMBDA_FILE as CA_LAMBDA_FILE
+from gpu_stack.ca_bundle import ca_environment, ca_layer, read_ca_bundle
 from gpu_stack.functions import (
     AppFunctions,
     asl_placeholders,
@@ -198,6 +200,8 @@ class ApiStack(cdk.Stack):
         if config.roles.lambda_functions:  # every function runs as the account's role; Chalice makes none
             stage_config.update(manage_iam_role=False, iam_role_arn=config.roles.lambda_functions)
         per_function = layers_per_function(layers, functions)
+        pem = read_ca_bundle(config, config_dir)
+        ca_layer_arn = ca_layer(self, pem).layer_version_arn if pem else None
         self.chalice = _StageChalice(
             self, "Chalice", stage=config.stage, source_dir=str(project_dir), stage_config=stage_config
         )
@@ -205,6 +209,10 @@ class ApiStack(cdk.Stack):
         for function in functions.all:
             resource = self.chalice.get_resource(logical_id(function))
             resource.add_property_override("FunctionName", f"{names.prefix}-{function}")
+            if ca_layer_arn and function not in STAGING_IMAGE_FUNCTIONS:  # an image has no layers: its own CAs
+                per_function.setdefault(function, []).append(ca_layer_arn)
+                for name, value in ca_environment(CA_LAMBDA_FILE).items():
+                    resource.add_property_override(f"Environment.Variables.{name}", value)
             if function in per_function:
                 resource.add_property_override("Layers", per_function[function])
             if function.startswith(_LARGE_TMP_PREFIXES):

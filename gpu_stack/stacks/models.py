@@ -33,6 +33,7 @@ from constructs import Construct
 from chalicelib.config import EcsModel, InferenceContainer, LisaConfig
 from chalicelib.staging.layout import MANIFEST
 from chalicelib.vllm_engine import SERVER_MODULE, server_command
+from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
 from gpu_stack.keys import logs_key
 from gpu_stack.overrides import imported_role, imported_security_group, role_or, security_group_or
@@ -307,6 +308,10 @@ class ModelsStack(cdk.Stack):
             ),
             logging=ecs.LogDriver.aws_logs(stream_prefix=model.model_name, log_group=log_group),
         )
+        pem = read_ca_bundle(config, config_dir)
+        if pem:  # the weights image's `sh` writes it; the AWS CLI and the engine trust it
+            logging = ecs.LogDriver.aws_logs(stream_prefix="ca-bundle", log_group=log_group)
+            add_ca_bundle(task, pem, weights_image, logging, [fetch, server])
         suppress_task_definition(task)
         server.add_mount_points(ecs.MountPoint(container_path="/data", source_volume="weights", read_only=False))
         server.add_container_dependencies(

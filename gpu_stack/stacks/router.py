@@ -17,6 +17,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
+from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
 from gpu_stack.keys import logs_key
 from gpu_stack.names import ResourceNames
@@ -102,13 +103,17 @@ class RouterStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.DESTROY,
             encryption_key=logs_key(self, config.kms_keys.logs),
         )
-        task.add_container(
+        router = task.add_container(
             "router",
             image=image,
             environment=environment,
             port_mappings=[ecs.PortMapping(container_port=ROUTER_PORT)],
             logging=ecs.LogDriver.aws_logs(stream_prefix="router", log_group=log_group),
         )
+        pem = read_ca_bundle(config, config_dir)
+        if pem:  # the router image's own `sh` writes it
+            logging = ecs.LogDriver.aws_logs(stream_prefix="ca-bundle", log_group=log_group)
+            add_ca_bundle(task, pem, image, logging, [router])
         suppress_task_definition(task)
         # The router authenticates (tokens, JWTs), resolves models from the registry and, for RAG in chat, reads
         # repositories and their vector-store passwords: read-only, named resources.
