@@ -308,6 +308,42 @@ class RagRepository(_Model):
         return value
 
 
+_ROLE_ARN = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$"
+_SECURITY_GROUP_ID = r"^sg-[0-9a-f]{8,17}$"
+
+
+class RoleOverrides(_Model):
+    """Existing IAM roles (by ARN) the stacks use instead of creating their own; each must already carry the
+    permissions docs/deploy.md lists for it. CDK adds nothing to an imported role."""
+
+    lambda_functions: str | None = Field(None, alias="lambdaFunctions", pattern=_ROLE_ARN)
+    state_machines: str | None = Field(None, alias="stateMachines", pattern=_ROLE_ARN)
+    router_task: str | None = Field(None, alias="routerTask", pattern=_ROLE_ARN)
+    model_tasks: str | None = Field(None, alias="modelTasks", pattern=_ROLE_ARN)
+    task_execution: str | None = Field(None, alias="taskExecution", pattern=_ROLE_ARN)
+    gpu_instances: str | None = Field(None, alias="gpuInstances", pattern=_ROLE_ARN)
+
+
+class SecurityGroupOverrides(_Model):
+    """Existing security groups (by id) used instead of created ones; their rules are the account's (CDK adds none)."""
+
+    lambda_functions: str | None = Field(None, alias="lambdaFunctions", pattern=_SECURITY_GROUP_ID)
+    router: str | None = Field(None, pattern=_SECURITY_GROUP_ID)
+    router_load_balancer: str | None = Field(None, alias="routerLoadBalancer", pattern=_SECURITY_GROUP_ID)
+    model_load_balancers: str | None = Field(None, alias="modelLoadBalancers", pattern=_SECURITY_GROUP_ID)
+    gpu_instances: str | None = Field(None, alias="gpuInstances", pattern=_SECURITY_GROUP_ID)
+
+
+class KmsKeys(_Model):
+    """Customer-managed KMS keys (by ARN) used instead of the ones the stacks create."""
+
+    logs: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$",
+        description="every CloudWatch log group; its key policy must admit logs.<region>.amazonaws.com",
+    )
+
+
 class LisaConfig(_Model):
     """The whole of config.yaml."""
 
@@ -347,6 +383,21 @@ class LisaConfig(_Model):
         False,
         alias="convertInlinePoliciesToManaged",
         description="every IAM policy the stacks create is a customer-managed policy, none inline",
+    )
+    ca_bundle: str | None = Field(
+        None,
+        alias="caBundle",
+        pattern=r"\.(pem|crt)$",
+        description="a PEM file (relative to config.yaml) of the CAs private endpoints' certificates chain to",
+    )
+    roles: RoleOverrides = Field(default_factory=RoleOverrides)
+    security_groups: SecurityGroupOverrides = Field(default_factory=SecurityGroupOverrides, alias="securityGroups")
+    kms_keys: KmsKeys = Field(default_factory=KmsKeys, alias="kmsKeys")
+    web_acl_arn: str | None = Field(
+        None,
+        alias="webAclArn",
+        pattern=r"^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:[0-9]{12}:regional/webacl/[A-Za-z0-9_-]+/[a-f0-9-]+$",
+        description="a regional WAF web ACL associated with the API stage and the model load balancers",
     )
     staging_image: str | None = Field(
         None,

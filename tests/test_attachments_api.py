@@ -226,3 +226,15 @@ def test_bad_ids_are_400(users: tuple[Client, Client]) -> None:
         answer = alice.call(method, path)
         assert answer.status_code == 400, answer.text
         assert _error(answer).startswith("attachmentId:")
+
+
+def test_the_ingestion_of_the_shared_bucket_leaves_attachments_alone(users: tuple[Client, Client]) -> None:
+    from chalicelib.rag.ingestion import Ingestor
+
+    alice, _ = users
+    grant = _declare(alice, "a.txt", TXT, 5)
+    assert requests.put(grant["uploadUrl"], data=b"hello", headers=grant["uploadHeaders"], timeout=60).ok
+    key = urlsplit(grant["uploadUrl"]).path.split("/", 2)[2]
+    result = Ingestor().reconcile(get_settings().docs_bucket, key)  # what the bucket's ObjectCreated event runs
+    assert (result.outcome, result.document_id) == ("ignored", None)
+    assert aws.table(get_settings().rag_documents_table).scan()["Count"] == 0

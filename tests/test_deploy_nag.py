@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ from gpu_stack.app import PROJECT_DIR
 from gpu_stack.nag import PACKS, nag_findings
 from tests.test_deploy_stacks import _cfn_lint, write_prod_config
 
+sys.path.insert(0, str(PROJECT_DIR / "scripts"))
+from dev_tls import create_certificate
+
 # The least a deployment needs (no models, no RAG database, no custom domain, a `dev` stage), in an account that
 # requires a permissions boundary on every role and no inline policies.
 BOUNDARY = "arn:aws:iam::123456789012:policy/lisa-boundary"
@@ -41,6 +45,26 @@ CONFIGS = {
     "minimal": MINIMAL_CONFIG,
     "rag-database": {**MINIMAL_CONFIG, "ragDatabase": {"instanceType": "t4g.medium"}, "vpcEndpoints": True},
 }
+# The prod config (models, RAG database) with every enterprise option: the account's roles, security groups, log
+# key and WAF web ACL instead of created ones.
+ACCOUNT = "123456789012"
+ENTERPRISE = {
+    "permissionsBoundary": BOUNDARY,
+    "convertInlinePoliciesToManaged": True,
+    "roles": {
+        key: f"arn:aws:iam::{ACCOUNT}:role/acme-{key}"
+        for key in ("lambdaFunctions", "stateMachines", "routerTask", "modelTasks", "taskExecution", "gpuInstances")
+    },
+    "securityGroups": {
+        key: f"sg-0123456789abcdef{i}"
+        for i, key in enumerate(
+            ("lambdaFunctions", "router", "routerLoadBalancer", "modelLoadBalancers", "gpuInstances")
+        )
+    },
+    "kmsKeys": {"logs": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"},
+    "webAclArn": f"arn:aws:wafv2:us-east-1:{ACCOUNT}:regional/webacl/acme/a1b2c3d4-5678-90ab-cdef-111111111111",
+}
+BOUNDED = {*CONFIGS, "enterprise"}  # the configs with a permissions boundary and managed policies only
 
 
 @dataclass(frozen=True)
@@ -53,14 +77,18 @@ class Checked:
     outdir: Path
 
 
-@pytest.fixture(scope="module", params=["example", "prod", *CONFIGS])
+@pytest.fixture(scope="module", params=["example", "prod", "enterprise", *CONFIGS])
 def checked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Checked:
     """Every stack of the config synthesized once with both packs attached."""
     base = tmp_path_factory.mktemp(f"nag-{request.param}")
     if request.param == "example":
         config_path = PROJECT_DIR / "example_config.yaml"
-    elif request.param == "prod":
+    elif request.param in ("prod", "enterprise"):
         config_path = write_prod_config(base)
+        if request.param == "enterprise":
+            cert, _ = create_certificate("proxy.corp.example", base / "tls")  # a private CA's certificate
+            data = {**yaml.safe_load(config_path.read_text()), **ENTERPRISE, "caBundle": str(cert.relative_to(base))}
+            config_path.write_text(yaml.safe_dump(data))
     else:
         config_path = base / "config.yaml"
         config_path.write_text(yaml.safe_dump(CONFIGS[request.param]))
@@ -88,8 +116,9 @@ def test_every_role_gets_the_configured_permissions_boundary(checked: Checked) -
         for key, resource in template["Resources"].items()
         if resource["Type"] == "AWS::IAM::Role"
     }
-    assert any(key.endswith("-api.template.json:ApiHandlerRole") for key in roles)  # Chalice's roles count too
-    expected = BOUNDARY if checked.name in CONFIGS else None
+    chalice_roles = any(key.endswith("-api.template.json:ApiHandlerRole") for key in roles)  # they count too
+    assert chalice_roles is (checked.name != "enterprise")  # there, the account's role runs the functions
+    expected = BOUNDARY if checked.name in BOUNDED else None
     assert {key: value for key, value in roles.items() if value != expected} == {}
 
 
@@ -101,6 +130,9 @@ def test_every_log_group_is_encrypted_with_a_key_cloudwatch_logs_may_use(checked
             if group["Type"] != "AWS::Logs::LogGroup":
                 continue
             groups += 1
+            if checked.name == "enterprise":  # the configured key (test_enterprise_options_...)
+                assert group["Properties"]["KmsKeyId"] == ENTERPRISE["kmsKeys"]["logs"]  # type: ignore[index]
+                continue
             (key_id, _) = group["Properties"]["KmsKeyId"]["Fn::GetAtt"]
             statements = resources[key_id]["Properties"]["KeyPolicy"]["Statement"]
             (service,) = [s for s in statements if s["Principal"].get("Service") == "logs.us-east-1.amazonaws.com"]
@@ -119,6 +151,10 @@ def test_inline_policies_become_managed_ones_when_configured(checked: Checked) -
         or (resource["Type"] == "AWS::IAM::Role" and resource["Properties"].get("Policies"))
     )
     api = next(t for n, t in checked.templates.items() if n.endswith("-api.template.json"))["Resources"]
+    if checked.name == "enterprise":  # no Chalice roles at all: the account's role
+        assert inline == []
+        assert "ApiHandlerRole" not in api
+        return
     handler_arns = json.dumps(api["ApiHandlerRole"]["Properties"]["ManagedPolicyArns"])
     if checked.name not in CONFIGS:  # the option is off: CDK's and Chalice's inline policies
         assert inline
@@ -153,3 +189,125 @@ def test_the_packs_do_report_an_unsuppressed_error(tmp_path: Path) -> None:
     cdk.Aspects.of(stack).add(cdk_nag.NIST80053R5Checks())
     rules = {f.rule for f in collect_errors(app.synth())}
     assert {"AwsSolutions-S1", "NIST.800.53.R5-S3BucketLoggingEnabled"} <= rules
+
+
+def _of_type(checked: Checked, stack: str, kind: str) -> dict[str, dict[str, Any]]:
+    template = checked.templates[next(n for n in checked.templates if n.endswith(f"-{stack}.template.json"))]
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def test_enterprise_options_replace_what_the_stacks_create(checked: Checked) -> None:
+    """Roles, security groups, the log key and the WAF ACL from config.yaml, or created ones when not configured."""
+    associations = [
+        a for stack in ("api", "models") for a in _of_type(checked, stack, "AWS::WAFv2::WebACLAssociation").values()
+    ]
+    functions = _of_type(checked, "api", "AWS::Serverless::Function")
+    roles = {k: v["Properties"].get("Role") for k, v in functions.items()}
+    if checked.name != "enterprise":
+        assert associations == []
+        assert all("Fn::GetAtt" in role for role in roles.values())  # Chalice's own roles
+        assert _of_type(checked, "router", "AWS::EC2::SecurityGroup")
+        assert _of_type(checked, "api", "AWS::KMS::Key")
+        return
+    arn = ENTERPRISE["roles"]  # type: ignore[index]
+    groups = ENTERPRISE["securityGroups"]  # type: ignore[index]
+    assert set(roles.values()) == {arn["lambdaFunctions"]}
+    handler = functions["APIHandler"]["Properties"]["VpcConfig"]["SecurityGroupIds"]
+    assert groups["lambdaFunctions"] in handler
+    (machine,) = _of_type(checked, "api", "AWS::StepFunctions::StateMachine").values()
+    assert machine["Properties"]["RoleArn"] == arn["stateMachines"]
+    for stack, role in (("router", "routerTask"), ("models", "modelTasks")):
+        for task in _of_type(checked, stack, "AWS::ECS::TaskDefinition").values():
+            assert task["Properties"]["TaskRoleArn"] == arn[role]
+            assert task["Properties"]["ExecutionRoleArn"] == arn["taskExecution"]
+    assert _of_type(checked, "router", "AWS::IAM::Role") == {}
+    assert _of_type(checked, "router", "AWS::EC2::SecurityGroup") == {}
+    (service,) = _of_type(checked, "router", "AWS::ECS::Service").values()
+    assert groups["router"] in service["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+    (nlb,) = _of_type(checked, "router", "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    assert nlb["Properties"]["SecurityGroups"] == [groups["routerLoadBalancer"]]
+    albs = _of_type(checked, "models", "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert {json.dumps(a["Properties"]["SecurityGroups"]) for a in albs.values()} == {
+        json.dumps([groups["modelLoadBalancers"]])
+    }
+    profiles = _of_type(checked, "models", "AWS::IAM::InstanceProfile").values()
+    assert {p["Properties"]["Roles"][0] for p in profiles} == {"acme-gpuInstances"}
+    templates = _of_type(checked, "models", "AWS::EC2::LaunchTemplate").values()
+    assert all(t["Properties"]["LaunchTemplateData"]["SecurityGroupIds"] == [groups["gpuInstances"]] for t in templates)
+    # The account's key for every log group; no key created.
+    for stack in ("network", "api", "models", "router"):
+        assert _of_type(checked, stack, "AWS::KMS::Key") == {}
+        for group in _of_type(checked, stack, "AWS::Logs::LogGroup").values():
+            assert group["Properties"]["KmsKeyId"] == ENTERPRISE["kmsKeys"]["logs"]  # type: ignore[index]
+    # The web ACL on the API's stage (SAM's stage reference) and on every model load balancer.
+    assert {a["Properties"]["WebACLArn"] for a in associations} == {ENTERPRISE["webAclArn"]}
+    (stage,) = [a for a in associations if "restapis" in json.dumps(a)]
+    assert {"Ref": "RestAPI.Stage"} in stage["Properties"]["ResourceArn"]["Fn::Sub"][1].values()
+    assert len(associations) == len(albs) + 1
+    _cfn_lint(sorted(str(p) for p in checked.outdir.glob("*.template.json")))
+
+
+def test_the_ca_bundle_reaches_every_lambda_and_container(checked: Checked) -> None:
+    """caBundle: zip Lambdas get the file from a layer, ECS tasks from an init container; all get the variables."""
+    functions = _of_type(checked, "api", "AWS::Serverless::Function")
+    tasks = [t for s in ("router", "models") for t in _of_type(checked, s, "AWS::ECS::TaskDefinition").values()]
+    if checked.name != "enterprise":
+        assert "AWS_CA_BUNDLE" not in json.dumps([functions, tasks])
+        return
+    layers = _of_type(checked, "api", "AWS::Lambda::LayerVersion")
+    (layer_id,) = [k for k, v in layers.items() if "caBundle" in v["Properties"]["Description"]]
+    key = layers[layer_id]["Properties"]["Content"]["S3Key"]  # `<asset hash>.zip`; cdk.out has `asset.<hash>/`
+    asset = checked.outdir / f"asset.{key.removesuffix('.zip')}"
+    cert = next((checked.outdir.parent / "tls").glob("*cert*.pem"))
+    assert (asset / "lisa-ca" / "bundle.pem").read_text() == cert.read_text()  # the configured file, unchanged
+    expected = dict.fromkeys(("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"), "/opt/lisa-ca/bundle.pem")
+    for name, function in functions.items():
+        props = function["Properties"]
+        if props.get("PackageType") == "Image":  # the staging image brings its own CAs
+            assert "AWS_CA_BUNDLE" not in props["Environment"]["Variables"], name
+            continue
+        assert {"Ref": layer_id} in props["Layers"], name
+        assert expected.items() <= props["Environment"]["Variables"].items(), name
+    assert len(tasks) == 5  # the router's and the four models'
+    for task in tasks:
+        containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
+        writer = containers.pop("ca-bundle")
+        assert writer["Essential"] is False
+        assert {"Name": "LISA_CA_BUNDLE_PEM", "Value": cert.read_text()} in writer["Environment"]
+        assert writer["EntryPoint"][:2] == ["sh", "-c"]
+        assert "/lisa-ca/bundle.pem" in writer["EntryPoint"][2]
+        for name, container in containers.items():
+            assert {"ContainerName": "ca-bundle", "Condition": "SUCCESS"} in container["DependsOn"], name
+            assert {"ContainerPath": "/lisa-ca", "ReadOnly": True, "SourceVolume": "lisa-ca"} in container[
+                "MountPoints"
+            ], name
+            variables = {e["Name"]: e["Value"] for e in container["Environment"]}
+            assert variables["SSL_CERT_FILE"] == variables["AWS_CA_BUNDLE"] == "/lisa-ca/bundle.pem", name
+
+
+def test_a_ca_bundle_must_be_a_readable_pem_file(tmp_path: Path) -> None:
+    from gpu_stack.ca_bundle import read_ca_bundle
+
+    (tmp_path / "not-a-cert.pem").write_text("hello")
+    with pytest.raises(ConfigError, match="caBundle"):
+        parse_config({**MINIMAL_CONFIG, "caBundle": "ca.txt"})
+    for name, reason in (("missing.pem", "cannot read"), ("not-a-cert.pem", "holds no PEM certificate")):
+        with pytest.raises(ValueError, match=f"caBundle '{name}': .*{reason}"):
+            read_ca_bundle(parse_config({**MINIMAL_CONFIG, "caBundle": name}), tmp_path)
+
+
+def test_the_commented_enterprise_examples_in_example_config_are_valid() -> None:
+    lines = (PROJECT_DIR / "example_config.yaml").read_text().splitlines()
+    start = lines.index("# convertInlinePoliciesToManaged: true")
+    end = next(i for i, line in enumerate(lines) if line.startswith("# webAclArn:"))
+    options = yaml.safe_load("\n".join(line.removeprefix("# ") for line in lines[start : end + 1]))
+    config = parse_config({**MINIMAL_CONFIG, **options})
+    assert config.roles.lambda_functions == options["roles"]["lambdaFunctions"]
+    assert config.security_groups.gpu_instances == options["securityGroups"]["gpuInstances"]
+    assert config.kms_keys.logs == options["kmsKeys"]["logs"]
+    assert config.web_acl_arn == options["webAclArn"]
+    assert config.ca_bundle == "corp-ca-bundle.pem"
+    with pytest.raises(ConfigError, match=r"roles\.routerTask"):
+        parse_config({**MINIMAL_CONFIG, "roles": {"routerTask": "arn:aws:iam::123456789012:policy/not-a-role"}})
+    with pytest.raises(ConfigError, match=r"securityGroups\.router"):
+        parse_config({**MINIMAL_CONFIG, "securityGroups": {"router": "router-sg"}})

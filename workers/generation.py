@@ -3,19 +3,17 @@
 Requests wait in a queue; at every step the engine admits what fits (batch size and token budgets), prefills the
 newcomers together (left-padded), merges their KV caches into the running batch (`workers.kv_batch`), and runs one
 decode step for every active sequence. Each sequence has its own sampling parameters (`workers.decoding`), seed (a
-private torch.Generator), stop sequences and length limit, and leaves the batch the step it finishes or is
-cancelled. Tokens are handed to the asyncio side as they are produced (`workers.engine_io`), so the first token of
-a stream leaves long before the last is computed.
+private torch.Generator), stop sequences and length limit (`workers.sequence`), and leaves the batch the step it
+finishes or is cancelled. Tokens are handed to the asyncio side as they are produced (`workers.engine_io`), so the
+first token of a stream leaves long before the last is computed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,50 +26,18 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
-from transformers.generation.logits_process import LogitsProcessor
 
-from chalicelib.contracts.tgi import FinishReason
-from workers.decoding import Detokenizer, decode, logits_processors
+from workers.decoding import decode
 from workers.engine_io import (
-    FINISH_EOS,
-    FINISH_LENGTH,
-    FINISH_STOP,
     EngineStats,
     GenerationFailed,
     GenerationRequest,
-    GenerationResult,
     GenerationStream,
     PrefillToken,
-    TokenEvent,
     TokenInfo,
 )
 from workers.kv_batch import RunningBatch
-
-
-@dataclass
-class SequenceState:
-    """Engine-side state of one request."""
-
-    request: GenerationRequest
-    stream: GenerationStream
-    submitted: float
-    processors: list[LogitsProcessor] = field(default_factory=list)
-    generator: torch.Generator | None = None
-    seed: int | None = None
-    ids: list[int] = field(default_factory=list)  # prompt + generated
-    generated: list[int] = field(default_factory=list)
-    tokens: list[TokenInfo] = field(default_factory=list)
-    top_tokens: list[list[TokenInfo]] = field(default_factory=list)
-    prefill: list[PrefillToken] = field(default_factory=list)
-    text: str = ""
-    detokenizer: Detokenizer | None = None
-    started: float = 0.0
-    finished: bool = False
-
-    @property
-    def budget(self) -> int:
-        """The tokens the sequence may hold at most: prompt plus output budget (what admission reserves)."""
-        return len(self.request.input_ids) + self.request.max_new_tokens
+from workers.sequence import SequenceState
 
 
 class GenerationEngine:
@@ -216,22 +182,11 @@ class GenerationEngine:
             self.logger.debug("admitted", extra={"count": len(admitted), "prefill_tokens": prefill_tokens})
         return admitted
 
-    def _prepare(self, sequence: SequenceState) -> None:
-        request = sequence.request
-        params = request.params
-        sequence.started = time.monotonic()
-        sequence.ids = list(request.input_ids)
-        sequence.detokenizer = Detokenizer(self.tokenizer, request.input_ids)
-        sequence.processors = logits_processors(params, len(request.input_ids))
-        if params.sampling:
-            sequence.seed = params.seed if params.seed is not None else random.getrandbits(63)
-            sequence.generator = torch.Generator().manual_seed(sequence.seed)
-        self.stats.prompt_tokens += len(request.input_ids)
-
     def _prefill(self, sequences: list[SequenceState]) -> None:
         """Run the prompts (left-padded together; the ones wanting prompt logprobs alone), then join the batch."""
         for sequence in sequences:
-            self._prepare(sequence)
+            sequence.start(self.tokenizer)
+            self.stats.prompt_tokens += len(sequence.request.input_ids)
         plain = [s for s in sequences if not s.request.prefill_details]
         groups = ([plain] if plain else []) + [[s] for s in sequences if s.request.prefill_details]
         for group in groups:
@@ -338,53 +293,12 @@ class GenerationEngine:
         return TokenInfo(token, decode(self.tokenizer, [token]), logprob, token in self.special_ids)
 
     def _emit(self, sequence: SequenceState, token: int, logprob: float, top: list[TokenInfo] | None) -> None:
-        assert sequence.detokenizer is not None
-        special = token in self.special_ids
-        delta = sequence.detokenizer.push(token)
-        if special:
-            delta = decode(self.tokenizer, [token])
-        else:
-            sequence.text += delta
-        info = TokenInfo(token, delta, logprob, special)
-        sequence.ids.append(token)
-        sequence.generated.append(token)
-        sequence.tokens.append(info)
-        if top is not None:
-            sequence.top_tokens.append(top)
+        special, eos = token in self.special_ids, token in self.eos_token_ids
+        event = sequence.append(token, logprob, top, self.tokenizer, special=special, eos=eos)
         self.stats.generated_tokens += 1
-        reason = self._finish_reason(sequence, token, len(delta))
-        final = None
-        if reason is not None:
-            sequence.finished = True
-            final = self._final(sequence, reason)
+        if event.final is not None:
             self.stats.succeeded += 1
-        sequence.stream.push(TokenEvent(len(sequence.generated), info, top, final))
-
-    def _finish_reason(self, sequence: SequenceState, token: int, delta_length: int) -> FinishReason | None:
-        """TGI's order: length first, then the EOS token, then stop sequences (searched where new text landed)."""
-        if len(sequence.generated) >= sequence.request.max_new_tokens:
-            return FINISH_LENGTH
-        if token in self.eos_token_ids:
-            return FINISH_EOS
-        for stop in sequence.request.stop_sequences:
-            if delta_length and stop in sequence.text[-(delta_length + len(stop)) :]:
-                return FINISH_STOP
-        return None
-
-    def _final(self, sequence: SequenceState, reason: FinishReason) -> GenerationResult:
-        now = time.monotonic()
-        return GenerationResult(
-            generated_text=decode(self.tokenizer, sequence.generated, skip_special=True),
-            finish_reason=reason,
-            generated_tokens=len(sequence.generated),
-            seed=sequence.seed,
-            input_length=len(sequence.request.input_ids),
-            prefill=sequence.prefill,
-            tokens=sequence.tokens,
-            top_tokens=sequence.top_tokens if sequence.request.params.top_n_tokens else None,
-            queue_time=sequence.started - sequence.submitted,
-            inference_time=now - sequence.started,
-        )
+        sequence.stream.push(event)
 
     def _drop_cancelled(self) -> None:
         if self._batch is None:

@@ -19,6 +19,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_wafv2 as wafv2
 from chalice.cdk import Chalice
 from chalice.utils import to_cfn_resource_name
 from constructs import Construct
@@ -27,6 +28,8 @@ from chalicelib.aws import presigned_put_origin
 from chalicelib.config import LisaConfig
 from chalicelib.gateway import NO_ROUTE
 from chalicelib.webui.security import ui_security_headers
+from gpu_stack.ca_bundle import LAMBDA_FILE as CA_LAMBDA_FILE
+from gpu_stack.ca_bundle import ca_environment, ca_layer, read_ca_bundle
 from gpu_stack.functions import (
     AppFunctions,
     asl_placeholders,
@@ -37,6 +40,7 @@ from gpu_stack.functions import (
 from gpu_stack.images import lambda_image_uri
 from gpu_stack.keys import logs_key
 from gpu_stack.names import ResourceNames
+from gpu_stack.overrides import role_or, security_group_or
 from gpu_stack.policies import ArnParts, policy_document
 from gpu_stack.stacks.data import DataStack
 from gpu_stack.stacks.webui import serve_web_ui, web_assets_dir
@@ -168,8 +172,12 @@ class ApiStack(cdk.Stack):
             )
             for stem in stems
         }
-        self.lambda_security_group = ec2.SecurityGroup(
-            self, "LambdaSecurityGroup", vpc=vpc, description="LISA Lambdas (egress to models, vector stores)"
+        self.lambda_security_group = security_group_or(
+            self,
+            "LambdaSecurityGroup",
+            config.security_groups.lambda_functions,
+            vpc=vpc,
+            description="LISA Lambdas (egress to models, vector stores)",
         )
         layers = {
             name: lambda_.LayerVersion(
@@ -189,35 +197,28 @@ class ApiStack(cdk.Stack):
                 *(group.security_group_id for group in client_groups),
             ],
         }
+        if config.roles.lambda_functions:  # every function runs as the account's role; Chalice makes none
+            stage_config.update(manage_iam_role=False, iam_role_arn=config.roles.lambda_functions)
         per_function = layers_per_function(layers, functions)
+        pem = read_ca_bundle(config, config_dir)
+        ca_layer_arn = ca_layer(self, pem).layer_version_arn if pem else None
         self.chalice = _StageChalice(
             self, "Chalice", stage=config.stage, source_dir=str(project_dir), stage_config=stage_config
         )
 
-        parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
-        vpc_access = iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
         for function in functions.all:
             resource = self.chalice.get_resource(logical_id(function))
             resource.add_property_override("FunctionName", f"{names.prefix}-{function}")
+            if ca_layer_arn and function not in STAGING_IMAGE_FUNCTIONS:  # an image has no layers: its own CAs
+                per_function.setdefault(function, []).append(ca_layer_arn)
+                for name, value in ca_environment(CA_LAMBDA_FILE).items():
+                    resource.add_property_override(f"Environment.Variables.{name}", value)
             if function in per_function:
                 resource.add_property_override("Layers", per_function[function])
             if function.startswith(_LARGE_TMP_PREFIXES):
                 resource.add_property_override("EphemeralStorage", {"Size": 10240})
-            role = self.chalice.get_resource(f"{to_cfn_resource_name(function)}Role")
-            assert isinstance(role, iam.CfnRole)
-            # Set as properties, not raw overrides: cdk-nag (and any aspect) checks the policies that deploy.
-            role.policies = [
-                iam.CfnRole.PolicyProperty(
-                    policy_name=f"{function}Policy", policy_document=policy_document(function, names, parts)
-                )
-            ]
-            role.managed_policy_arns = [vpc_access.managed_policy_arn]
-            suppress(
-                role,
-                *wildcard_resource_suppressions(policy_document(function, names, ArnParts(**NAG_ARN_PARTS))),
-                nag_suppression("AwsSolutions-IAM4", LAMBDA_VPC_ACCESS_REASON, [LAMBDA_VPC_ACCESS]),
-                nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", CHALICE_INLINE_REASON),
-            )
+        if not config.roles.lambda_functions:
+            self._function_roles(functions, names)
         self._run_from_staging_image(config, project_dir, config_dir, functions)
         for source in functions.event_handlers:
             events = self.chalice.get_resource(logical_id(source))
@@ -229,7 +230,7 @@ class ApiStack(cdk.Stack):
 
         self.state_machines: dict[str, sfn.CfnStateMachine] = {}
         for stem in stems:
-            self.state_machines[stem] = self._state_machine(project_dir, stem, names, functions)
+            self.state_machines[stem] = self._state_machine(project_dir, stem, names, functions, config)
 
         if router_endpoint is not None:
             self._data_plane_routes(*router_endpoint)
@@ -266,11 +267,51 @@ class ApiStack(cdk.Stack):
                 },
             )
             cdk.CfnOutput(self, "CustomDomain", value=f"https://{rest.domain_name}/")
+        if config.web_acl_arn:
+            self._web_acl(rest_api, config.web_acl_arn)
         self.api_url = cdk.Fn.sub(
             "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/" + config.stage + "/",
             {"Api": rest_api.ref},
         )
         cdk.CfnOutput(self, "ApiUrl", value=self.api_url, description="LISA's front door (set as --url)")
+
+    def _function_roles(self, functions: AppFunctions, names: ResourceNames) -> None:
+        """Each Chalice function's role gets its own policy (gpu_stack/policies.py) and the VPC access policy."""
+        parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
+        vpc_access = iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
+        for function in functions.all:
+            role = self.chalice.get_resource(f"{to_cfn_resource_name(function)}Role")
+            assert isinstance(role, iam.CfnRole)
+            # Set as properties, not raw overrides: cdk-nag (and any aspect) checks the policies that deploy.
+            role.policies = [
+                iam.CfnRole.PolicyProperty(
+                    policy_name=f"{function}Policy", policy_document=policy_document(function, names, parts)
+                )
+            ]
+            role.managed_policy_arns = [vpc_access.managed_policy_arn]
+            suppress(
+                role,
+                *wildcard_resource_suppressions(policy_document(function, names, ArnParts(**NAG_ARN_PARTS))),
+                nag_suppression("AwsSolutions-IAM4", LAMBDA_VPC_ACCESS_REASON, [LAMBDA_VPC_ACCESS]),
+                nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", CHALICE_INLINE_REASON),
+            )
+
+    def _web_acl(self, rest_api: cdk.CfnResource, web_acl_arn: str) -> None:
+        """config.yaml `webAclArn` on the API's stage (the stage SAM makes from Chalice's RestAPI)."""
+        association = wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            # SAM's `<api>.Stage` reference: the stage's name, and a dependency on the stage SAM creates.
+            resource_arn=cdk.Fn.sub(
+                "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${Api}/stages/${Stage}",
+                {"Api": rest_api.ref, "Stage": cdk.Fn.ref(f"{rest_api.logical_id}.Stage")},
+            ),
+            web_acl_arn=web_acl_arn,
+        )
+        # CDK checks the template before SAM's transform, which is what resolves `RestAPI.Stage`.
+        cdk.Validations.of(association).acknowledge(
+            cdk.Acknowledgment(id="CloudFormation-Validate::F1020", reason="SAM's reference to the stage it creates")
+        )
 
     def _run_from_staging_image(
         self, config: LisaConfig, project_dir: Path, config_dir: Path, functions: AppFunctions
@@ -299,16 +340,17 @@ class ApiStack(cdk.Stack):
                 resource.add_property_deletion_override(zip_only)
 
     def _state_machine(
-        self, project_dir: Path, stem: str, names: ResourceNames, functions: AppFunctions
+        self, project_dir: Path, stem: str, names: ResourceNames, functions: AppFunctions, config: LisaConfig
     ) -> sfn.CfnStateMachine:
         definition = (project_dir / "stepfunctions" / f"{stem}.json").read_text()
         arns = {
             key: self.chalice.get_function(logical_id(substitution_function(stem, key, functions))).function_arn
             for key in asl_placeholders(definition)
         }
-        role = iam.Role(
+        role = role_or(
             self,
             f"StateMachineRole-{stem}",
+            config.roles.state_machines,
             assumed_by=iam.ServicePrincipal("states.amazonaws.com"),
             description=f"Step Functions {stem}: invoke its own task Lambdas only",
         )
@@ -318,7 +360,7 @@ class ApiStack(cdk.Stack):
             f"StateMachineLogs-{stem}",
             log_group_name=f"/aws/vendedlogs/states/{names.state_machines[stem]}",
             retention=logs.RetentionDays.THREE_MONTHS,
-            encryption_key=logs_key(self),
+            encryption_key=logs_key(self, config.kms_keys.logs),
         )
         statements = [iam.PolicyStatement(actions=[*LOG_DELIVERY, *XRAY_WRITE], resources=["*"])]
         suppressions = [nag_suppression("AwsSolutions-IAM5", NO_RESOURCE_LEVEL_REASON, ["Resource::*"])]
@@ -337,9 +379,11 @@ class ApiStack(cdk.Stack):
                     qualified,
                 )
             )
-        # A managed policy, not an inline one (NIST 800-53 IAMNoInlinePolicy).
-        policy = iam.ManagedPolicy(self, f"StateMachinePolicy-{stem}", roles=[role], statements=statements)
-        suppress(policy, *suppressions)
+        # A managed policy, not an inline one (NIST 800-53 IAMNoInlinePolicy); none on the account's own role.
+        policy = None
+        if not config.roles.state_machines:
+            policy = iam.ManagedPolicy(self, f"StateMachinePolicy-{stem}", roles=[role], statements=statements)
+            suppress(policy, *suppressions)
         machine = sfn.CfnStateMachine(
             self,
             f"StateMachine-{stem}",
@@ -360,7 +404,8 @@ class ApiStack(cdk.Stack):
             ),
             tracing_configuration=sfn.CfnStateMachine.TracingConfigurationProperty(enabled=True),
         )
-        machine.node.add_dependency(policy)
+        if policy is not None:
+            machine.node.add_dependency(policy)
         return machine
 
     def _data_plane_routes(self, vpc_link_id: str, nlb_dns: str) -> None:

@@ -27,13 +27,16 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from chalicelib.config import EcsModel, InferenceContainer, LisaConfig
 from chalicelib.staging.layout import MANIFEST
 from chalicelib.vllm_engine import SERVER_MODULE, server_command
+from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
 from gpu_stack.keys import logs_key
+from gpu_stack.overrides import imported_role, imported_security_group, role_or, security_group_or
 from gpu_stack.suppressions import (
     DEV_DELETION_REASON,
     INTERNAL_ALB_REASON,
@@ -171,11 +174,18 @@ class ModelsStack(cdk.Stack):
                     f"Gpu{_id(instance_type)}Template",
                     instance_type=ec2.InstanceType(instance_type),
                     machine_image=ecs.EcsOptimizedImage.amazon_linux2(ecs.AmiHardwareType.GPU),
-                    security_group=ec2.SecurityGroup(
-                        self, f"Gpu{_id(instance_type)}SecurityGroup", vpc=vpc, description="GPU container instances"
+                    security_group=security_group_or(
+                        self,
+                        f"Gpu{_id(instance_type)}SecurityGroup",
+                        config.security_groups.gpu_instances,
+                        vpc=vpc,
+                        description="GPU container instances",
                     ),
-                    role=iam.Role(
-                        self, f"Gpu{_id(instance_type)}Role", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com")
+                    role=role_or(
+                        self,
+                        f"Gpu{_id(instance_type)}Role",
+                        config.roles.gpu_instances,
+                        assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
                     ),
                     user_data=ec2.UserData.for_linux(),
                     require_imdsv2=True,
@@ -226,7 +236,14 @@ class ModelsStack(cdk.Stack):
     ) -> None:
         name = _id(model.model_name)
         health = model.health_check_config
-        task = ecs.Ec2TaskDefinition(self, f"{name}Task", network_mode=ecs.NetworkMode.BRIDGE)
+        groups = config.security_groups
+        task = ecs.Ec2TaskDefinition(
+            self,
+            f"{name}Task",
+            network_mode=ecs.NetworkMode.BRIDGE,
+            task_role=imported_role(self, f"{name}TaskRole", config.roles.model_tasks),
+            execution_role=imported_role(self, f"{name}ExecutionRole", config.roles.task_execution),
+        )
         task.add_volume(name="weights")
         # The model's own weights only: its objects, and listing under its prefix (a missing file is a 404).
         weights = bucket.arn_for_objects(f"{model.model_id}/*")
@@ -254,7 +271,7 @@ class ModelsStack(cdk.Stack):
             f"{name}Logs",
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=cdk.RemovalPolicy.DESTROY,
-            encryption_key=logs_key(self),
+            encryption_key=logs_key(self, config.kms_keys.logs),
         )
 
         fetch = task.add_container(
@@ -291,6 +308,10 @@ class ModelsStack(cdk.Stack):
             ),
             logging=ecs.LogDriver.aws_logs(stream_prefix=model.model_name, log_group=log_group),
         )
+        pem = read_ca_bundle(config, config_dir)
+        if pem:  # the weights image's `sh` writes it; the AWS CLI and the engine trust it
+            logging = ecs.LogDriver.aws_logs(stream_prefix="ca-bundle", log_group=log_group)
+            add_ca_bundle(task, pem, weights_image, logging, [fetch, server])
         suppress_task_definition(task)
         server.add_mount_points(ecs.MountPoint(container_path="/data", source_volume="weights", read_only=False))
         server.add_container_dependencies(
@@ -320,18 +341,18 @@ class ModelsStack(cdk.Stack):
             internet_facing=False,
             vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
             deletion_protection=config.stage == "prod",
+            security_group=imported_security_group(self, f"{name}AlbSecurityGroup", groups.model_load_balancers),
         )
         # Every request into the access-log bucket; CDK adds the bucket policy for the region's ELB log delivery.
         balancer.log_access_logs(self._access_logs, ELB_LOG_PREFIX)
-        suppress(
-            balancer,
-            nag_suppression("NIST.800.53.R5-ALBWAFEnabled", INTERNAL_ALB_REASON),
-            *(
-                [nag_suppression("NIST.800.53.R5-ELBDeletionProtectionEnabled", DEV_DELETION_REASON)]
-                if config.stage != "prod"
-                else []
-            ),
-        )
+        if config.web_acl_arn:
+            wafv2.CfnWebACLAssociation(
+                self, f"{name}WebAcl", resource_arn=balancer.load_balancer_arn, web_acl_arn=config.web_acl_arn
+            )
+        else:
+            suppress(balancer, nag_suppression("NIST.800.53.R5-ALBWAFEnabled", INTERNAL_ALB_REASON))
+        if config.stage != "prod":
+            suppress(balancer, nag_suppression("NIST.800.53.R5-ELBDeletionProtectionEnabled", DEV_DELETION_REASON))
         balancer.connections.allow_from(self.clients, ec2.Port.tcp(80), "model clients")
         listener = balancer.add_listener(f"{name}Listener", port=80, open=False)
         suppress(

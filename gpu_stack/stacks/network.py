@@ -61,7 +61,10 @@ class NetworkStack(cdk.Stack):
                 suppress(route, nag_suppression("NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW", NAT_ROUTE_REASON))
             # Every accepted and rejected flow of the created VPC, kept a year (an imported VPC has its own).
             flow_logs = logs.LogGroup(
-                self, "FlowLogs", retention=logs.RetentionDays.ONE_YEAR, encryption_key=logs_key(self)
+                self,
+                "FlowLogs",
+                retention=logs.RetentionDays.ONE_YEAR,
+                encryption_key=logs_key(self, config.kms_keys.logs),
             )
             flow_log = self.vpc.add_flow_log(
                 "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)

@@ -17,9 +17,11 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
+from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
 from gpu_stack.keys import logs_key
 from gpu_stack.names import ResourceNames
+from gpu_stack.overrides import imported_role, security_group_or
 from gpu_stack.policies import ArnParts, secret_statements
 from gpu_stack.suppressions import (
     DEV_DELETION_REASON,
@@ -67,7 +69,15 @@ class RouterStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         rest = config.rest_api_config
         cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
-        task = ecs.FargateTaskDefinition(self, "Task", cpu=rest.router_cpu, memory_limit_mib=rest.router_memory)
+        roles = config.roles
+        task = ecs.FargateTaskDefinition(
+            self,
+            "Task",
+            cpu=rest.router_cpu,
+            memory_limit_mib=rest.router_memory,
+            task_role=imported_role(self, "TaskRole", roles.router_task),
+            execution_role=imported_role(self, "ExecutionRole", roles.task_execution),
+        )
         if rest.router_image:
             image = container_image(self, "RouterImage", rest.router_image, config_dir)
         else:
@@ -91,15 +101,19 @@ class RouterStack(cdk.Stack):
             "Logs",
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=cdk.RemovalPolicy.DESTROY,
-            encryption_key=logs_key(self),
+            encryption_key=logs_key(self, config.kms_keys.logs),
         )
-        task.add_container(
+        router = task.add_container(
             "router",
             image=image,
             environment=environment,
             port_mappings=[ecs.PortMapping(container_port=ROUTER_PORT)],
             logging=ecs.LogDriver.aws_logs(stream_prefix="router", log_group=log_group),
         )
+        pem = read_ca_bundle(config, config_dir)
+        if pem:  # the router image's own `sh` writes it
+            logging = ecs.LogDriver.aws_logs(stream_prefix="ca-bundle", log_group=log_group)
+            add_ca_bundle(task, pem, image, logging, [router])
         suppress_task_definition(task)
         # The router authenticates (tokens, JWTs), resolves models from the registry and, for RAG in chat, reads
         # repositories and their vector-store passwords: read-only, named resources.
@@ -121,8 +135,13 @@ class RouterStack(cdk.Stack):
             children=True,
         )
 
-        self.load_balancer_security_group = ec2.SecurityGroup(
-            self, "NlbSecurityGroup", vpc=vpc, description="LISA router NLB (API Gateway VPC link)"
+        groups = config.security_groups
+        self.load_balancer_security_group = security_group_or(
+            self,
+            "NlbSecurityGroup",
+            groups.router_load_balancer,
+            vpc=vpc,
+            description="LISA router NLB (API Gateway VPC link)",
         )
         # The VPC link's traffic reaches the NLB from inside the VPC (PrivateLink; the SG is not enforced on it, but
         # nothing outside the VPC may use the listener either).
@@ -147,7 +166,9 @@ class RouterStack(cdk.Stack):
         if config.stage != "prod":
             nlb_reasons.append(nag_suppression("NIST.800.53.R5-ELBDeletionProtectionEnabled", DEV_DELETION_REASON))
         suppress(self.load_balancer, *nlb_reasons)
-        service_group = ec2.SecurityGroup(self, "RouterSecurityGroup", vpc=vpc, description="LISA router tasks")
+        service_group = security_group_or(
+            self, "RouterSecurityGroup", groups.router, vpc=vpc, description="LISA router tasks"
+        )
         service_group.add_ingress_rule(self.load_balancer_security_group, ec2.Port.tcp(ROUTER_PORT), "from the NLB")
         self.service = ecs.FargateService(
             self,

@@ -6,6 +6,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from chalicelib.contracts.openai import ChatCompletionRequest
 from chalicelib.contracts.tgi import (
     TgiChatCompletion,
@@ -13,7 +15,6 @@ from chalicelib.contracts.tgi import (
     TgiChatMessage,
     TgiChatRequest,
     TgiStreamOptions,
-    TgiUsage,
 )
 from chalicelib.serve.errors import unsupported
 from chalicelib.serve.mapping.sampling import (
@@ -23,8 +24,9 @@ from chalicelib.serve.mapping.sampling import (
     sampling,
     stop_list,
 )
-from chalicelib.serve.mapping.wire import body, building, read
+from chalicelib.serve.mapping.wire import body, read, unsendable
 
+_MESSAGES = TypeAdapter(list[TgiChatMessage])  # a conversation validated in one call (the hot path)
 # The fields a Messages API request may hold (TGI ignores any other, so the contract has no other).
 TGI_CHAT_FIELDS = frozenset(TgiChatRequest.model_fields)
 
@@ -39,13 +41,12 @@ def chat_request(req: ChatCompletionRequest, defaults: Mapping[str, Any] | None 
     temperature, top_p = _temperature_top_p(req, defaults)
     default_stop = defaults.get("stop_sequences")  # checked even when the request's `stop` wins, as always
     stop = None if default_stop is None else stop_list(default_stop, "defaultModelKwargs.stop_sequences")
-    with building():
+    try:
         request = TgiChatRequest(
             model="tgi",
-            messages=[
-                TgiChatMessage.model_validate(m if isinstance(m, dict) else m.model_dump(exclude_none=True))
-                for m in req.messages
-            ],
+            messages=_MESSAGES.validate_python(
+                [m if isinstance(m, dict) else m.model_dump(exclude_none=True) for m in req.messages]
+            ),
             max_tokens=_first(req.max_completion_tokens, req.max_tokens, defaults.get("max_new_tokens")),
             temperature=temperature,
             top_p=top_p,
@@ -62,6 +63,8 @@ def chat_request(req: ChatCompletionRequest, defaults: Mapping[str, Any] | None 
             # usage is always collected (metering); sent on to the caller only if asked
             stream_options=TgiStreamOptions(include_usage=True) if req.stream else None,
         )
+    except ValidationError as error:
+        raise unsendable(error) from None
     return body(request)
 
 
@@ -91,28 +94,34 @@ def _presence_penalty(req: ChatCompletionRequest, defaults: Mapping[str, Any]) -
 
 def chat_completion(tgi: TgiChatCompletion | Mapping[str, Any], completion_id: str, model: str) -> dict[str, Any]:
     """A TGI chat completion → LISA's (the id and model are LISA's; finish reasons normalised; TGI's other fields
-    kept)."""
-    answer = read(TgiChatCompletion, tgi, "a chat completion")
-    answer.id, answer.model, answer.object = completion_id, model, "chat.completion"
-    if answer.created is None:
-        answer.created = int(time.time())
-    for choice in answer.choices:
-        choice.finish_reason = _openai_finish(choice.finish_reason)
-    if answer.usage is None:
-        answer.usage = TgiUsage(prompt_tokens=0, completion_tokens=0, total_tokens=0)
-    return answer.model_dump()
+    kept). Read through the model, then LISA's fields are written into its dump (cheaper than model assignments)."""
+    answer = read(TgiChatCompletion, tgi, "a chat completion").model_dump()
+    answer["id"], answer["model"], answer["object"] = completion_id, model, "chat.completion"
+    if answer["created"] is None:
+        answer["created"] = int(time.time())
+    _normalise_finish(answer["choices"])
+    if answer["usage"] is None:
+        answer["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    return answer
 
 
 def chat_chunk(
     tgi: TgiChatCompletionChunk | Mapping[str, Any], completion_id: str, model: str, created: int
 ) -> dict[str, Any]:
     """A TGI chat completion chunk → LISA's (TGI's other fields kept)."""
-    chunk = read(TgiChatCompletionChunk, tgi, "a chat completion chunk")
-    chunk.id, chunk.model, chunk.created, chunk.object = completion_id, model, created, "chat.completion.chunk"
-    for choice in chunk.choices:
-        choice.finish_reason = _openai_finish(choice.finish_reason)
-    return chunk.model_dump()
+    chunk = read(TgiChatCompletionChunk, tgi, "a chat completion chunk").model_dump()
+    chunk["id"], chunk["model"], chunk["created"], chunk["object"] = (
+        completion_id,
+        model,
+        created,
+        "chat.completion.chunk",
+    )
+    _normalise_finish(chunk["choices"])
+    return chunk
 
 
-def _openai_finish(reason: str | None) -> str | None:
-    return None if reason is None else OPENAI_FINISH.get(reason, reason)
+def _normalise_finish(choices: list[dict[str, Any]]) -> None:
+    for choice in choices:
+        reason = choice["finish_reason"]
+        if reason is not None:
+            choice["finish_reason"] = OPENAI_FINISH.get(reason, reason)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from chalicelib.contracts.openai import MAX_BATCH_PROMPTS, CompletionRequest
 from chalicelib.contracts.tgi import TgiGenerateRequest, TgiGenerateResponse, TgiParameters, TgiStreamResponse, TgiToken
 from chalicelib.serve.errors import invalid, unsupported
@@ -15,7 +17,7 @@ from chalicelib.serve.mapping.sampling import (
     sampling,
     stop_list,
 )
-from chalicelib.serve.mapping.wire import body, building, read
+from chalicelib.serve.mapping.wire import body, read, unsendable
 
 _GENERATE_DEFAULTS = (
     "max_new_tokens",
@@ -57,7 +59,7 @@ def generate_parameters(req: CompletionRequest, defaults: Mapping[str, Any] | No
         raise unsupported("logprobs", "prompt-token logprobs (echo with logprobs) are not available")
     given = _default_parameters(defaults)
     do_sample, temperature, top_p = _sampling(req, given)
-    with building():
+    try:
         params = TgiParameters(
             max_new_tokens=req.max_tokens if req.max_tokens is not None else given.get("max_new_tokens"),
             do_sample=do_sample,
@@ -74,6 +76,8 @@ def generate_parameters(req: CompletionRequest, defaults: Mapping[str, Any] | No
             details=True,
             top_n_tokens=req.logprobs or None,
         )
+    except ValidationError as error:
+        raise unsendable(error) from None
     # fields TGI cannot take as null: set only when the policy gives them a value
     stop = given.get("stop") if req.stop is None else stop_list(req.stop)
     if stop is not None:
@@ -108,8 +112,10 @@ def _sampling(req: CompletionRequest, given: Mapping[str, Any]) -> tuple[Any, An
 
 def generate_request(inputs: str, parameters: Mapping[str, Any], *, stream: bool = False) -> dict[str, Any]:
     """The body to POST to TGI's /generate (or /generate_stream) for one prompt."""
-    with building():
+    try:
         request = TgiGenerateRequest(inputs=inputs, parameters=TgiParameters.model_validate(parameters))
+    except ValidationError as error:
+        raise unsendable(error) from None
     if stream:  # /generate_stream; /generate is sent no `stream`
         request.stream = True
     return body(request)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 from chalicelib.contracts.native import InstructorModelKwargs, TeiModelKwargs, TgiModelKwargs
 from chalicelib.contracts.tgi import TgiParameters
 from chalicelib.serve.mapping.validation import validate
-from chalicelib.serve.mapping.wire import body, building
+from chalicelib.serve.mapping.wire import body, unsendable
 
 
 def _known(defaults: Mapping[str, Any] | None, model: type[BaseModel]) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def native_tgi_parameters(model_kwargs: Mapping[str, Any], defaults: Mapping[str
     """TGI `parameters` for native `modelKwargs` (TGI names), over the model's defaults; 422 naming the kwarg."""
     kwargs = validate(TgiModelKwargs, {**_known(defaults, TgiModelKwargs), **model_kwargs}, "modelKwargs")
     greedy = kwargs.temperature == 0  # temperature 0 means greedy, as in LISA v1
-    with building():
+    try:
         params = TgiParameters(
             max_new_tokens=kwargs.max_new_tokens,
             top_k=kwargs.top_k,
@@ -37,6 +37,8 @@ def native_tgi_parameters(model_kwargs: Mapping[str, Any], defaults: Mapping[str
             do_sample=False if greedy else kwargs.do_sample,
             details=True,
         )
+    except ValidationError as error:
+        raise unsendable(error) from None
     if kwargs.watermark:  # sent only when asked for (TGI's default is off)
         params.watermark = True
     return body(params)

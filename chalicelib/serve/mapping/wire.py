@@ -4,8 +4,6 @@ client style: `Request(...)` out, `Response.model_validate(payload)` in; the mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,17 +14,13 @@ from chalicelib.serve.errors import ServeError, invalid
 M = TypeVar("M", bound=BaseModel)
 
 
-@contextmanager
-def building() -> Iterator[None]:
-    """Around building a request model from values the policy computed. What the caller's contract left open (extra
-    message fields) or a model's `defaultModelKwargs` (registry data) may hold a type TGI refuses: a 400 naming the
-    field, as TGI's own refusal was before anything is sent."""
-    try:
-        yield
-    except ValidationError as error:
-        first = error.errors()[0]["loc"] if error.errors() else ()
-        message = format_validation_error(error).replace("\n", "; ")
-        raise invalid(f"the request cannot be sent to TGI: {message}", ".".join(map(str, first)) or None) from None
+def unsendable(error: ValidationError) -> ServeError:
+    """A request model the policy's values did not fit. What the caller's contract left open (extra message fields)
+    or a model's `defaultModelKwargs` (registry data) may hold a type TGI refuses: a 400 naming the field, as TGI's
+    own refusal was, before anything is sent."""
+    first = error.errors()[0]["loc"] if error.errors() else ()
+    message = format_validation_error(error).replace("\n", "; ")
+    return invalid(f"the request cannot be sent to TGI: {message}", ".".join(map(str, first)) or None)
 
 
 def body(request: BaseModel) -> dict[str, Any]:
