@@ -13,8 +13,9 @@ token. Targets (LISA issue 13): at 4 streams vLLM through the router >= 2.5x the
 and vLLM through the router >= 0.95x vLLM direct.
 
 Targets and concurrencies alternate within each round and the best of the rounds is kept, so a burst of outside load
-on the shared cores does not decide a ratio; the idle engine uses no CPU while the other is measured. The load
-generator runs in this process (a few hundred SSE events/s: a few percent of a core, the same for every target).
+on the shared cores does not decide a ratio (a busy machine gets fewer rounds: BUDGET_SECONDS). The idle engine
+stays up while the other is measured (vLLM's engine core polls: ~5% of a core). The load generator runs in this
+process (a few hundred SSE events/s: a few percent of a core, the same for every target).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from workers.prepare import SMOLLM2_ID
 CONCURRENCIES = (1, 4, 16)
 TOKENS = 128
 ROUNDS = 3
+BUDGET_SECONDS = 360.0  # no further round once it would end past this (on a busy machine: fewer rounds)
 PROMPT = "Write a long story about a dragon who lives in a castle."  # greedy: 128 tokens before it ends
 WORKER_MODEL, VLLM_MODEL = "bench-worker", "bench-vllm"
 ENGINE_TIMEOUT = 300.0
@@ -225,9 +227,10 @@ def _best(rounds: list[Round]) -> Figure:
 
 
 def _reachable(target: Target) -> bool:
-    """Whether one short stream through `target` works (vLLM through a router without its backend does not)."""
+    """Whether 4 streams through `target` work (vLLM through a router without its backend does not); this is also
+    the target's warm-up."""
     try:
-        asyncio.run(_round(target, 1, check=True))
+        asyncio.run(_round(target, 4, check=True))
     except RuntimeError as error:
         print(f"  !! {target.name}: left out: {error}", flush=True)
         return False
@@ -235,16 +238,18 @@ def _reachable(target: Target) -> bool:
 
 
 def _measure(targets: list[Target]) -> dict[tuple[str, int], Figure]:
-    """Every target at every concurrency, ROUNDS times, interleaved; after one warm-up round per target."""
-    for target in targets:
-        asyncio.run(_round(target, 4))
+    """Every target at every concurrency, interleaved, ROUNDS times or as many as fit in BUDGET_SECONDS."""
     rounds: dict[tuple[str, int], list[Round]] = {(t.name, c): [] for t in targets for c in CONCURRENCIES}
-    for number in range(ROUNDS):
+    began = time.monotonic()
+    for number in range(1, ROUNDS + 1):
         started = time.monotonic()
         for concurrency in CONCURRENCIES:
             for target in targets:
                 rounds[target.name, concurrency].append(asyncio.run(_round(target, concurrency)))
-        print(f"  round {number + 1}/{ROUNDS}: {time.monotonic() - started:.0f} s, {_load()}", flush=True)
+        print(f"  round {number}/{ROUNDS}: {time.monotonic() - started:.0f} s, {_load()}", flush=True)
+        if number < ROUNDS and (time.monotonic() - began) * (number + 1) / number > BUDGET_SECONDS:
+            print(f"  no round {number + 1}: it would end past the {BUDGET_SECONDS:.0f} s budget", flush=True)
+            break
     return {key: _best(value) for key, value in rounds.items()}
 
 
