@@ -28,6 +28,7 @@ from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import ServeError, invalid
 from router.http import json_response, note
 from router.services import Services, backend_event, backend_name, relay
+from router.vllm_api import VllmApi, serves_openai
 
 if TYPE_CHECKING:
     import aiohttp
@@ -66,6 +67,7 @@ class NativeApi:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.vllm = VllmApi(services)
 
     async def _available(self, request: web.Request) -> tuple[list[str], list[ModelRecord]]:
         await self.services.caller(request)
@@ -121,6 +123,8 @@ class NativeApi:
     async def generate(self, request: web.Request) -> web.Response:
         """POST /v1/generate."""
         req, record = await self._request(request, ModelType.TEXTGEN)
+        if serves_openai(record):
+            return await self.vllm.generate(request, req, record)
         text = mapping.native_text(req.text)
         params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
         answer, _ = await self.services.http.call(
@@ -137,6 +141,8 @@ class NativeApi:
             raise ServeError(
                 400, f"model {record.model_name!r} does not stream", param="modelName", code="no_streaming"
             )
+        if serves_openai(record):
+            return await self.vllm.generate_stream(request, req, record)
         text = mapping.native_text(req.text)
         params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
         backend_label = backend_name(record)

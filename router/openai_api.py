@@ -22,6 +22,7 @@ from chalicelib.serve.errors import ServeError
 from chalicelib.serve.streams import merge
 from router.http import json_response, note
 from router.services import Services, augmented, backend_event, backend_name, first_error, relay
+from router.vllm_api import VllmApi, serves_openai
 
 if TYPE_CHECKING:
     import aiohttp
@@ -48,6 +49,7 @@ class OpenAIApi:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.vllm = VllmApi(services)
 
     async def models(self, request: web.Request) -> web.Response:
         """GET /v1/openai/models: the models that can be called now (text generation and embedding)."""
@@ -77,6 +79,8 @@ class OpenAIApi:
         extra: dict[str, Any] = {}
         if self.services.augment_chat is not None:
             req, extra = augmented(await self.services.augment_chat(principal, data, req, record))
+        if serves_openai(record):
+            return await self.vllm.chat_completions(request, req, record, extra)
         body = mapping.chat_request(req, record.default_model_kwargs)
         url = f"{record.endpoint_url}/v1/chat/completions"
         backend_label = backend_name(record)
@@ -126,6 +130,8 @@ class OpenAIApi:
         await self.services.caller(request)
         req = mapping.validate(CompletionRequest, await self.services.body(request))
         record = await self.services.model(req.model, ModelType.TEXTGEN, request)
+        if serves_openai(record):
+            return await self.vllm.completions(request, req, record)
         prompts = mapping.completion_prompts(req)
         params = mapping.generate_parameters(req, record.default_model_kwargs)
         backend_label = backend_name(record)

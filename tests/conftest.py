@@ -15,8 +15,8 @@ from runner.moto_fixes import serialize_moto_dynamodb
 from workers.launch import free_port
 
 # Fixture modules: embedded PostgreSQL + pgvector (postgres_dsn, rag_env), the staging state machine and a tiny LM
-# (staging_sfn, sfn, tiny), real CPU model workers (tgi_worker, tei_worker).
-pytest_plugins = ["tests.support.postgres", "tests.support.staging", "tests.support.workers"]
+# (staging_sfn, sfn, tiny), real CPU model workers (tgi_worker, tei_worker), the one real vLLM engine (vllm_stack).
+pytest_plugins = ["tests.support.postgres", "tests.support.staging", "tests.support.workers", "tests.support.vllm"]
 
 # Re-exported for the test modules that still import them from here; new code imports workers.launch.free_port.
 __all__ = ["free_port", "serialize_moto_dynamodb"]

@@ -2,31 +2,29 @@
 with the pinned vLLM, and `python -m runner` with a `vllm` model starts it (ready-wait with progress, log in the
 state folder), registers it as `ecs.textgen.vllm`, serves it, and leaves no process behind on Ctrl-C.
 
-Marker `vllm` (with `slow`): these tests need .venv-vllm and start one vLLM engine for the whole module.
+Marker `vllm` (with `slow`): these tests need .venv-vllm. They share the session's vLLM engine (tests/support/vllm.py);
+the engine-killed and Ctrl-C tests break a second, throwaway one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 
 import openai
 import psutil
 import pytest
 import requests
-import yaml
 
 from chalicelib.vllm_engine import VllmEngineArgs, server_command
-from tests.support.runner import running_runner
+from tests.support.vllm import VLLM_MODEL, VllmStack, running_stack, vllm_model
 from workers.launch import vllm_python
-from workers.prepare import SMOLLM2_ID
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
-
-MODEL = "smollm2-vllm"
 
 
 @pytest.fixture(scope="module")
@@ -76,74 +74,93 @@ def test_every_engine_argument_parses_with_the_pinned_vllm(python: str) -> None:
     assert (parsed["model"], parsed["served_model_name"], parsed["port"]) == ("/data/model", ["m"], 8080)
 
 
-@pytest.fixture(scope="module")
-def vllm_stack(
-    python: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, str, subprocess.Popen[str], Path]]:
-    """`python -m runner` with one vLLM model (settings from engineArgs and an upstream VLLM_* name) and nothing
-    else; yields (url, admin key, runner process, state folder)."""
-    base = tmp_path_factory.mktemp("vllm-stack")
-    config = {
-        "deploymentName": "lisa-vllm",
-        "s3BucketModels": "lisa-models",
-        "ecsModels": [
-            {
-                "modelName": MODEL,
-                "modelId": SMOLLM2_ID,
-                "modelType": "textgen",
-                "inferenceContainer": "vllm",
-                "containerConfig": {
-                    "image": "vllm/vllm-openai:v0.32.0",
-                    "engineArgs": {"maxModelLen": 2048},
-                    "environment": {"VLLM_MAX_NUM_SEQS": "8"},
-                },
-            }
-        ],
-    }
-    (base / "config.yaml").write_text(yaml.safe_dump(config))
-    state = base / "state"
-    args = ("--config", str(base / "config.yaml"), "--state-dir", str(state))
-    with running_runner(*args, log_dir=base, timeout=600) as (url, key, process):
-        yield url, key, process, state
-
-
-def test_runner_serves_a_vllm_model_with_its_config(vllm_stack: tuple[str, str, subprocess.Popen[str], Path]) -> None:
-    url, key, _, state = vllm_stack
-    client = openai.OpenAI(base_url=url + "/v1/openai", api_key=key)
+def test_runner_serves_a_vllm_model_with_its_config(vllm_stack: VllmStack) -> None:
+    client = openai.OpenAI(base_url=vllm_stack.url + "/v1/openai", api_key=vllm_stack.key)
     listed = client.models.list().data
-    assert [(m.id, (m.model_extra or {}).get("provider")) for m in listed] == [(MODEL, "ecs.textgen.vllm")]
-    record = requests.get(f"{url}/models/{MODEL}", headers={"Api-Key": key}, timeout=10).json()
+    assert (VLLM_MODEL, "ecs.textgen.vllm") in [(m.id, (m.model_extra or {}).get("provider")) for m in listed]
+    headers = {"Api-Key": vllm_stack.key}
+    record = requests.get(f"{vllm_stack.url}/models/{VLLM_MODEL}", headers=headers, timeout=10).json()
     assert (record["status"], record["inferenceContainer"]) == ("InService", "vllm")
 
-    engine = record["endpointUrl"]
+    engine = vllm_stack.engine_url()
     served = requests.get(f"{engine}/v1/models", timeout=10).json()["data"]
-    assert [(m["id"], m["max_model_len"]) for m in served] == [(MODEL, 2048)]  # served name, engineArgs
+    assert [(m["id"], m["max_model_len"]) for m in served] == [(VLLM_MODEL, 2048)]  # served name, engineArgs
     direct = openai.OpenAI(base_url=engine + "/v1", api_key="unused")
     answer = direct.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0
+        model=VLLM_MODEL, messages=[{"role": "user", "content": "Say hello."}], max_tokens=8, temperature=0
     )
     assert answer.choices[0].message.content
     assert answer.usage is not None
     assert 0 < answer.usage.completion_tokens <= 8
 
-    log = (state / "logs" / f"{MODEL}.log").read_text()
+    log = (vllm_stack.state / "logs" / f"{VLLM_MODEL}.log").read_text()
     assert "max_num_seqs" in log  # VLLM_MAX_NUM_SEQS became --max-num-seqs (vLLM logs its non-default args)
     assert "'enforce_eager': True" in log  # the local default: ready in half the time on CPU
-    progress = (state.parent / "stderr.log").read_text()
-    assert f"{MODEL}: waiting until it is ready (log: {state / 'logs' / MODEL}.log)" in progress
+    progress = (vllm_stack.state.parent / "stderr.log").read_text()
+    assert f"{VLLM_MODEL}: waiting until it is ready (log: {vllm_stack.state / 'logs' / VLLM_MODEL}.log)" in progress
 
 
-def test_ctrl_c_stops_the_vllm_engine_and_everything_it_started(
-    vllm_stack: tuple[str, str, subprocess.Popen[str], Path],
-) -> None:
-    url, _, process, _ = vllm_stack
-    children = psutil.Process(process.pid).children(recursive=True)
-    engines = [p for p in children if "vllm.entrypoints.openai.api_server" in " ".join(p.cmdline())]
-    assert len(engines) == 1
-    assert psutil.Process(engines[0].pid).children(recursive=True)  # vLLM's engine core runs in its own process
+THROWAWAY = "smollm2-throwaway"
+
+
+@dataclass(frozen=True)
+class Throwaway:
+    stack: VllmStack
+    engine: psutil.Process  # the API server of the engine this runner started
+    started: list[psutil.Process]  # everything the runner had started once ready
+
+
+@pytest.fixture(scope="module")
+def throwaway(tmp_path_factory: pytest.TempPathFactory, vllm_stack: VllmStack) -> Iterator[Throwaway]:
+    """A second runner with its own vLLM engine (to break) and the session's engine as a second model (by its
+    endpointUrl: nothing more to start), so the router has something to keep serving."""
+    shared = vllm_model(VLLM_MODEL, endpointUrl=vllm_stack.engine_url())
+    with running_stack(tmp_path_factory.mktemp("throwaway"), [vllm_model(THROWAWAY), shared]) as stack:
+        started = psutil.Process(stack.process.pid).children(recursive=True)
+        engines = [p for p in started if "vllm.entrypoints.openai.api_server" in " ".join(p.cmdline())]
+        assert len(engines) == 1
+        assert engines[0].children(recursive=True)  # vLLM's engine core runs in its own process
+        yield Throwaway(stack, engines[0], started)
+
+
+def test_engine_killed_mid_stream_is_an_error_event_and_the_router_serves_on(throwaway: Throwaway) -> None:
+    stack = throwaway.stack
+    client = openai.OpenAI(base_url=stack.url + "/v1/openai", api_key=stack.key, max_retries=0, timeout=60)
+    stream = client.chat.completions.create(
+        model=THROWAWAY,
+        messages=[{"role": "user", "content": "Tell me a long story about a dragon."}],
+        max_tokens=400,
+        stream=True,
+    )
+    received = []
+
+    def read_until_killed() -> None:
+        for chunk in stream:
+            received.append(chunk)
+            if len(received) == 5:  # mid-stream: the engine (its whole process group) dies
+                os.killpg(throwaway.engine.pid, signal.SIGKILL)
+
+    with pytest.raises(openai.APIError) as failed:
+        read_until_killed()
+    assert len(received) >= 5
+    assert "broke off the stream" in str(failed.value) or "ended the stream" in str(failed.value)
+
+    # the same router answers the other model, and a clean 503 for the dead one
+    answer = client.chat.completions.create(
+        model=VLLM_MODEL, messages=[{"role": "user", "content": "Say hi."}], max_tokens=5
+    )
+    assert answer.choices[0].message.content
+    with pytest.raises(openai.APIStatusError) as down:
+        client.chat.completions.create(model=THROWAWAY, messages=[{"role": "user", "content": "Hi"}], max_tokens=5)
+    assert down.value.status_code == 503
+
+
+def test_ctrl_c_stops_the_vllm_engine_and_everything_it_started(throwaway: Throwaway) -> None:
+    """Whatever state its engine is in (alive, or killed by the test before), Ctrl-C leaves nothing behind."""
+    process = throwaway.stack.process
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=90) == 0
-    _gone, alive = psutil.wait_procs(children, timeout=30)
+    _gone, alive = psutil.wait_procs(throwaway.started, timeout=30)
     assert not alive, [(p.pid, p.name()) for p in alive]
     with pytest.raises(requests.ConnectionError):
-        requests.get(url + "/health", timeout=5)
+        requests.get(throwaway.stack.url + "/health", timeout=5)

@@ -242,3 +242,25 @@ class ErrorResponse(WireModel):
     """Every error LISA's inference APIs answer (and the payload of an SSE error event)."""
 
     error: ErrorDetail
+
+
+# -- what an OpenAI-protocol engine (vLLM) answers ---------------------------------------------------------------
+# Read only as far as the router needs (ids to rewrite, usage to meter, finish reasons for the native API); every
+# other field (vLLM's `stop_reason`, `prompt_logprobs`, a message's `tool_calls` or `reasoning_content`, ...) is
+# kept and passed through as the engine sent it.
+
+
+class EngineChoice(OpenWireModel):
+    """One choice of an engine's completion or chunk (chat: `message`/`delta`; completions: `text`)."""
+
+    index: int = 0
+    text: str | None = None
+    finish_reason: str | None = None
+    stop_reason: int | str | None = None  # vLLM: the matched stop string, a stop token id, or null (EOS)
+
+
+class EngineCompletion(OpenWireModel):
+    """An engine's chat completion, completion, or one streamed chunk of either (the usage chunk has no choices)."""
+
+    choices: list[EngineChoice]
+    usage: Usage | None = None
