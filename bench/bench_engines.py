@@ -309,7 +309,8 @@ def run() -> None:
     worker, vllm = _models()
     print(
         f"SmolLM2-135M-Instruct, {TOKENS} tokens per stream, greedy, streams {', '.join(map(str, CONCURRENCIES))}; "
-        f"best of {ROUNDS} interleaved rounds; {os.cpu_count()} cores, {_load()}; logs in {log_dir}",
+        f"best of up to {ROUNDS} interleaved rounds in {BUDGET_SECONDS:.0f} s; {os.cpu_count()} cores, {_load()}; "
+        f"logs in {log_dir}",
         flush=True,
     )
     with ExitStack() as stack:
