@@ -1,7 +1,9 @@
 """LISA's control plane: the Chalice app. Routes only; each concern mounts its Blueprint."""
 
 from chalicelib.apidocs.routes import apidocs_bp
+from chalicelib.attachments.routes import attachments_bp
 from chalicelib.auth.routes import auth_bp
+from chalicelib.prompt_templates.routes import prompt_templates_bp
 from chalicelib.rag.routes import rag_bp
 from chalicelib.registry.routes import models_bp
 from chalicelib.request_context import ConcurrentChalice
@@ -14,6 +16,8 @@ app.register_blueprint(auth_bp)  # /tokens (admin); also registers lisa_authoriz
 app.register_blueprint(models_bp, url_prefix="/models")
 app.register_blueprint(staging_bp, url_prefix="/models")  # /models/{id}/stage (admin); the staging Lambda tasks
 app.register_blueprint(sessions_bp, url_prefix="/sessions")
+app.register_blueprint(prompt_templates_bp, url_prefix="/prompt-templates")
+app.register_blueprint(attachments_bp, url_prefix="/attachments")  # documents in a chat, uploaded to S3 directly
 app.register_blueprint(rag_bp, url_prefix="/repositories")  # also the ingestion queue handler
 app.register_blueprint(webui_bp)  # /ui/config (public)
 app.register_blueprint(apidocs_bp)  # /openapi.json (public): the document of every route above and the data plane

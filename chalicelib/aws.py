@@ -37,6 +37,21 @@ def resource(service: str) -> Any:
     return boto3.session.Session().resource(service, **_kwargs())  # type: ignore[call-overload]
 
 
+def presigned_put(
+    bucket: str, key: str, content_type: str, expires_in: int, metadata: dict[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    """A presigned S3 PUT of `s3://bucket/key` (a browser uploads straight to S3: Lambda payloads stop at 6 MB) and
+    the headers the PUT must send: its Content-Type and `x-amz-meta-*` metadata are part of the signature."""
+    metadata = metadata or {}
+    url: str = client("s3").generate_presigned_url(
+        "put_object",
+        Params={"Bucket": bucket, "Key": key, "ContentType": content_type, "Metadata": metadata},
+        ExpiresIn=expires_in,
+        HttpMethod="PUT",
+    )
+    return url, {"Content-Type": content_type, **{f"x-amz-meta-{k}": v for k, v in metadata.items()}}
+
+
 def presigned_put_origin(bucket: str, region: str | None = None) -> str:
     """Where presigned S3 PUTs into `bucket` go, `scheme://host[:port]`: the origin a browser uploading documents
     must be allowed to reach (the UI's Content-Security-Policy). Made as the API's own S3 client makes the URLs

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     tokens_table: str = "lisa-api-tokens"
     models_table: str = "lisa-models"
     sessions_table: str = "lisa-sessions"
+    prompt_templates_table: str = "lisa-prompt-templates"
+    attachments_table: str = "lisa-attachments"
     rag_documents_table: str = "lisa-rag-documents"
     models_bucket: str = "lisa-models"
     docs_bucket: str = "lisa-rag-docs"

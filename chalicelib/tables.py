@@ -35,6 +35,12 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("tokens_table", "tokenHash", indexes=(Index("byTokenId", "tokenId"),)),
     TableSpec("models_table", "modelId"),
     TableSpec("sessions_table", "userId", "sessionId"),
+    TableSpec(
+        "prompt_templates_table",
+        "templateId",
+        indexes=(Index("byOwner", "ownerId"), Index("byVisibility", "visibility")),
+    ),
+    TableSpec("attachments_table", "userId", "attachmentId", ttl_attribute="expiresAt"),
     TableSpec("rag_documents_table", "repositoryId", "documentId", indexes=(Index("bySource", "source"),)),
     TableSpec("rag_repositories_table", "repositoryId"),
 )

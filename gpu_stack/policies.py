@@ -34,7 +34,15 @@ class Access:
     read_secrets: bool = False  # vector-store passwords: Secrets Manager `<prefix>-*`, SSM `/<deployment>/<stage>/*`
 
 
-_ALL_TABLES = ("tokens_table", "models_table", "sessions_table", "rag_documents_table", "rag_repositories_table")
+_ALL_TABLES = (
+    "tokens_table",
+    "models_table",
+    "sessions_table",
+    "prompt_templates_table",
+    "attachments_table",
+    "rag_documents_table",
+    "rag_repositories_table",
+)
 _RAG_TABLES = ("rag_documents_table", "rag_repositories_table")
 
 # Function (exact name, or a prefix ending in "_") -> access. A new function without an entry fails the build.

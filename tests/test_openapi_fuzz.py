@@ -83,7 +83,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         )
         assert created.status_code == 201, created.text
         # from_dict, not from_url: loaded from a URL, schemathesis leaves out the operation at that URL (here
-        # getOpenApi: 37 of 38 operations); the live document is compared with the built one below.
+        # getOpenApi: 45 of 46 operations); the live document is compared with the built one below.
         live = requests.get(stack.url + OPENAPI_PATH, timeout=30).json()
         keys = {"admin": stack.api_key, "user": created.json()["token"]}
         yield Fuzzed(stack.url, keys, live, schemathesis.openapi.from_dict(live))

@@ -101,13 +101,7 @@ class RagService:
             raise Forbidden(f"{request.filename!r} was uploaded by another user; only they or an admin may replace it")
         content_type = request.content_type or content_type_of(request.filename)
         metadata = {**request.metadata, UPLOADED_BY: principal.owner_id}
-        url = aws.client("s3").generate_presigned_url(
-            "put_object",
-            Params={"Bucket": bucket, "Key": key, "ContentType": content_type, "Metadata": metadata},
-            ExpiresIn=UPLOAD_URL_SECONDS,
-            HttpMethod="PUT",
-        )
-        headers = {"Content-Type": content_type, **{f"x-amz-meta-{k}": v for k, v in metadata.items()}}
+        url, headers = aws.presigned_put(bucket, key, content_type, UPLOAD_URL_SECONDS, metadata)
         return UploadUrl(
             url=url,
             method="PUT",

@@ -16,6 +16,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from chalicelib.attachments.models import ATTACHMENT_DAYS, ATTACHMENTS_PREFIX
 from chalicelib.config import RagDatabaseConfig
 from chalicelib.tables import TABLES
 from gpu_stack.names import ResourceNames
@@ -144,6 +145,12 @@ class DataStack(cdk.Stack):
                 s3.CorsRule(allowed_methods=[s3.HttpMethods.PUT], allowed_origins=["*"], allowed_headers=["*"])
             ],
             **bucket_options,
+        )
+        self.docs_bucket.add_lifecycle_rule(  # chat attachments (chalicelib.attachments): a day, old versions too
+            id="attachments",
+            prefix=ATTACHMENTS_PREFIX,
+            expiration=cdk.Duration.days(ATTACHMENT_DAYS),
+            noncurrent_version_expiration=cdk.Duration.days(ATTACHMENT_DAYS),
         )
         for bucket, prefix in ((self.models_bucket, "models"), (self.docs_bucket, "docs")):
             log_access(bucket, self.access_logs_bucket, prefix)
