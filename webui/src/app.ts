@@ -31,12 +31,14 @@ import { addCodeToolbars, copyButton } from "./code";
 import { TimedAnswer, assistantMessage, sessionTotals, streamTimed, usageLine } from "./answers";
 import { ComparePanel } from "./compare";
 import { TemplatesApi, TemplatesView } from "./templates";
+import { AttachmentNote, AttachmentTray, AttachmentsApi, cutNote } from "./attachments";
 import { ExportedChat, chatJson, chatMarkdown, download, fileName } from "./export";
 import { ChatMessage, ChatRequest, Source } from "./stream";
 
 const FALLBACK_DEFAULTS = { temperature: 0.7, topP: 1, maxTokens: 512 };
 const RAG_CHUNKS = 4;
 const SAVE_DELAY_MS = 400;
+const CHAT_NAME_CHARS = 60; // the sessions API's own default-name length
 
 interface Current {
   id: string | null;
@@ -62,6 +64,7 @@ export class ChatApp {
   private compare: ComparePanel | null = null;
   private templatesView: TemplatesView | null = null;
   private readonly templatesApi: TemplatesApi;
+  private readonly attachmentTray: AttachmentTray;
 
   // elements
   private readonly loginView = byId("login-view");
@@ -86,6 +89,7 @@ export class ChatApp {
     );
     this.sessions = new SessionsApi(this.api);
     this.templatesApi = new TemplatesApi(this.api);
+    this.attachmentTray = new AttachmentTray(new AttachmentsApi(this.api));
     this.documentPanel = new DocumentPanel(new DocumentsApi(this.api));
   }
 
@@ -585,6 +589,19 @@ export class ChatApp {
     this.clearAlert();
     this.setStatus("Sending…"); // no earlier "Answer complete." stays on screen while this one is on its way
     const userMessage: StoredMessage = { role: "user", content: text, createdAt: new Date().toISOString() };
+    if (this.attachmentTray.count) {
+      this.setStatus("Reading the attached documents…");
+      try {
+        const room = model.promptChars - text.length - (this.params.systemPrompt?.length ?? 0);
+        const { block, notes } = await this.attachmentTray.take(room);
+        userMessage.content = text + block;
+        userMessage.metadata = { typed: text, attachments: notes.map((n) => ({ ...n })) };
+      } catch (error) {
+        this.setStatus("");
+        this.reportError("The attached documents could not be read", error);
+        return;
+      }
+    }
     const history = [...this.current.messages];
     this.prompt.value = "";
     this.current.messages.push(userMessage);
@@ -765,7 +782,7 @@ export class ChatApp {
     const message = this.current.messages[index];
     const inputId = `edit-${index}`;
     const input = el("textarea", { id: inputId, rows: "3" });
-    input.value = message.content;
+    input.value = typedText(message);
     const form = el("form", { className: "edit-form" },
       el("label", { for: inputId }, "Edited prompt"),
       input,
@@ -801,11 +818,13 @@ export class ChatApp {
     this.clearAlert();
     this.setStatus("Sending…");
     const before = this.current.messages.slice(0, index);
+    const original = this.current.messages[index];
+    const documents = original.content.slice(typedText(original).length); // the attached text stays with it
     const edited: StoredMessage = {
-      ...this.current.messages[index],
-      content: text,
+      ...original,
+      content: text + documents,
       createdAt: new Date().toISOString(),
-      metadata: { ...(this.current.messages[index].metadata ?? {}), edited: true },
+      metadata: { ...(original.metadata ?? {}), edited: true, ...(documents ? { typed: text } : {}) },
     };
     if (await this.replaceMessages([...before, edited])) await this.answer(model, before, edited);
   }
@@ -830,7 +849,10 @@ export class ChatApp {
     if (!this.current.id) {
       const id = newSessionId();
       try {
-        const session = await this.sessions.create(id, { messages, parameters: this.sessionParameters() });
+        // named by what the user typed, not by the documents attached after it (the server names by content)
+        const typed = messages[0] ? typedText(messages[0]) : "";
+        const name = messages[0] && typed !== messages[0].content ? chatName(typed) : undefined;
+        const session = await this.sessions.create(id, { name, messages, parameters: this.sessionParameters() });
         this.current = { id, name: session.name, version: session.version, messages: this.current.messages };
         this.setTitle(session.name);
         this.upsertSummary(session);
@@ -906,7 +928,7 @@ export class ChatApp {
     if (message.role === "assistant") {
       body.innerHTML = renderMarkdown(message.content);
       addCodeToolbars(body, (m) => this.setStatus(m));
-    } else body.textContent = message.content;
+    } else body.textContent = typedText(message);
     const item = el("li", { className: `message ${message.role}` }, el("p", { className: "author" }, who), body);
     const meta = message.metadata ?? {};
     const notes: string[] = [];
@@ -917,6 +939,11 @@ export class ChatApp {
       item.append(el("p", { className: "meta" }, notes.join(" · ")));
     }
     if (typeof meta.error === "string") item.append(el("p", { className: "error" }, `Error: ${meta.error}`));
+    const attached = Array.isArray(meta.attachments) ? (meta.attachments as AttachmentNote[]) : [];
+    if (attached.length) {
+      const names = attached.map((a) => `${a.fileName}${cutNote(a)}`).join("; ");
+      item.append(el("p", { className: "attachments" }, `Attached: ${names}`));
+    }
     const usage = message.role === "assistant" ? usageLine(meta) : "";
     if (usage) item.append(el("p", { className: "usage" }, usage));
     item.append(this.messageActions(message, index, item));
@@ -999,6 +1026,19 @@ export class ChatApp {
     if (error instanceof ApiError && error.isAuthFailure) return; // the login view says it
     this.showAlert(`${what}: ${messageOf(error)}`);
   }
+}
+
+/** What the user typed: a prompt with attached documents carries their text after it. */
+function typedText(message: StoredMessage): string {
+  const typed = message.metadata?.typed;
+  return typeof typed === "string" && message.content.startsWith(typed) ? typed : message.content;
+}
+
+/** A chat's name from its first prompt, as the sessions API derives it: the start of the text, on one line. */
+function chatName(text: string): string | undefined {
+  const line = text.split(/\s+/).filter(Boolean).join(" ");
+  if (!line) return undefined;
+  return line.length <= CHAT_NAME_CHARS ? line : `${line.slice(0, CHAT_NAME_CHARS - 1)}…`;
 }
 
 function messageOf(error: unknown): string {
