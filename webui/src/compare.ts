@@ -173,6 +173,7 @@ export class ComparePanel {
     this.host.status(`Comparing ${settings.length} answers…`);
     const panes = settings.map((s, i) => this.pane(i + 1, s.model, s.parameters));
     this.resultsEl.replaceChildren(...panes.map((p) => p.root));
+    this.resultsEl.scrollIntoView({ block: "start" });
     const runs = settings.map((s, i) =>
       this.answerOne(controller.signal, prompt, s.model, s.parameters, panes[i]),
     );
