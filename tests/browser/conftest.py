@@ -198,9 +198,11 @@ class User:
         get_authorizer().clear_cache()
 
 
-def make_user(lisa: Any, expiration: int | None = None) -> User:
+def make_user(lisa: Any, expiration: int | None = None, groups: tuple[str, ...] = ()) -> User:
     username = f"ui-{uuid.uuid4().hex[:8]}"
-    token, record = TokenStore().create(username=username, expiration=expiration, description="browser test")
+    token, record = TokenStore().create(
+        username=username, groups=groups, expiration=expiration, description="browser test"
+    )
     return User(username=username, token=token, token_id=record.token_id, base=lisa.url)
 
 

@@ -16,7 +16,7 @@ def test_the_reference_renders_the_document_operations(page: Page, lisa: Any) ->
     page.goto(lisa.url)
     page.get_by_role("link", name="API reference").first.click()
     expect(page).to_have_url(f"{lisa.url}/reference")
-    expect(page.get_by_role("heading", name="LISA API")).to_be_visible()
+    expect(page.get_by_role("heading", name="LISA API")).to_be_visible(timeout=30_000)  # Swagger UI on a busy box
     for path in ("/v1/openai/chat/completions", "/sessions/{sessionId}", "/tokens"):
         expect(page.locator(".opblock-summary-path", has_text=path).first).to_be_visible()
     chat = page.locator(".opblock-summary-path", has_text="/v1/openai/chat/completions").first

@@ -27,11 +27,18 @@ import {
 } from "./lisa";
 import { DocumentPanel, DocumentsApi } from "./documents";
 import { renderMarkdown } from "./markdown";
-import { ChatMessage, ChatRequest, Source, StreamError, StreamResult, streamChat } from "./stream";
+import { addCodeToolbars, copyButton } from "./code";
+import { TimedAnswer, assistantMessage, sessionTotals, streamTimed, usageLine } from "./answers";
+import { ComparePanel } from "./compare";
+import { TemplatesApi, TemplatesView } from "./templates";
+import { AttachmentNote, AttachmentTray, AttachmentsApi, cutNote } from "./attachments";
+import { ExportedChat, chatJson, chatMarkdown, download, fileName } from "./export";
+import { ChatMessage, ChatRequest, Source } from "./stream";
 
 const FALLBACK_DEFAULTS = { temperature: 0.7, topP: 1, maxTokens: 512 };
 const RAG_CHUNKS = 4;
 const SAVE_DELAY_MS = 400;
+const CHAT_NAME_CHARS = 60; // the sessions API's own default-name length
 
 interface Current {
   id: string | null;
@@ -54,6 +61,10 @@ export class ChatApp {
   private streaming: AbortController | null = null;
   private signingOut = false;
   private saveTimer: number | undefined;
+  private compare: ComparePanel | null = null;
+  private templatesView: TemplatesView | null = null;
+  private readonly templatesApi: TemplatesApi;
+  private readonly attachmentTray: AttachmentTray;
 
   // elements
   private readonly loginView = byId("login-view");
@@ -77,6 +88,8 @@ export class ChatApp {
       (error) => this.onAuthFailure(error),
     );
     this.sessions = new SessionsApi(this.api);
+    this.templatesApi = new TemplatesApi(this.api);
+    this.attachmentTray = new AttachmentTray(new AttachmentsApi(this.api));
     this.documentPanel = new DocumentPanel(new DocumentsApi(this.api));
   }
 
@@ -362,6 +375,8 @@ export class ChatApp {
 
   private async openSession(id: string): Promise<void> {
     this.streaming?.abort();
+    this.compare?.close();
+    this.templatesView?.close();
     this.closeNarrowPanels();
     let session;
     try {
@@ -386,6 +401,8 @@ export class ChatApp {
 
   private newChat(): void {
     this.streaming?.abort();
+    this.compare?.close();
+    this.templatesView?.close();
     this.current = { id: null, name: "New chat", version: 0, messages: [] };
     this.setTitle("New chat");
     this.renderMessages();
@@ -519,6 +536,16 @@ export class ChatApp {
       this.prompt.focus();
     });
     byId("delete-all").addEventListener("click", () => void this.deleteAll());
+    byId("toggle-compare").addEventListener("click", () => this.toggleCompare());
+    byId("toggle-templates").addEventListener("click", () => this.toggleTemplates());
+    byId("export-markdown").addEventListener("click", () => {
+      const chat = this.exported();
+      download(fileName(chat, "md"), "text/markdown", chatMarkdown(chat));
+    });
+    byId("export-json").addEventListener("click", () => {
+      const chat = this.exported();
+      download(fileName(chat, "json"), "application/json", chatJson(chat));
+    });
     byId("sign-out").addEventListener("click", () => void this.signOut());
     this.wireToggle("toggle-params", this.paramsPanel);
     this.wireToggle("toggle-sessions", this.sessionsPanel, "open");
@@ -557,18 +584,28 @@ export class ChatApp {
   private async send(): Promise<void> {
     const text = this.prompt.value.trim();
     if (!text || this.streaming) return;
-    const model = this.selectedModel();
-    if (!model || !model.available) {
-      this.showAlert("Pick an available model first.");
-      this.modelSelect.focus();
-      return;
-    }
+    const model = this.chatModel();
+    if (!model) return;
     this.clearAlert();
+    this.setStatus("Sending…"); // no earlier "Answer complete." stays on screen while this one is on its way
     const userMessage: StoredMessage = { role: "user", content: text, createdAt: new Date().toISOString() };
+    if (this.attachmentTray.count) {
+      this.setStatus("Reading the attached documents…");
+      try {
+        const room = model.promptChars - text.length - (this.params.systemPrompt?.length ?? 0);
+        const { block, notes } = await this.attachmentTray.take(room);
+        userMessage.content = text + block;
+        userMessage.metadata = { typed: text, attachments: notes.map((n) => ({ ...n })) };
+      } catch (error) {
+        this.setStatus("");
+        this.reportError("The attached documents could not be read", error);
+        return;
+      }
+    }
     const history = [...this.current.messages];
     this.prompt.value = "";
     this.current.messages.push(userMessage);
-    this.messagesEl.append(this.messageItem(userMessage));
+    this.messagesEl.append(this.messageItem(userMessage, this.current.messages.length - 1));
 
     if (!(await this.saveUserMessage(userMessage))) {
       this.current.messages.pop();
@@ -576,7 +613,22 @@ export class ChatApp {
       this.prompt.value = text;
       return;
     }
+    await this.answer(model, history, userMessage);
+  }
 
+  /** The picked model when it can answer; otherwise says so and returns undefined. */
+  private chatModel(): ModelChoice | undefined {
+    const model = this.selectedModel();
+    if (!model || !model.available) {
+      this.showAlert("Pick an available model first.");
+      this.modelSelect.focus();
+      return undefined;
+    }
+    return model;
+  }
+
+  /** Stream the answer to `userMessage` (already the last message, and saved), show it and save it. */
+  private async answer(model: ModelChoice, history: StoredMessage[], userMessage: StoredMessage): Promise<void> {
     const request = this.chatRequest(model, history, userMessage);
     const { item, content } = this.streamingItem();
     const controller = new AbortController();
@@ -584,51 +636,223 @@ export class ChatApp {
     this.setBusy(true);
     this.setStatus("LISA is answering…");
     const render = perFrame((soFar: string) => (content.innerHTML = renderMarkdown(soFar)));
-    let result: StreamResult;
-    let failure: string | null = null;
+    let answer: TimedAnswer;
     try {
-      result = await streamChat(this.api, request, { signal: controller.signal, onDelta: (_d, soFar) => render(soFar) });
+      answer = await streamTimed(this.api, request, controller.signal, render);
     } catch (error) {
-      if (error instanceof StreamError) {
-        result = error.partial;
-        failure = error.message;
-      } else {
-        this.streaming = null;
-        this.setBusy(false);
-        item.remove();
-        this.setStatus("");
-        if (!(error instanceof ApiError && error.isAuthFailure)) this.reportError("LISA could not answer", error);
-        return;
-      }
+      this.streaming = null;
+      this.setBusy(false);
+      item.remove();
+      this.setStatus("");
+      this.renderMessages();
+      if (!(error instanceof ApiError && error.isAuthFailure)) this.reportError("LISA could not answer", error);
+      return;
     }
+    const { result, failure, firstTokenMs } = answer;
     this.streaming = null;
     this.setBusy(false);
-    const assistant: StoredMessage = {
-      role: "assistant",
-      content: result.content,
-      createdAt: new Date().toISOString(),
-      metadata: {
-        model: model.id,
-        ...(result.finishReason ? { finishReason: result.finishReason } : {}),
-        ...(result.stopped ? { stopped: true } : {}),
-        ...(failure ? { error: failure } : {}),
-        ...(result.usage ? { usage: result.usage } : {}),
-        ...(result.sources.length ? { sources: result.sources.map((s) => ({ ...s })) } : {}),
-      },
-    };
-    item.replaceWith(this.messageItem(assistant));
+    const assistant = assistantMessage(model.id, result, failure, firstTokenMs);
+    item.remove();
     this.current.messages.push(assistant);
+    this.renderMessages();
     if (failure) this.showAlert(`The answer failed part-way: ${failure}`);
-    this.setStatus(result.stopped ? "Stopped. The partial answer is kept." : failure ? "" : "Answer complete.");
+    // saved first, then said: "Answer complete." means the answer is also in the session
     if (this.current.id && (assistant.content || failure || result.stopped)) await this.appendToSession([assistant]);
+    this.setStatus(result.stopped ? "Stopped. The partial answer is kept." : failure ? "" : "Answer complete.");
     if (!this.signingOut) this.prompt.focus();
   }
 
-  private async saveUserMessage(message: StoredMessage): Promise<boolean> {
+  // ---- compare -------------------------------------------------------------------------------------------
+  private toggleCompare(): void {
+    if (this.compare) {
+      this.compare.close();
+      return;
+    }
+    this.templatesView?.close();
+    const panel = new ComparePanel(
+      {
+        api: this.api,
+        models: () => this.models,
+        parameters: () => this.sessionParameters(),
+        request: (model, prompt, parameters) => this.chatRequest(model, this.current.messages, prompt, parameters),
+        choose: (prompt, answer) => this.continueWith(prompt, answer),
+        status: (message) => this.setStatus(message),
+        closed: () => {
+          this.compare = null;
+          byId("chat").classList.remove("has-view");
+          byId("toggle-compare").setAttribute("aria-expanded", "false");
+          byId("toggle-compare").focus();
+        },
+      },
+      this.prompt.value,
+    );
+    this.compare = panel;
+    byId("chat-title").after(panel.element);
+    byId("chat").classList.add("has-view");
+    byId("toggle-compare").setAttribute("aria-expanded", "true");
+    panel.focus();
+  }
+
+  // ---- prompt templates ----------------------------------------------------------------------------------
+  private toggleTemplates(): void {
+    if (this.templatesView) {
+      this.templatesView.close();
+      return;
+    }
+    this.compare?.close();
+    const toggle = byId("toggle-templates");
+    const view = new TemplatesView(this.templatesApi, {
+      usePersona: (template) => {
+        this.newChat();
+        this.params.systemPrompt = template.body;
+        this.applyParametersToForm();
+        this.setStatus(`New chat with the persona “${template.title}” as its system prompt.`);
+        this.prompt.focus();
+      },
+      fillPrompt: (text, template) => {
+        this.prompt.value = text;
+        this.setStatus(`The message box holds “${template.title}”, filled in: edit it or send it.`);
+        this.prompt.focus();
+      },
+      status: (message) => this.setStatus(message),
+      closed: () => {
+        this.templatesView = null;
+        byId("chat").classList.remove("has-view");
+        toggle.setAttribute("aria-expanded", "false");
+        toggle.focus();
+      },
+    });
+    this.templatesView = view;
+    byId("chat-title").after(view.element);
+    byId("chat").classList.add("has-view");
+    toggle.setAttribute("aria-expanded", "true");
+    void view.load();
+  }
+
+  /** The compared prompt and the answer the user picked become the chat's next turn. */
+  private async continueWith(prompt: StoredMessage, answer: StoredMessage): Promise<void> {
+    if (this.streaming) return;
+    const before = this.current.messages.length;
+    this.current.messages.push(prompt, answer);
+    if (!(await this.saveMessages([prompt, answer]))) {
+      this.current.messages.splice(before);
+      return;
+    }
+    this.prompt.value = "";
+    this.renderMessages();
+    this.setStatus("Continuing with the answer you picked.");
+  }
+
+  // ---- message actions -------------------------------------------------------------------------------------
+  /** Keep exactly `messages` as the chat (the branch the user chose) and save them with one versioned PUT. */
+  private async replaceMessages(messages: StoredMessage[]): Promise<boolean> {
+    const before = this.current.messages;
+    this.current.messages = messages;
+    this.renderMessages();
+    const id = this.current.id;
+    if (!id) return true;
+    try {
+      const updated = await this.sessions.update(id, this.current.version, { messages });
+      if (this.current.id === id) this.current.version = updated.version;
+      this.upsertSummary(updated);
+      return true;
+    } catch (error) {
+      this.current.messages = before;
+      this.renderMessages();
+      this.reportError("The chat could not be saved", error);
+      return false;
+    }
+  }
+
+  /** Answer the last prompt again: the last answer is replaced. */
+  private async regenerate(): Promise<void> {
+    const messages = this.current.messages;
+    const last = messages.length - 1;
+    if (this.streaming || last < 1 || messages[last].role !== "assistant" || messages[last - 1].role !== "user") return;
+    const model = this.chatModel();
+    if (!model) return;
+    this.clearAlert();
+    const kept = messages.slice(0, last);
+    this.setStatus("Sending…");
+    if (await this.replaceMessages(kept)) await this.answer(model, kept.slice(0, -1), kept[kept.length - 1]);
+  }
+
+  /** Edit the prompt at `index` in place; sending it drops everything after it and asks again. */
+  private startEdit(item: HTMLLIElement, index: number): void {
+    const message = this.current.messages[index];
+    const inputId = `edit-${index}`;
+    const input = el("textarea", { id: inputId, rows: "3" });
+    input.value = typedText(message);
+    const form = el("form", { className: "edit-form" },
+      el("label", { for: inputId }, "Edited prompt"),
+      input,
+      el("div", { className: "edit-actions" },
+        el("button", { type: "submit", className: "small primary" }, "Ask again with the edit"),
+        el("button", { type: "button", className: "small", "data-cancel": true }, "Cancel"),
+      ),
+    );
+    const cancel = () => {
+      this.renderMessages();
+      this.prompt.focus();
+    };
+    form.querySelector("[data-cancel]")?.addEventListener("click", cancel);
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        cancel();
+      }
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.resend(index, input.value.trim());
+    });
+    item.querySelector(".content")?.replaceWith(form);
+    item.querySelector(".message-actions")?.remove();
+    input.focus();
+  }
+
+  private async resend(index: number, text: string): Promise<void> {
+    if (!text || this.streaming) return;
+    const model = this.chatModel();
+    if (!model) return;
+    this.clearAlert();
+    this.setStatus("Sending…");
+    const before = this.current.messages.slice(0, index);
+    const original = this.current.messages[index];
+    const documents = original.content.slice(typedText(original).length); // the attached text stays with it
+    const edited: StoredMessage = {
+      ...original,
+      content: text + documents,
+      createdAt: new Date().toISOString(),
+      metadata: { ...(original.metadata ?? {}), edited: true, ...(documents ? { typed: text } : {}) },
+    };
+    if (await this.replaceMessages([...before, edited])) await this.answer(model, before, edited);
+  }
+
+  /** Delete the prompt at `index` and the answer after it. */
+  private async deletePair(index: number): Promise<void> {
+    if (this.streaming) return;
+    const messages = this.current.messages;
+    const end = messages[index + 1]?.role === "assistant" ? index + 2 : index + 1;
+    if (await this.replaceMessages([...messages.slice(0, index), ...messages.slice(end)])) {
+      this.setStatus("Deleted the message and its answer.");
+      this.prompt.focus();
+    }
+  }
+
+  private saveUserMessage(message: StoredMessage): Promise<boolean> {
+    return this.saveMessages([message]);
+  }
+
+  /** Save new messages: the first ones create the chat. */
+  private async saveMessages(messages: StoredMessage[]): Promise<boolean> {
     if (!this.current.id) {
       const id = newSessionId();
       try {
-        const session = await this.sessions.create(id, { messages: [message], parameters: this.sessionParameters() });
+        // named by what the user typed, not by the documents attached after it (the server names by content)
+        const typed = messages[0] ? typedText(messages[0]) : "";
+        const name = messages[0] && typed !== messages[0].content ? chatName(typed) : undefined;
+        const session = await this.sessions.create(id, { name, messages, parameters: this.sessionParameters() });
         this.current = { id, name: session.name, version: session.version, messages: this.current.messages };
         this.setTitle(session.name);
         this.upsertSummary(session);
@@ -638,7 +862,7 @@ export class ChatApp {
         return false;
       }
     }
-    return this.appendToSession([message]);
+    return this.appendToSession(messages);
   }
 
   private async appendToSession(messages: StoredMessage[]): Promise<boolean> {
@@ -657,8 +881,12 @@ export class ChatApp {
   }
 
   /** System prompt, then as much recent history as fits the model's prompt budget, then the new message. */
-  private chatRequest(model: ModelChoice, history: StoredMessage[], message: StoredMessage): ChatRequest {
-    const p = this.params;
+  private chatRequest(
+    model: ModelChoice,
+    history: StoredMessage[],
+    message: StoredMessage,
+    p: Parameters = this.params,
+  ): ChatRequest {
     let budget = model.promptChars - message.content.length - (p.systemPrompt?.length ?? 0);
     const kept: ChatMessage[] = [];
     for (let i = history.length - 1; i >= 0; i--) {
@@ -685,18 +913,22 @@ export class ChatApp {
 
   // ---- rendering -------------------------------------------------------------------------------------------
   private renderMessages(): void {
-    this.messagesEl.replaceChildren(...this.current.messages.map((m) => this.messageItem(m)));
+    byId("usage-total").textContent = sessionTotals(this.current.messages);
+    byId("export").hidden = this.current.messages.length === 0;
+    this.messagesEl.replaceChildren(...this.current.messages.map((m, i) => this.messageItem(m, i)));
     if (!this.current.messages.length) {
       this.messagesEl.append(el("li", { className: "empty-chat" }, "Ask anything to start a new chat."));
     }
   }
 
-  private messageItem(message: StoredMessage): HTMLLIElement {
+  private messageItem(message: StoredMessage, index: number): HTMLLIElement {
     this.messagesEl.querySelector(".empty-chat")?.remove();
     const who = message.role === "user" ? "You" : message.role === "assistant" ? "LISA" : "System";
     const body = el("div", { className: "content" });
-    if (message.role === "assistant") body.innerHTML = renderMarkdown(message.content);
-    else body.textContent = message.content;
+    if (message.role === "assistant") {
+      body.innerHTML = renderMarkdown(message.content);
+      addCodeToolbars(body, (m) => this.setStatus(m));
+    } else body.textContent = typedText(message);
     const item = el("li", { className: `message ${message.role}` }, el("p", { className: "author" }, who), body);
     const meta = message.metadata ?? {};
     const notes: string[] = [];
@@ -707,6 +939,14 @@ export class ChatApp {
       item.append(el("p", { className: "meta" }, notes.join(" · ")));
     }
     if (typeof meta.error === "string") item.append(el("p", { className: "error" }, `Error: ${meta.error}`));
+    const attached = Array.isArray(meta.attachments) ? (meta.attachments as AttachmentNote[]) : [];
+    if (attached.length) {
+      const names = attached.map((a) => `${a.fileName}${cutNote(a)}`).join("; ");
+      item.append(el("p", { className: "attachments" }, `Attached: ${names}`));
+    }
+    const usage = message.role === "assistant" ? usageLine(meta) : "";
+    if (usage) item.append(el("p", { className: "usage" }, usage));
+    item.append(this.messageActions(message, index, item));
     const sources = Array.isArray(meta.sources) ? (meta.sources as Source[]) : [];
     if (sources.length) {
       item.append(
@@ -717,6 +957,27 @@ export class ChatApp {
       );
     }
     return item;
+  }
+
+  /** Copy on every message; edit and delete on prompts; regenerate on the last answer. */
+  private messageActions(message: StoredMessage, index: number, item: HTMLLIElement): HTMLElement {
+    const whose = message.role === "user" ? "your prompt" : "the answer";
+    const actions = el("div", { className: "message-actions" },
+      copyButton(`Copy ${whose}`, () => message.content, (m) => this.setStatus(m)),
+    );
+    const action = (label: string, name: string, run: () => void) => {
+      const button = el("button", { type: "button", className: "small", "aria-label": name }, label);
+      button.addEventListener("click", run);
+      actions.append(button);
+    };
+    const messages = this.current.messages;
+    if (message.role === "user") {
+      action("Edit", "Edit your prompt and ask again", () => this.startEdit(item, index));
+      action("Delete", "Delete your prompt and its answer", () => void this.deletePair(index));
+    } else if (message.role === "assistant" && index === messages.length - 1 && messages[index - 1]?.role === "user") {
+      action("Regenerate", "Regenerate the answer", () => void this.regenerate());
+    }
+    return actions;
   }
 
   private streamingItem(): { item: HTMLLIElement; content: HTMLDivElement } {
@@ -730,6 +991,11 @@ export class ChatApp {
     this.messagesEl.append(item);
     item.scrollIntoView({ block: "end" });
     return { item, content };
+  }
+
+  private exported(): ExportedChat {
+    const { id, name, messages } = this.current;
+    return { sessionId: id, name, parameters: this.sessionParameters(), messages };
   }
 
   private setBusy(busy: boolean): void {
@@ -760,6 +1026,19 @@ export class ChatApp {
     if (error instanceof ApiError && error.isAuthFailure) return; // the login view says it
     this.showAlert(`${what}: ${messageOf(error)}`);
   }
+}
+
+/** What the user typed: a prompt with attached documents carries their text after it. */
+function typedText(message: StoredMessage): string {
+  const typed = message.metadata?.typed;
+  return typeof typed === "string" && message.content.startsWith(typed) ? typed : message.content;
+}
+
+/** A chat's name from its first prompt, as the sessions API derives it: the start of the text, on one line. */
+function chatName(text: string): string | undefined {
+  const line = text.split(/\s+/).filter(Boolean).join(" ");
+  if (!line) return undefined;
+  return line.length <= CHAT_NAME_CHARS ? line : `${line.slice(0, CHAT_NAME_CHARS - 1)}…`;
 }
 
 function messageOf(error: unknown): string {

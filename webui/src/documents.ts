@@ -29,6 +29,20 @@ function path(repositoryId: string): string {
   return `/repositories/${encodeURIComponent(repositoryId)}`;
 }
 
+/** PUT a file's bytes to a presigned S3 URL (its origin is in the page's CSP connect-src); S3's refusal in words. */
+export async function putFile(url: string, method: string, headers: Record<string, string>, file: File): Promise<void> {
+  let response: Response;
+  try {
+    response = await fetch(url, { method, headers, body: file });
+  } catch {
+    throw new ApiError(0, `${file.name}: the document store could not be reached`);
+  }
+  if (!response.ok) {
+    const detail = (await response.text()).match(/<Message>([^<]*)<\/Message>/)?.[1];
+    throw new ApiError(response.status, `${file.name}: upload refused (${detail ?? `HTTP ${response.status}`})`);
+  }
+}
+
 export class DocumentsApi {
   constructor(private readonly api: ApiClient) {}
 
@@ -37,16 +51,7 @@ export class DocumentsApi {
     const grant = await this.api.request<UploadGrant>("POST", `${path(repositoryId)}/upload-url`, {
       body: { filename: file.name, ...(file.type ? { contentType: file.type } : {}) },
     });
-    let response: Response;
-    try {
-      response = await fetch(grant.url, { method: grant.method || "PUT", headers: grant.headers, body: file });
-    } catch {
-      throw new ApiError(0, `${file.name}: the document store could not be reached`);
-    }
-    if (!response.ok) {
-      const detail = (await response.text()).match(/<Message>([^<]*)<\/Message>/)?.[1];
-      throw new ApiError(response.status, `${file.name}: upload refused (${detail ?? `HTTP ${response.status}`})`);
-    }
+    await putFile(grant.url, grant.method || "PUT", grant.headers, file);
   }
 
   async list(repositoryId: string): Promise<DocumentInfo[]> {

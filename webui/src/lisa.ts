@@ -60,7 +60,11 @@ export class SessionsApi {
   }
 
   /** Update based on `version`; on a conflict (409) re-read once and reapply, since the change is a replace. */
-  async update(id: string, version: number, change: { name?: string; parameters?: Parameters }): Promise<Session> {
+  async update(
+    id: string,
+    version: number,
+    change: { name?: string; parameters?: Parameters; messages?: StoredMessage[] },
+  ): Promise<Session> {
     const put = (v: number) =>
       this.api.request<Session>("PUT", `/sessions/${encodeURIComponent(id)}`, { body: { ...change, version: v } });
     try {

@@ -5,6 +5,7 @@
 
 import DOMPurify from "dompurify";
 import { Marked } from "marked";
+import { highlightCode } from "./code";
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -14,6 +15,11 @@ const marked = new Marked(
     renderer: {
       html: ({ text }) => escapeHtml(text),
       image: ({ href, text }) => `<a href="${escapeHtml(href)}">${escapeHtml(text || href)}</a>`,
+      code: ({ text, lang }) => {
+        const { html, language } = highlightCode(text, lang);
+        const tag = language ? ` data-language="${escapeHtml(language)}"` : "";
+        return `<pre><code class="hljs"${tag}>${html}</code></pre>\n`;
+      },
     },
   },
 );
