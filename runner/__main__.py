@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]LISA did not start:[/red] {error}")
         return 1
     assert stack.config is not None
-    model = next((m.model_name for m in stack.config.ecs_models if m.model_type == "textgen"), "MODEL")
+    model = next((m.model_name for m in stack.config.ecs_models if m.model_type == "textgen" and m.deploy), "MODEL")
     out.print(f"\nLISA is running at [bold]{stack.url}[/bold]  (chat UI: open it in a browser)")
     out.print(f"API key (admin, shown once): [bold]{stack.api_key}[/bold]\n")
     out.print(

@@ -20,7 +20,7 @@ assertions = pytest.importorskip("aws_cdk.assertions")
 
 from chalicelib import aws  # noqa: E402
 from chalicelib.aws import presigned_put_origin  # noqa: E402
-from chalicelib.config import ConfigError, load_config, parse_config  # noqa: E402
+from chalicelib.config import ConfigError, InferenceContainer, load_config, parse_config  # noqa: E402
 from chalicelib.gateway import NO_ROUTE  # noqa: E402
 from chalicelib.webui.security import ui_security_headers  # noqa: E402
 from gpu_stack.app import PROJECT_DIR, LisaApp, build_app  # noqa: E402
@@ -134,7 +134,8 @@ def test_one_gpu_service_per_deployed_model_with_its_environment(templates: dict
     models = _template(templates, "models")
     models.resource_count_is("AWS::ECS::Service", 4)  # config.yaml's three + the vLLM model
     config = load_config(PROJECT_DIR / "config.yaml")
-    for model in config.ecs_models:
+    # config.yaml's TGI/TEI models (its vLLM chat model's task is the vLLM test's kind); not the undeployed TGI entry
+    for model in (m for m in config.ecs_models if m.deploy and m.inference_container is not InferenceContainer.VLLM):
         env = [{"Name": k, "Value": v} for k, v in model.container_config.environment.items()]
         env.append({"Name": "MODEL_ID", "Value": "/data/model"})
         models.has_resource_properties(
@@ -172,7 +173,7 @@ def test_one_gpu_service_per_deployed_model_with_its_environment(templates: dict
     task_defs = _resources(templates["acme-prod-models"], "AWS::ECS::TaskDefinition")
     images = [c["Image"] for t in task_defs.values() for c in t["Properties"]["ContainerDefinitions"]]
     assert len(task_defs) == 4
-    assert images.count(config.ecs_models[0].container_config.image) == 1
+    assert images.count(config.ecs_models[0].container_config.image) == 2  # it and qwen3-8b, not `not-deployed`
 
 
 def test_vllm_model_runs_the_vllm_server_on_the_staged_weights_with_its_gpus(
@@ -182,6 +183,7 @@ def test_vllm_model_runs_the_vllm_server_on_the_staged_weights_with_its_gpus(
         t["Properties"]
         for t in _resources(templates["acme-prod-models"], "AWS::ECS::TaskDefinition").values()
         if any(c["Image"] == "vllm/vllm-openai:v0.32.0" for c in t["Properties"]["ContainerDefinitions"])
+        and "qwen3-8b" in json.dumps(t["Properties"])  # config.yaml's own chat model runs the same image
     )
     fetch, model = task["ContainerDefinitions"]
     assert fetch["Name"] == "fetch-weights"

@@ -34,6 +34,7 @@ from app import app
 from chalicelib.apidocs.document import OPENAPI_PATH, build
 from chalicelib.serve.routes import DATA_PLANE
 from tests.conftest import free_port
+from tests.support.configs import with_tgi_chat
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +57,9 @@ class Fuzzed:
 
 
 def _config(tmp_path: Path) -> Path:
-    """The default config with short generations: the fuzzer picks max_new_tokens itself, the model caps it."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    """The default config (its chat model on the TGI worker: no vLLM to start) with short generations: the fuzzer
+    picks max_new_tokens itself, the model caps it."""
+    config = with_tgi_chat()
     for entry in config["ecsModels"]:
         if entry["modelType"] == "textgen":
             entry["containerConfig"]["environment"] |= {"MAX_INPUT_LENGTH": 64, "MAX_TOTAL_TOKENS": 72}

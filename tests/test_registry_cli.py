@@ -115,7 +115,7 @@ def test_list_shows_every_model(store: ModelStore) -> None:
         ("all-minilm-l6-v2-instructor", "Creating", 1),
         ("smollm2-135m-instruct", "Failed", 2),
     ]
-    assert listed[2]["containerConfig"]["environment"]["MAX_TOTAL_TOKENS"] == "2048"  # the operator sees it all
+    assert listed[2]["containerConfig"]["engineArgs"]["maxModelLen"] == 2048  # the operator sees it all
 
 
 def test_unreachable_aws_is_a_clear_error(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """Acceptance: the router in front of the real CPU workers (SmolLM2-135M-Instruct on TGI, all-MiniLM-L6-v2 on TEI
-and the instructor protocol), registered from config.yaml, with moto-backed API tokens. Clients are the official
-`openai` SDK (unmodified) and plain HTTP as the lisapy SDK sends it."""
+and the instructor protocol), registered from config.yaml (its chat model on the TGI worker), with moto-backed API
+tokens. Clients are the official `openai` SDK (unmodified) and plain HTTP as the lisapy SDK sends it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -18,11 +17,11 @@ import pytest
 import requests
 
 from chalicelib.auth.tokens import TokenStore
-from chalicelib.config import load_config
 from chalicelib.registry.models import CreateModelRequest
 from chalicelib.registry.store import ModelStore
 from chalicelib.registry.sync import sync_models
 from router.settings import RouterSettings
+from tests.support.configs import tgi_config
 from tests.support.servers import AppThread
 from tests.test_router import start_router
 
@@ -31,7 +30,6 @@ pytestmark = pytest.mark.slow
 CHAT_MODEL = "smollm2-135m-instruct"
 EMBED_MODEL = "all-minilm-l6-v2"
 INSTRUCTOR_MODEL = "minilm-instructor"
-CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
 class Lisa:
@@ -49,7 +47,7 @@ class Lisa:
 
 @pytest.fixture
 def lisa(aws_env: str, tgi_worker: str, tei_worker: str) -> Iterator[Lisa]:
-    sync_models(load_config(CONFIG), {CHAT_MODEL: tgi_worker, EMBED_MODEL: tei_worker})
+    sync_models(tgi_config(), {CHAT_MODEL: tgi_worker, EMBED_MODEL: tei_worker})  # config.yaml, chat on TGI
     ModelStore().create(
         CreateModelRequest.model_validate(
             {

@@ -1,8 +1,9 @@
 """The local stack (`make run`): one front door for UI, control plane and data plane, auth on both, clean stop.
 
 Most tests run `runner.stack.LocalLisa` in-process with a model served by a scriptable fake backend (fast);
-`test_make_run_*` runs `python -m runner` itself with the default config.yaml and the real CPU workers, and talks
-to it with the unmodified `openai` SDK, as a user following the README would.
+`test_make_run_*` runs `python -m runner` itself with the default config.yaml (the chat model on real vLLM, the
+embedding models on the real CPU workers), and talks to it with the unmodified `openai` SDK, as a user following
+the README would.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import psutil
 import pytest
 import requests
 import yaml
-from text_generation import Client
 
 from chalicelib.config import ConfigError
 from runner.stack import LocalLisa, StackOptions
@@ -142,7 +142,7 @@ def test_a_bad_config_fails_before_anything_starts(aws_env: str, tmp_path: Path)
 
 @pytest.fixture(scope="module")
 def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
-    """`python -m runner` as `make run` starts it (own moto server, default config.yaml, real CPU workers)."""
+    """`python -m runner` as `make run` starts it (own moto server, default config.yaml: vLLM, CPU workers)."""
     with running_runner(log_dir=tmp_path_factory.mktemp("make-run")) as started:
         yield started
 
@@ -150,8 +150,10 @@ def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
 def test_make_run_serves_the_default_models_to_the_openai_sdk(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
     url, key, _ = make_run
     client = openai.OpenAI(base_url=url + "/v1/openai", api_key=key)
-    names = {m.id for m in client.models.list()}
-    assert {"smollm2-135m-instruct", "all-minilm-l6-v2"} <= names
+    providers = {m.id: (m.model_extra or {}).get("provider") for m in client.models.list()}
+    assert providers["smollm2-135m-instruct"] == "ecs.textgen.vllm"  # the default engine
+    assert providers["all-minilm-l6-v2"] == "ecs.embedding.tei"
+    assert "smollm2-135m-instruct-tgi" not in providers  # the TGI worker entry is there to switch on, not deployed
 
     question = [{"role": "user", "content": "What is the capital of France?"}]
     answer = client.chat.completions.create(
@@ -184,7 +186,7 @@ def test_make_run_serves_the_default_models_to_the_openai_sdk(make_run: tuple[st
 def test_make_run_serves_completions_native_api_and_the_hf_client(
     make_run: tuple[str, str, subprocess.Popen[str]],
 ) -> None:
-    """The same stack through the OpenAI completions API, the LISA-native v1 API and HF's text-generation client."""
+    """The same stack through the OpenAI completions API and the LISA-native v1 API (on vLLM)."""
     url, key, _ = make_run
     auth = {"Api-Key": key}
     client = openai.OpenAI(base_url=url + "/v1/openai", api_key=key)
@@ -196,7 +198,7 @@ def test_make_run_serves_completions_native_api_and_the_hf_client(
     assert 0 < completion.usage.completion_tokens <= 5
 
     native = {
-        "provider": "ecs.textgen.tgi",
+        "provider": "ecs.textgen.vllm",
         "modelName": "smollm2-135m-instruct",
         "text": "The capital of France is",
         "modelKwargs": {"max_new_tokens": 5},
@@ -220,14 +222,10 @@ def test_make_run_serves_completions_native_api_and_the_hf_client(
 
     model = requests.get(f"{url}/models/smollm2-135m-instruct", headers=auth, timeout=10)
     assert model.status_code == 200, model.text
-    worker = model.json()["endpointUrl"]
-    assert str(worker).startswith("http://127.0.0.1:")
-    hf = Client(worker, timeout=120)
-    answer = hf.generate("The capital of France is", max_new_tokens=5)
-    assert answer.generated_text.strip()
-    assert answer.details.generated_tokens <= 5
-    tokens = [response.token.text for response in hf.generate_stream("The capital of France is", max_new_tokens=3)]
-    assert 0 < len(tokens) <= 3
+    engine = model.json()["endpointUrl"]
+    assert str(engine).startswith("http://127.0.0.1:")
+    served = requests.get(f"{engine}/v1/models", timeout=10).json()["data"]  # vLLM's own OpenAI server
+    assert [m["id"] for m in served] == ["smollm2-135m-instruct"]
 
 
 def test_make_run_serves_an_instructor_model_from_the_tei_models_worker(
@@ -327,11 +325,12 @@ def test_make_run_logs_requests_to_a_file_not_to_stdout(
 def test_make_run_stops_everything_on_ctrl_c(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:
     url, _, process = make_run
     children = psutil.Process(process.pid).children(recursive=True)
-    workers = [p for p in children if "workers." in " ".join(p.cmdline())]
-    assert len(workers) == 2  # the chat model's and the one embedding worker both MiniLM models share
+    commands = [" ".join(p.cmdline()) for p in children]
+    assert sum("workers." in c for c in commands) == 1  # the one embedding worker both MiniLM models share
+    assert sum("vllm.entrypoints.openai.api_server" in c for c in commands) == 1  # the chat model's engine
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) == 0
-    _gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert process.wait(timeout=90) == 0
+    _gone, alive = psutil.wait_procs(children, timeout=30)  # vLLM's engine core too
     assert not alive
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/health", timeout=5)

@@ -24,7 +24,7 @@ from chalicelib.contracts.openai import (
     Usage,
 )
 from chalicelib.serve.errors import ServeError, invalid, unsupported
-from chalicelib.serve.mapping.sampling import stop_list
+from chalicelib.serve.mapping.sampling import stop_list, usage
 from chalicelib.serve.mapping.validation import validate
 
 PROVIDER = PROVIDERS[InferenceContainer.VLLM]
@@ -81,7 +81,7 @@ def _finish(body: dict[str, Any], served_name: str, defaults: Mapping[str, Any] 
     if "stop" in body and not isinstance(body["stop"], str):
         body["stop"] = stop_list(body["stop"], "stop")
     if stream:
-        body["stream_options"] = _STREAM_USAGE  # usage is always collected; sent to the client if it asked
+        body["stream_options"] = dict(_STREAM_USAGE)  # usage is always collected; sent to the client if it asked
     return body
 
 
@@ -98,7 +98,7 @@ def openai_answer(raw: dict[str, Any], completion_id: str, model: str) -> dict[s
     raw["id"] = completion_id
     raw["model"] = model
     if not isinstance(raw.get("usage"), dict):
-        raw["usage"] = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+        raw["usage"] = usage(0, 0)
     return raw
 
 
@@ -167,7 +167,7 @@ def native_generate(answer: EngineCompletion, prefix: str = "") -> dict[str, Any
     choice = answer.choices[0]
     response = NativeGenerateResponse(
         generated_text=prefix + (choice.text or ""),
-        generated_tokens=answer.usage.completion_tokens if answer.usage else 0,
+        generated_tokens=_tokens(answer.usage),
         finish_reason=native_finish_reason(choice),
     )
     return response.model_dump(by_alias=True)
