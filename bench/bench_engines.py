@@ -1,9 +1,10 @@
 """vLLM's CPU build against our TGI-protocol CPU worker on the same weights, direct and through the router, in one run.
 
-Both engines serve SmolLM2-135M-Instruct as `make models` stages it, started as the local runner starts them
-(`workers.launch.model_spec`: vLLM from .venv-vllm with `--enforce-eager` and VLLM_CPU_KVCACHE_SPACE=1, the worker
-with config.yaml's limits). The router is `python -m router` as deployed (moto-backed registry and token auth), with
-both engines registered as models. Four targets:
+The two engines are config.yaml's chat models on the same weights (SmolLM2-135M-Instruct as `make models` stages
+it): the default on vLLM and its TGI-protocol twin, each with its config entry's settings, started as the local
+runner starts them (`workers.launch.model_spec`: vLLM from .venv-vllm with `--enforce-eager` and
+VLLM_CPU_KVCACHE_SPACE=1). The router is `python -m router` as deployed (moto-backed registry and token auth), with
+both registered as models. Four targets:
   worker direct   the worker's `/v1/chat/completions`     worker router   the same through `/v1/openai/...`
   vllm direct     vLLM's `/v1/chat/completions`           vllm router     the same through `/v1/openai/...`
 Load: 1, 4 and 16 concurrent streamed chat completions, greedy, 128 tokens each (a story prompt that does not
@@ -35,18 +36,17 @@ from pathlib import Path
 import httpx
 
 from bench.bench_router import _moto, _process
-from chalicelib.config import EcsModel
+from chalicelib.config import EcsModel, InferenceContainer, ModelType, load_config
 from runner.processes import ManagedProcess
-from testkit.workers import TGI_ENVIRONMENT, local_model_dirs
+from testkit.workers import local_model_dirs
 from workers.launch import free_port, model_spec, vllm_python
-from workers.prepare import SMOLLM2_ID
 
 CONCURRENCIES = (1, 4, 16)
 TOKENS = 128
 ROUNDS = 3
 BUDGET_SECONDS = 360.0  # no further round once it would end past this (on a busy machine: fewer rounds)
 PROMPT = "Write a long story about a dragon who lives in a castle."  # greedy: 128 tokens before it ends
-WORKER_MODEL, VLLM_MODEL = "bench-worker", "bench-vllm"
+CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 ENGINE_TIMEOUT = 300.0
 RATIOS = [  # (label, numerator, denominator) of aggregate tok/s, printed at every concurrency
     ("vllm/worker direct", "vllm direct", "worker direct"),
@@ -60,25 +60,17 @@ TARGETS = [  # the issue's, at 4 streams: (label, numerator, denominator, minimu
 ]
 
 
-def _models() -> list[EcsModel]:
-    """The two engines as config entries: config.yaml's local text model, and the same weights on vLLM."""
-    common = {"modelId": SMOLLM2_ID, "modelType": "textgen"}
-    worker = {
-        **common,
-        "modelName": WORKER_MODEL,
-        "inferenceContainer": "tgi",
-        "containerConfig": {
-            "image": "ghcr.io/huggingface/text-generation-inference:3.3.4",
-            "environment": TGI_ENVIRONMENT,
-        },
-    }
-    vllm = {
-        **common,
-        "modelName": VLLM_MODEL,
-        "inferenceContainer": "vllm",
-        "containerConfig": {"image": "vllm/vllm-openai:v0.32.0", "engineArgs": {"maxModelLen": 2048}},
-    }
-    return [EcsModel.model_validate(worker), EcsModel.model_validate(vllm)]
+def _models() -> tuple[EcsModel, EcsModel]:
+    """(the worker, vLLM): config.yaml's first text model on each engine, which must share its weights."""
+    models = [m for m in load_config(CONFIG).ecs_models if m.model_type is ModelType.TEXTGEN and not m.endpoint_url]
+    first = {m.inference_container: m for m in reversed(models)}
+    try:
+        worker, vllm = first[InferenceContainer.TGI], first[InferenceContainer.VLLM]
+    except KeyError as missing:
+        sys.exit(f"{CONFIG} has no local textgen model on {missing}: the bench compares one on tgi and one on vllm")
+    if worker.model_id != vllm.model_id:
+        sys.exit(f"{CONFIG}: {worker.model_name} and {vllm.model_name} serve different weights")
+    return worker, vllm
 
 
 @contextmanager
@@ -120,6 +112,7 @@ def _register(endpoints: list[tuple[EcsModel, str]]) -> str:
                 "hfModelId": model.model_id,
                 "inferenceContainer": model.inference_container.value,
                 "endpointUrl": url,
+                "defaultModelKwargs": model.default_model_kwargs,
             }
         )
         ModelStore().create(request)
@@ -304,11 +297,12 @@ def run() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if not vllm_python().is_file():
         sys.exit(f"{vllm_python()} is missing: create .venv-vllm with `make vllm`")
-    folder = local_model_dirs()[SMOLLM2_ID]
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-engines-"))
     worker, vllm = _models()
+    folder = local_model_dirs()[vllm.model_id]
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-engines-"))
     print(
-        f"SmolLM2-135M-Instruct, {TOKENS} tokens per stream, greedy, streams {', '.join(map(str, CONCURRENCIES))}; "
+        f"{vllm.model_id} as config.yaml serves it ({vllm.model_name} on vLLM, {worker.model_name} on the worker), "
+        f"{TOKENS} tokens per stream, greedy, streams {', '.join(map(str, CONCURRENCIES))}; "
         f"best of up to {ROUNDS} interleaved rounds in {BUDGET_SECONDS:.0f} s; {os.cpu_count()} cores, {_load()}; "
         f"logs in {log_dir}",
         flush=True,
@@ -324,10 +318,10 @@ def run() -> None:
         router = f"http://127.0.0.1:{port}"
         print(f"  engines and router ready after {time.monotonic() - began:.0f} s", flush=True)
         targets = [
-            Target("worker direct", worker_url, "/v1/chat/completions", WORKER_MODEL),
-            Target("worker router", router, "/v1/openai/chat/completions", WORKER_MODEL, token),
-            Target("vllm direct", vllm_url, "/v1/chat/completions", VLLM_MODEL),
-            Target("vllm router", router, "/v1/openai/chat/completions", VLLM_MODEL, token),
+            Target("worker direct", worker_url, "/v1/chat/completions", worker.model_name),
+            Target("worker router", router, "/v1/openai/chat/completions", worker.model_name, token),
+            Target("vllm direct", vllm_url, "/v1/chat/completions", vllm.model_name),
+            Target("vllm router", router, "/v1/openai/chat/completions", vllm.model_name, token),
         ]
         targets = [t for t in targets if _reachable(t)]
         figures = _measure(targets)

@@ -148,6 +148,15 @@ class RouterStack(cdk.Stack):
         self.load_balancer_security_group.add_ingress_rule(
             ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(80), "VPC link (from the VPC)"
         )
+        suppress(
+            self.load_balancer_security_group,
+            nag_suppression(
+                "CdkNagValidationFailure",
+                "the one ingress rule is tcp/80 from the VPC's own CIDR, a cross-stack import cdk-nag cannot resolve"
+                " (tests/test_deploy_stacks.py asserts it)",
+                ["AwsSolutions-EC23", "NIST.800.53.R5-EC2RestrictedCommonPorts", "NIST.800.53.R5-EC2RestrictedSSH"],
+            ),
+        )
         self.load_balancer = elbv2.NetworkLoadBalancer(
             self,
             "Nlb",

@@ -62,11 +62,12 @@ def test_attached_documents_go_into_the_prompt_within_the_budget(
         send(page, "What is the mascot's name?")
     wait_for_answer(page)
     assert len(uploads) == 2  # straight to S3 (moto), not through the API
-    limits = {int(parse_qs(urlsplit(url).query)["maxChars"][0]) for url in texts}
-    assert len(texts) == 2
-    assert len(limits) == 1  # an equal share each
-    (limit,) = limits
-    assert 0 < limit < LONG_CHARS
+    # An equal share each first; then the room the short document left goes to the one that was cut.
+    limits = [int(parse_qs(urlsplit(url).query)["maxChars"][0]) for url in texts]
+    assert len(limits) == 3, texts
+    share, limit = limits[0], limits[2]
+    assert limits[1] == share
+    assert share < limit < LONG_CHARS
 
     prompt = json.loads(sent.value.post_data or "{}")["messages"][-1]["content"]
     assert prompt.startswith("What is the mascot's name?\n\n--- Attached document: ")
@@ -75,8 +76,11 @@ def test_attached_documents_go_into_the_prompt_within_the_budget(
     assert f"--- Attached document: long.txt {note} ---\n{HEAD}" in prompt
     assert "--- Attached document: notes.docx ---\nOllie likes sardines." in prompt
     body = re.search(r"long\.txt \(cut[^\n]*---\n(.*?)\n--- End of long\.txt ---", prompt, re.S)
+    short = re.search(r"notes\.docx ---\n(.*?)\n--- End of notes\.docx ---", prompt, re.S)
     assert body is not None
+    assert short is not None
     assert len(body.group(1)) == limit
+    assert limit + len(short.group(1)) in (2 * share, 2 * share + 1)  # the documents' whole budget, used
     expect(tray.locator("li")).to_have_count(0)  # the tray is empty for the next message
 
     # On the message: what was typed, and the names with what was cut; kept after a reload.

@@ -124,6 +124,18 @@ export class AttachmentTray {
     );
   }
 
+  /** Each document's text in an equal share of `total` characters; the room short ones leave goes to the cut ones. */
+  private async fit(ids: string[], total: number): Promise<AttachmentText[]> {
+    const share = Math.floor(total / ids.length);
+    const texts = await Promise.all(ids.map((id) => this.api.text(id, share)));
+    const cut = texts.filter((t) => t.truncated);
+    const spare = total - texts.reduce((sum, t) => sum + t.text.length, 0);
+    if (!cut.length || spare < cut.length) return texts;
+    const more = share + Math.floor(spare / cut.length);
+    const again = new Map((await Promise.all(cut.map((t) => this.api.text(t.attachmentId, more)))).map((t) => [t.attachmentId, t]));
+    return texts.map((t) => again.get(t.attachmentId) ?? t);
+  }
+
   /**
    * The documents' text for a prompt with `budgetChars` of room (the model's prompt budget less the question), each
    * cut to an equal share, and what the message records of them. The tray is empty afterwards.
@@ -131,8 +143,7 @@ export class AttachmentTray {
   async take(budgetChars: number): Promise<{ block: string; notes: AttachmentNote[] }> {
     if (!this.pending.length) return { block: "", notes: [] };
     const ids = await Promise.all(this.pending.map((p) => p.upload));
-    const share = Math.max(1, Math.floor((budgetChars * DOCUMENT_SHARE) / ids.length));
-    const texts = await Promise.all(ids.map((id) => this.api.text(id, share)));
+    const texts = await this.fit(ids, Math.max(ids.length, Math.floor(budgetChars * DOCUMENT_SHARE)));
     this.pending = [];
     this.render();
     announce(this.statusEl, "");
