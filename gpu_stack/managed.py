@@ -10,10 +10,11 @@ construct and suppression exists (gpu_stack/app.py does, at the end of `build_ap
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from constructs import Construct
 
 NAG_METADATA = "cdk_nag"
 
@@ -25,8 +26,7 @@ def _copy_suppressions(source: cdk.CfnResource, target: cdk.CfnResource) -> None
 
 
 def _replace_policy(policy: iam.CfnPolicy) -> None:
-    scope = policy.node.scope
-    assert scope is not None
+    scope = cast(Construct, policy.node.scope)  # a CfnPolicy always has a parent (its Policy, or a stack)
     document: Any = policy.policy_document
     if isinstance(document, iam.PolicyDocument) and document.is_empty:
         return  # CDK renders no resource for it either
@@ -44,8 +44,7 @@ def _move_role_policies(role: iam.CfnRole) -> None:
         return
     if arns is not None and not isinstance(arns, list):
         raise ValueError(f"{role.node.path}: its ManagedPolicyArns is a token; cannot add the converted policies")
-    scope = role.node.scope
-    assert scope is not None
+    scope = cast(Construct, role.node.scope)
     added = []
     for index, entry in enumerate(policies):
         assert isinstance(entry, iam.CfnRole.PolicyProperty)

@@ -48,7 +48,7 @@ CONFIGS = {
 # The prod config (models, RAG database) with every enterprise option: the account's roles, security groups, log
 # key and WAF web ACL instead of created ones.
 ACCOUNT = "123456789012"
-ENTERPRISE = {
+ENTERPRISE: dict[str, Any] = {
     "permissionsBoundary": BOUNDARY,
     "convertInlinePoliciesToManaged": True,
     "roles": {
@@ -131,7 +131,7 @@ def test_every_log_group_is_encrypted_with_a_key_cloudwatch_logs_may_use(checked
                 continue
             groups += 1
             if checked.name == "enterprise":  # the configured key (test_enterprise_options_...)
-                assert group["Properties"]["KmsKeyId"] == ENTERPRISE["kmsKeys"]["logs"]  # type: ignore[index]
+                assert group["Properties"]["KmsKeyId"] == ENTERPRISE["kmsKeys"]["logs"]
                 continue
             (key_id, _) = group["Properties"]["KmsKeyId"]["Fn::GetAtt"]
             statements = resources[key_id]["Properties"]["KeyPolicy"]["Statement"]
@@ -209,8 +209,8 @@ def test_enterprise_options_replace_what_the_stacks_create(checked: Checked) -> 
         assert _of_type(checked, "router", "AWS::EC2::SecurityGroup")
         assert _of_type(checked, "api", "AWS::KMS::Key")
         return
-    arn = ENTERPRISE["roles"]  # type: ignore[index]
-    groups = ENTERPRISE["securityGroups"]  # type: ignore[index]
+    arn = ENTERPRISE["roles"]
+    groups = ENTERPRISE["securityGroups"]
     assert set(roles.values()) == {arn["lambdaFunctions"]}
     handler = functions["APIHandler"]["Properties"]["VpcConfig"]["SecurityGroupIds"]
     assert groups["lambdaFunctions"] in handler
@@ -238,7 +238,7 @@ def test_enterprise_options_replace_what_the_stacks_create(checked: Checked) -> 
     for stack in ("network", "api", "models", "router"):
         assert _of_type(checked, stack, "AWS::KMS::Key") == {}
         for group in _of_type(checked, stack, "AWS::Logs::LogGroup").values():
-            assert group["Properties"]["KmsKeyId"] == ENTERPRISE["kmsKeys"]["logs"]  # type: ignore[index]
+            assert group["Properties"]["KmsKeyId"] == ENTERPRISE["kmsKeys"]["logs"]
     # The web ACL on the API's stage (SAM's stage reference) and on every model load balancer.
     assert {a["Properties"]["WebACLArn"] for a in associations} == {ENTERPRISE["webAclArn"]}
     (stage,) = [a for a in associations if "restapis" in json.dumps(a)]
