@@ -197,6 +197,29 @@ class EcsModel(_Model):
         return self.streaming if self.streaming is not None else self.model_type is ModelType.TEXTGEN
 
 
+class ApiTokensConfig(_Model):
+    """Users' own API tokens (`POST /me/tokens`): the lifetime one gets unless it asks for less, the most it may ask
+    for, and how many unexpired tokens one user may hold. Tokens an admin makes (`POST /tokens`) are not bounded."""
+
+    default_lifetime_days: int = Field(90, alias="defaultLifetimeDays", ge=1, le=3650)
+    max_lifetime_days: int = Field(365, alias="maxLifetimeDays", ge=1, le=3650)
+    max_per_user: int = Field(10, alias="maxPerUser", ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _default_le_max(self) -> ApiTokensConfig:
+        if self.default_lifetime_days > self.max_lifetime_days:
+            raise ValueError("defaultLifetimeDays must not exceed maxLifetimeDays")
+        return self
+
+    def environment(self) -> dict[str, str]:
+        """The Lambdas' environment for these settings (chalicelib.settings.Settings reads `LISA_TOKEN_*`)."""
+        return {
+            "LISA_TOKEN_DEFAULT_LIFETIME_DAYS": str(self.default_lifetime_days),
+            "LISA_TOKEN_MAX_LIFETIME_DAYS": str(self.max_lifetime_days),
+            "LISA_TOKEN_MAX_PER_USER": str(self.max_per_user),
+        }
+
+
 class AuthConfig(_Model):
     """Who may call the API: the OIDC identity provider and the group that makes an admin."""
 
@@ -207,6 +230,7 @@ class AuthConfig(_Model):
     # Origins the UI's sign-in calls besides the authority (the UI's Content-Security-Policy admits them): the
     # token endpoint when the issuer's discovery document puts it elsewhere (Cognito's hosted-UI domain).
     connect_origins: list[str] = Field(default_factory=list, alias="connectOrigins")
+    api_tokens: ApiTokensConfig = Field(default_factory=ApiTokensConfig, alias="apiTokens")
 
     @field_validator("authority")
     @classmethod

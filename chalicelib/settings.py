@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     auth_cache_ttl_seconds: float = Field(30.0, ge=0, le=60)
     registry_cache_ttl_seconds: float = Field(10.0, ge=0, le=300)
     jwks_cache_ttl_seconds: float = Field(3600.0, ge=0)
+    # Self-service API tokens (config.yaml `authConfig.apiTokens`): the lifetime a user's own token gets unless it
+    # asks for less, the most it may ask for, and how many unexpired tokens one user may hold.
+    token_default_lifetime_days: int = Field(90, ge=1, le=3650)
+    token_max_lifetime_days: int = Field(365, ge=1, le=3650)
+    token_max_per_user: int = Field(10, ge=1, le=1000)
 
 
 @lru_cache(maxsize=1)

@@ -110,6 +110,7 @@ class LocalLisa:
             "LISA_JWT_GROUPS_PROPERTY": auth.jwt_groups_property,
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
+            **auth.api_tokens.environment(),
         }
         if auth.authority:
             defaults["LISA_AUTHORITY"] = auth.authority

@@ -193,7 +193,13 @@ class Authorizer:
             raise AuthError("invalid API token")
         if record.is_expired(now):
             raise AuthError("API token has expired")
-        principal = Principal(username=record.username, groups=record.groups, is_admin=record.is_admin, via="token")
+        principal = Principal(
+            username=record.username,
+            groups=record.groups,
+            is_admin=record.is_admin,
+            via="token",
+            token_expiration=record.token_expiration,
+        )
         valid_until = float("inf") if record.token_expiration is None else float(record.token_expiration)
         return principal, valid_until
 

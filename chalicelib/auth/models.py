@@ -26,31 +26,49 @@ def _future(value: int | None) -> int | None:
     return value
 
 
-class CreateTokenRequest(BaseModel):
-    """POST /tokens. Give at most one of `tokenExpiration` (UNIX seconds) and `expiresIn` (seconds from now)."""
+class _Lifetime(BaseModel):
+    """At most one of `tokenExpiration` (UNIX seconds) and `expiresIn` (seconds from now)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    username: Name
-    groups: list[Name] = Field(default_factory=list, max_length=100)
-    is_admin: StrictBool = Field(False, alias="isAdmin")
     token_expiration: int | None = Field(None, alias="tokenExpiration")
     expires_in: int | None = Field(None, alias="expiresIn", gt=0, le=MAX_EXPIRES_IN)
-    description: str = Field("", max_length=1024)
 
     _check_future = field_validator("token_expiration")(_future)
 
     @model_validator(mode="after")
-    def _one_expiration(self) -> CreateTokenRequest:
+    def _one_expiration(self) -> _Lifetime:
         if self.token_expiration is not None and self.expires_in is not None:
             raise ValueError("give tokenExpiration or expiresIn, not both")
         return self
 
     def expiration(self, now: float) -> int | None:
-        """The absolute expiration (UNIX seconds), or None for a token that never expires."""
+        """The absolute expiration (UNIX seconds), or None when neither field is given."""
         if self.expires_in is not None:
             return int(now) + self.expires_in
         return self.token_expiration
+
+    def lifetime_field(self) -> str:
+        """The field that set the expiration (what a refusal of it names)."""
+        return "expiresIn" if self.expires_in is not None else "tokenExpiration"
+
+
+class CreateTokenRequest(_Lifetime):
+    """POST /tokens. Give at most one of `tokenExpiration` (UNIX seconds) and `expiresIn` (seconds from now); with
+    neither the token never expires."""
+
+    username: Name
+    groups: list[Name] = Field(default_factory=list, max_length=100)
+    is_admin: StrictBool = Field(False, alias="isAdmin")
+    description: str = Field("", max_length=1024)
+
+
+class OwnTokenRequest(_Lifetime):
+    """POST /me/tokens: a token for the caller, with the caller's groups. Give at most one of `tokenExpiration`
+    (UNIX seconds) and `expiresIn` (seconds from now), within the configured maximum lifetime; with neither the
+    token gets the default lifetime (config.yaml `authConfig.apiTokens`)."""
+
+    description: str = Field("", max_length=1024)
 
 
 class UpdateTokenRequest(BaseModel):
@@ -125,7 +143,7 @@ class RevokedToken(TokenView):
 
 
 class TokenList(_Out):
-    """GET /tokens: the caller's tokens (admins: everyone's)."""
+    """GET /tokens (admin): every token, or one user's; GET /me/tokens: the caller's own."""
 
     tokens: list[TokenView]
 

@@ -18,6 +18,8 @@ class Principal:
     via: Literal["token", "jwt"]
     # The identity provider's stable name for the user, "<iss>|<sub>" (OIDC only; None for API tokens).
     subject: str | None = None
+    # An API token's own expiry (UNIX seconds; None: never, or a JWT): a token made with it never outlives it.
+    token_expiration: int | None = None
 
     @property
     def owner_id(self) -> str:
@@ -38,6 +40,7 @@ class Principal:
             "isAdmin": "true" if self.is_admin else "false",
             "via": self.via,
             **({"subject": self.subject} if self.subject else {}),
+            **({"tokenExpiration": str(self.token_expiration)} if self.token_expiration is not None else {}),
         }
 
     @classmethod
@@ -58,4 +61,5 @@ class Principal:
             is_admin=bool(is_admin),
             via=via,
             subject=str(context["subject"]) if context.get("subject") else None,
+            token_expiration=int(context["tokenExpiration"]) if context.get("tokenExpiration") else None,
         )

@@ -16,6 +16,8 @@ authorizer without caching does not demand every identity header.
 
 Token routes (admin only; the blueprint is registered without a prefix so these are the exact paths):
 POST /tokens, GET /tokens[?username=U], PUT /tokens/{tokenId}, DELETE /tokens/{tokenId}.
+Any signed-in caller's own tokens (chalicelib.auth.self_service): POST /me/tokens, GET /me/tokens,
+DELETE /me/tokens/{tokenId}. Separate paths, so the admin routes keep their wire format and their 403 for others.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ _TOKEN_LINKS = {
     "UpdateToken": Link("updateToken", TOKEN_ID),
     "RevokeToken": Link("revokeToken", TOKEN_ID),
 }
+_OWN_TOKEN_LINKS = {"RevokeOwnToken": Link("revokeOwnToken", TOKEN_ID)}
 
 
 @auth_bp.operation(
@@ -245,4 +248,69 @@ def revoke_token(tokenId: str) -> RevokedToken:
         raise NotFoundError(str(error)) from None
     get_authorizer().forget(record.token_hash)
     logger.info("API token revoked", token_id=tokenId, by=admin.username)
+    return RevokedToken.model_validate({"revoked": True, **record.to_dict()})
+
+
+# ---- the caller's own tokens ---------------------------------------------------------------------------------
+@auth_bp.operation(
+    "/me/tokens",
+    "POST",
+    authorizer=lisa_authorizer,
+    body=f"{_MODELS}:OwnTokenRequest",
+    body_required=False,
+    responses={201: f"{_MODELS}:CreatedToken"},
+    errors=(409,),
+    links=_OWN_TOKEN_LINKS,
+    tag="tokens",
+)
+def create_own_token() -> CreatedToken:
+    """Create a token for yourself, with your groups and a bounded lifetime; shown only in this response.
+
+    Without `expiresIn` / `tokenExpiration` it gets the default lifetime; longer than the maximum (or, when you
+    call with an API token, past that token's own expiry) is a 400 naming the field. Over the number of unexpired
+    tokens a user may hold is a 409 naming `maxPerUser`."""
+    from chalicelib.auth import self_service
+    from chalicelib.auth.models import CreatedToken, OwnTokenRequest
+    from chalicelib.settings import get_settings
+
+    caller = current_principal(auth_bp.current_request)
+    body = auth_bp.body(OwnTokenRequest, default=b"{}")
+    policy = self_service.TokenPolicy.from_settings(get_settings())
+    token, record = self_service.create_own_token(TokenStore(), caller, body, policy)
+    logger.info("own API token created", token_id=record.token_id, username=record.username)
+    return CreatedToken.model_validate({"token": token, **record.to_dict()})
+
+
+@auth_bp.operation(
+    "/me/tokens",
+    "GET",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:TokenList"},
+    tag="tokens",
+)
+def list_own_tokens() -> TokenList:
+    """Your own tokens, expired ones included (no secrets, no hashes). Last use is not recorded."""
+    from chalicelib.auth.models import TokenList, TokenView
+
+    caller = current_principal(auth_bp.current_request)
+    return TokenList(tokens=[TokenView.of(record) for record in TokenStore().list(username=caller.username)])
+
+
+@auth_bp.operation(
+    "/me/tokens/{tokenId}",
+    "DELETE",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_MODELS}:RevokedToken"},
+    errors=(404,),
+    tag="tokens",
+)
+def revoke_own_token(tokenId: str) -> RevokedToken:
+    """Revoke one of your own tokens; another user's token is a 404, as an unknown one is (admins: DELETE /tokens)."""
+    from chalicelib.auth import self_service
+    from chalicelib.auth.models import RevokedToken
+
+    caller = current_principal(auth_bp.current_request)
+    record = self_service.revoke_own_token(TokenStore(), caller, tokenId)
+    get_authorizer().forget(record.token_hash)
+    logger.info("own API token revoked", token_id=tokenId, username=caller.username)
     return RevokedToken.model_validate({"revoked": True, **record.to_dict()})

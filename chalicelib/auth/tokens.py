@@ -15,7 +15,7 @@ import hmac
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,16 +187,31 @@ class TokenStore:
         if username is not None:
             kwargs["FilterExpression"] = "#username = :username"
             kwargs["ExpressionAttributeValues"] = {":username": username}
-        table = self._table()
-        records: builtins.list[TokenRecord] = []
-        while True:
-            page = table.scan(**kwargs)
-            records.extend(TokenRecord.from_item(item) for item in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        records = [TokenRecord.from_item(item) for page in self._scan(kwargs) for item in page.get("Items", [])]
         records.sort(key=lambda r: (r.created_at, r.token_id))
         return records
+
+    def count_live(self, username: str) -> int:
+        """How many unexpired tokens `username` holds, read consistently (a scan, like `list`)."""
+        kwargs: dict[str, Any] = {
+            "Select": "COUNT",
+            "ConsistentRead": True,
+            "FilterExpression": "#username = :username AND"
+            " (attribute_not_exists(#tokenExpiration) OR #tokenExpiration > :now)",
+            "ExpressionAttributeNames": {"#username": "username", "#tokenExpiration": "tokenExpiration"},
+            "ExpressionAttributeValues": {":username": username, ":now": int(self._clock())},
+        }
+        return sum(int(page.get("Count", 0)) for page in self._scan(kwargs))
+
+    def _scan(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every page of a scan of the table."""
+        table = self._table()
+        while True:
+            page: dict[str, Any] = table.scan(**kwargs)
+            yield page
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
     def update(
         self,
