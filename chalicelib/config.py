@@ -248,6 +248,17 @@ class AuthConfig(_Model):
                 raise ValueError(f"{value!r}: an origin (scheme://host[:port]) has no path")
         return [value.rstrip("/") for value in values]
 
+    def environment(self) -> dict[str, str]:
+        """The environment the authorizer reads (chalicelib.settings.Settings), set alike for the API Lambdas, the
+        router task and the local stack: OIDC issuer and audience, admin group, groups claim, token rules."""
+        env = {
+            "LISA_AUTHORITY": self.authority,
+            "LISA_CLIENT_ID": self.client_id,
+            "LISA_ADMIN_GROUP": self.admin_group,
+            "LISA_JWT_GROUPS_PROPERTY": self.jwt_groups_property,
+        }
+        return {key: value for key, value in env.items() if value} | self.api_tokens.environment()
+
 
 def _require_https(value: str) -> None:
     if not value.startswith(("https://", "http://127.0.0.1", "http://localhost")):

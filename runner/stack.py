@@ -97,7 +97,6 @@ class LocalLisa:
     # -- environment and AWS ---------------------------------------------------------------------------------
     def _configure_environment(self, config: LisaConfig) -> None:
         """Settings the Lambdas get from their stage config, taken from config.yaml (the caller's env wins)."""
-        auth = config.auth_config
         defaults = {
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
@@ -106,16 +105,10 @@ class LocalLisa:
             "LISA_STAGE": config.stage,
             "LISA_DEPLOYMENT_NAME": config.deployment_name,
             "LISA_MODELS_BUCKET": config.s3_bucket_models,
-            "LISA_ADMIN_GROUP": auth.admin_group,
-            "LISA_JWT_GROUPS_PROPERTY": auth.jwt_groups_property,
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
-            **auth.api_tokens.environment(),
+            **config.auth_config.environment(),
         }
-        if auth.authority:
-            defaults["LISA_AUTHORITY"] = auth.authority
-        if auth.client_id:
-            defaults["LISA_CLIENT_ID"] = auth.client_id
         for key, value in defaults.items():
             if value and key not in os.environ:
                 os.environ[key] = str(value)

@@ -52,6 +52,9 @@ VLLM_MODEL = {
 }
 
 
+OIDC_AUTHORITY = "https://login.example.com/realms/acme"
+
+
 def write_prod_config(base: Path) -> Path:
     """The repo's config.yaml as a prod deployment (custom domain, RAG database, a layer) plus one model that is not
     deployed and a vLLM one, written under `base`; tests/test_deploy_nag.py checks the same config."""
@@ -62,6 +65,7 @@ def write_prod_config(base: Path) -> Path:
     certificate = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666"
     data["restApiConfig"] = {"domainName": "lisa.example.com", "sslCertIamArn": certificate}
     data["ragDatabase"] = {"instanceType": "t4g.medium", "allocatedStorage": 50}  # for config.yaml's `default` repo
+    data["authConfig"] |= {"authority": OIDC_AUTHORITY, "clientId": "lisa-ui"}  # prod signs users in with OIDC
     layer = base / "layers" / "rag" / "python"
     layer.mkdir(parents=True)
     (layer / "placeholder.py").write_text("")
@@ -664,6 +668,26 @@ def test_rag_database_is_private_encrypted_and_reached_by_lambdas_and_router(
     task = next(iter(_resources({"Resources": router}, "AWS::ECS::TaskDefinition").values()))
     env = task["Properties"]["ContainerDefinitions"][0]["Environment"]
     assert {"Name": "LISA_RAG_PG_SECRET", "Value": "acme-prod-rag-db"} in env
+
+
+def test_the_authorizer_lambdas_and_the_router_verify_the_same_oidc_issuer(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    expected = {
+        "LISA_AUTHORITY": OIDC_AUTHORITY,
+        "LISA_CLIENT_ID": "lisa-ui",
+        "LISA_ADMIN_GROUP": "lisa-admins",
+        "LISA_JWT_GROUPS_PROPERTY": "groups",
+        "LISA_TOKEN_MAX_LIFETIME_DAYS": "365",
+    }
+    api = templates["acme-prod-api"]["Resources"]
+    for name in ("LisaAuthorizer", "APIHandler"):
+        variables = api[name]["Properties"]["Environment"]["Variables"]
+        assert {key: variables.get(key) for key in expected} == expected, name
+    router = templates["acme-prod-router"]["Resources"]
+    task = next(iter(_resources({"Resources": router}, "AWS::ECS::TaskDefinition").values()))
+    variables = {e["Name"]: e["Value"] for e in task["Properties"]["ContainerDefinitions"][0]["Environment"]}
+    assert {key: variables.get(key) for key in expected} == expected
 
 
 def test_rag_database_password_rotates_inside_the_vpc(templates: dict[str, dict[str, Any]]) -> None:

@@ -87,15 +87,7 @@ class RouterStack(cdk.Stack):
         environment = names.environment({})
         environment["LISA_REGION"] = cdk.Aws.REGION
         environment["LISA_ROUTER_PORT"] = str(ROUTER_PORT)
-        auth = config.auth_config
-        for key, value in (
-            ("LISA_AUTHORITY", auth.authority),
-            ("LISA_CLIENT_ID", auth.client_id),
-            ("LISA_ADMIN_GROUP", auth.admin_group),
-            ("LISA_JWT_GROUPS_PROPERTY", auth.jwt_groups_property),
-        ):
-            if value:
-                environment[key] = value
+        environment.update(config.auth_config.environment())
         log_group = logs.LogGroup(
             self,
             "Logs",
