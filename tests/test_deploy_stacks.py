@@ -515,11 +515,11 @@ def test_chat_ui_is_served_from_a_private_bucket_on_the_apis_origin(
     assert (built / "index.html").read_text() == (PROJECT_DIR / "webui/dist/index.html").read_text()
     assert 'src="./assets/' in (built / "index.html").read_text()  # relative: works under the /prod/ stage path
 
-    # The UI's page may call its own origin and the documents bucket's presigned uploads (no OIDC in this config).
+    # The UI's page may call its own origin, the OIDC issuer and the documents bucket's presigned uploads.
     uploads = "https://acme-prod-rag-docs.s3.amazonaws.com"
     assert presigned_put_origin(built_app.names.docs_bucket, region="us-east-1") == uploads
-    hardening = ui_security_headers([uploads])
-    assert f"connect-src 'self' {uploads};" in hardening["Content-Security-Policy"]
+    hardening = ui_security_headers([OIDC_AUTHORITY, uploads])
+    assert f"connect-src 'self' {uploads} https://login.example.com;" in hardening["Content-Security-Policy"]
     paths = api["RestAPI"]["Properties"]["DefinitionBody"]["paths"]
     assert (built / "reference.html").is_file()  # the API reference page, served at /reference
     assert {"/", "/reference", "/assets/{file}"} <= set(WEB_UI_PATHS)
