@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import copy
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from chalicelib.config import LisaConfig, parse_config
 from chalicelib.registry.errors import InvalidModel
 from chalicelib.registry.models import CreateModelRequest, ModelStatus
 from chalicelib.registry.store import ModelStore
 from chalicelib.registry.sync import sync_models
+from tests.support.configs import with_tgi_chat
 
-CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+CONFIG = with_tgi_chat()  # the sync is what these tests are about: the chat model as the TGI-protocol entry
 TEXTGEN = "smollm2-135m-instruct"
 EMBEDDER = "all-minilm-l6-v2"
 INSTRUCTOR = "all-minilm-l6-v2-instructor"  # the same weights behind the instructor protocol

@@ -279,6 +279,7 @@ def test_compare_two_settings_side_by_side_and_continue_with_one(
     page.get_by_role("button", name="Continue with choice 2").click()
     expect(page.locator("#compare-view")).to_have_count(0)
     expect(page.locator("#messages .message.user .content")).to_have_text(["Name a fruit."])
+    expect(page.locator("#messages .message.assistant .content")).to_have_count(1)  # rendered after the prompt
     assert assistant_texts(page)[-1].strip() == picked
     stored = only_session(user)["messages"]
     assert [m["role"] for m in stored] == ["user", "assistant"]
@@ -287,4 +288,5 @@ def test_compare_two_settings_side_by_side_and_continue_with_one(
     shots(page, "compare-continued")
     page.reload()  # what is shown after a reload comes from the stored answer: the one picked
     page.get_by_role("button", name="Name a fruit.", exact=True).click()
+    expect(page.locator("#messages .message.assistant .content")).to_have_count(1)
     assert assistant_texts(page)[-1].strip() == picked
