@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     staging_state_machine_arn: str | None = None
     # Weight staging: the largest PyTorch shard one conversion Lambda takes (10 GB memory and /tmp at most).
     staging_max_shard_bytes: int = Field(4 * 1024**3, gt=0)
+    # Model schedules (chalicelib/schedules): the deployment's EventBridge Scheduler group, the role the scheduler
+    # assumes to start the target, and the target (the model update workflow's state machine) that gets each firing.
+    schedule_group: str = "lisa-model-schedules"
+    schedule_role_arn: str | None = None
+    schedule_target_arn: str | None = None
 
     # OIDC: issuer and audience of accepted JWTs; groups read from a configurable claim.
     authority: str | None = Field(None, validation_alias=AliasChoices("LISA_AUTHORITY", "AUTHORITY"))
