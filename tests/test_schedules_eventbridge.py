@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,6 +20,7 @@ from chalicelib.schedules import (
     sync_model_schedule,
 )
 from chalicelib.schedules.eventbridge import model_key
+from runner.schedule_firing import ScheduleFiring
 
 TARGET = ScheduleTarget(
     arn="arn:aws:states:us-east-1:123456789012:stateMachine:lisa-dev-model_update",
@@ -118,3 +120,23 @@ def test_the_group_is_made_once(group: str) -> None:
     assert ensure_schedule_group(group) == group
     names = [g["Name"] for g in aws.client("scheduler").list_schedule_groups()["ScheduleGroups"]]
     assert names.count(group) == 1
+
+
+def test_the_local_runner_fires_what_moto_stores(group: str) -> None:
+    """sync → moto's Scheduler → the runner's firing: the callback gets the ScheduledAction EventBridge would send."""
+    made = datetime.now(UTC).replace(second=0, microsecond=0)
+    start, stop = made + timedelta(minutes=10), made + timedelta(minutes=20)
+    body = {"timezone": "UTC", "daily": {"start": start.strftime("%H:%M"), "stop": stop.strftime("%H:%M")}}
+    sync_model_schedule("qwen/0.5b", ModelSchedule.model_validate(body), target=TARGET, group=group)
+    fired = []
+    now = made + timedelta(minutes=5)
+    firing = ScheduleFiring(fired.append, source=lambda: stored_schedules(group), clock=lambda: now)
+    assert firing.tick().fired == []
+    now = made + timedelta(minutes=25)
+    firing.tick()
+    assert [(a.model_id, a.action, a.scheduled_time) for a in fired] == [
+        ("qwen/0.5b", "start", start),
+        ("qwen/0.5b", "stop", stop),
+    ]
+    assert fired[0].schedule_name in model_schedule_names("qwen/0.5b", group)
+    assert firing.tick().fired == []

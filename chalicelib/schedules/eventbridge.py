@@ -197,6 +197,19 @@ class StoredSchedule:
     enabled: bool
     modified: datetime
 
+    @classmethod
+    def from_api(cls, schedule: dict[str, Any]) -> StoredSchedule:
+        """From GetSchedule's answer (a CreateSchedule request with `Arn` and `LastModificationDate` reads too)."""
+        return cls(
+            name=schedule["Name"],
+            arn=schedule["Arn"],
+            expression=schedule["ScheduleExpression"],
+            timezone=schedule.get("ScheduleExpressionTimezone") or "UTC",
+            input=schedule["Target"].get("Input", "{}"),
+            enabled=schedule.get("State", "ENABLED") == "ENABLED",
+            modified=schedule["LastModificationDate"],
+        )
+
     def transitions(self) -> list[Transition]:
         """The recurring transitions it fires; ValueError if it is not a schedule LISA made."""
         action = json.loads(self.input).get("action")
@@ -223,12 +236,4 @@ def stored_schedules(group: str | None = None) -> Iterator[StoredSchedule]:
                 if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
                     continue
                 raise
-            yield StoredSchedule(
-                name=full["Name"],
-                arn=full["Arn"],
-                expression=full["ScheduleExpression"],
-                timezone=full.get("ScheduleExpressionTimezone") or "UTC",
-                input=full["Target"].get("Input", "{}"),
-                enabled=full.get("State", "ENABLED") == "ENABLED",
-                modified=full["LastModificationDate"],
-            )
+            yield StoredSchedule.from_api(full)
