@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import aws
+from chalicelib.schedules.eventbridge import ensure_schedule_group
 from chalicelib.settings import Settings, get_settings
 from chalicelib.tables import TABLES, TableSpec
 
@@ -106,3 +107,4 @@ def bootstrap(settings: Settings | None = None) -> None:
     create_tables(settings)
     create_buckets(settings)
     create_ingestion_queue(settings)
+    ensure_schedule_group((settings or get_settings()).schedule_group)  # model schedules (in AWS: the stack's)

@@ -140,3 +140,8 @@ def test_the_local_runner_fires_what_moto_stores(group: str) -> None:
     ]
     assert fired[0].schedule_name in model_schedule_names("qwen/0.5b", group)
     assert firing.tick().fired == []
+
+
+def test_the_local_bootstrap_makes_the_deployments_group(moto_server: str) -> None:
+    group = aws.client("scheduler").get_schedule_group(Name="lisa-model-schedules")
+    assert group["State"] == "ACTIVE"
