@@ -357,6 +357,9 @@ class RoleOverrides(_Model):
     model_tasks: str | None = Field(None, alias="modelTasks", pattern=_ROLE_ARN)
     task_execution: str | None = Field(None, alias="taskExecution", pattern=_ROLE_ARN)
     gpu_instances: str | None = Field(None, alias="gpuInstances", pattern=_ROLE_ARN)
+    flow_logs: str | None = Field(None, alias="flowLogs", pattern=_ROLE_ARN)
+    bucket_deployment: str | None = Field(None, alias="bucketDeployment", pattern=_ROLE_ARN)
+    bucket_notifications: str | None = Field(None, alias="bucketNotifications", pattern=_ROLE_ARN)
 
 
 class SecurityGroupOverrides(_Model):
@@ -367,16 +370,38 @@ class SecurityGroupOverrides(_Model):
     router_load_balancer: str | None = Field(None, alias="routerLoadBalancer", pattern=_SECURITY_GROUP_ID)
     model_load_balancers: str | None = Field(None, alias="modelLoadBalancers", pattern=_SECURITY_GROUP_ID)
     gpu_instances: str | None = Field(None, alias="gpuInstances", pattern=_SECURITY_GROUP_ID)
+    rag_database: str | None = Field(None, alias="ragDatabase", pattern=_SECURITY_GROUP_ID)
+    rag_database_clients: str | None = Field(None, alias="ragDatabaseClients", pattern=_SECURITY_GROUP_ID)
+
+    @model_validator(mode="after")
+    def _database_clients_known(self) -> SecurityGroupOverrides:
+        if self.rag_database and not self.rag_database_clients:
+            raise ValueError(
+                "securityGroups.ragDatabase needs securityGroups.ragDatabaseClients: the account's database group"
+                " must admit a clients group it knows by id"
+            )
+        return self
+
+
+_KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$"
 
 
 class KmsKeys(_Model):
-    """Customer-managed KMS keys (by ARN) used instead of the ones the stacks create."""
+    """Customer-managed KMS keys (by ARN) used instead of the per-stack keys the stacks create (docs/deploy.md)."""
 
     logs: str | None = Field(
         None,
-        pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$",
+        pattern=_KMS_KEY_ARN,
         description="every CloudWatch log group; its key policy must admit logs.<region>.amazonaws.com",
     )
+    buckets: str | None = Field(None, pattern=_KMS_KEY_ARN, description="the models and RAG documents buckets")
+    tables: str | None = Field(None, pattern=_KMS_KEY_ARN, description="every DynamoDB table")
+    queues: str | None = Field(
+        None,
+        pattern=_KMS_KEY_ARN,
+        description="the ingestion queue and its DLQ; its key policy must admit s3.amazonaws.com",
+    )
+    database: str | None = Field(None, pattern=_KMS_KEY_ARN, description="the RAG database's storage and secret")
 
 
 class LisaConfig(_Model):

@@ -73,6 +73,9 @@ def build_app(
         retain=retain,
         vpc=network.vpc,
         rag_database=config.rag_database,
+        kms_keys=config.kms_keys,
+        roles=config.roles,
+        security_groups=config.security_groups,
         env=env,
     )
     models = ModelsStack(
@@ -83,6 +86,7 @@ def build_app(
         models_bucket=data.models_bucket,
         access_logs=data.access_logs_bucket,
         config_dir=config_dir,
+        keys=data.keys,
         env=env,
     )
     # The groups whose members may call the model endpoints and the RAG database: the router and the Lambdas join.
@@ -93,7 +97,7 @@ def build_app(
         config=config,
         names=names,
         vpc=network.vpc,
-        tables=dict(data.tables),
+        keys=data.keys,
         client_groups=clients,
         project_dir=project_dir,
         config_dir=config_dir,
@@ -113,6 +117,7 @@ def build_app(
         router_endpoint=(router.vpc_link.vpc_link_id, router.load_balancer.load_balancer_dns_name),
         env=env,
     )
+    router.add_stack_dependency(data)  # its tables and keys, by name (with the account's keys no reference says so)
     api.add_stack_dependency(router)
     assert [s.stack_name for s in (network, data, models, router, api)] == [f"{prefix}-{s}" for s, _ in STACKS]
     for stack in (network, data, models, router, api):

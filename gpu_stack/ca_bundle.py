@@ -4,8 +4,9 @@ httpx via LISA's clients) and SSL_CERT_FILE (Python's ssl, OpenSSL).
 
 Each of those replaces the default trust store, so the bundle must also hold the public roots the deployment still
 needs (e.g. certifi's `cacert.pem` with the private CAs appended). Zip Lambdas get it from a layer
-(`/opt/lisa-ca/bundle.pem`); ECS tasks from an init container that writes it into a task volume mounted read-only
-at `/lisa-ca` in the others (no image change needed).
+(`/opt/lisa-ca/bundle.pem`); the staging image (no layers) is built with it at that path (a build argument,
+lambda_images/staging/write_ca_bundle.sh); ECS tasks from an init container that writes it into a task volume
+mounted read-only at `/lisa-ca` in the others (no image change needed).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Least-privilege IAM policies for the Chalice functions: each function gets only the tables, buckets, queue and
-state machines it uses, by name. One renderer for both `.chalice/policy-<stage>-<function>.json` (plain
-`chalice package/deploy`, written by `python -m gpu_stack.policies`) and the CDK app.
+"""Least-privilege IAM policies for the Chalice functions and the ECS tasks: each gets only the tables, buckets,
+queue, state machines and secrets it uses, by name, and the data stores' KMS keys for exactly those stores, through
+the store's service only. One renderer for both `.chalice/policy-<stage>-<function>.json` (plain `chalice
+package/deploy`, written by `python -m gpu_stack.policies`) and the CDK app.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ TABLE_WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
 OBJECT_READ = ["s3:GetObject"]
 OBJECT_WRITE = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
 QUEUE_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+# A store's KMS key, used by the store's service on the caller's behalf. S3 decrypts for reads and for multipart
+# writes; DynamoDB reads the key's description when it refreshes a table key.
+KEY_DECRYPT = ["kms:Decrypt"]
+KEY_ENCRYPT = ["kms:Decrypt", "kms:GenerateDataKey"]
+TABLE_KEY_READ = ["kms:Decrypt", "kms:DescribeKey"]
+TABLE_KEY_WRITE = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,18 @@ class Access:
     consume_ingestion_queue: bool = False
     start_state_machines: bool = False
     read_secrets: bool = False  # vector-store passwords: Secrets Manager `<prefix>-*`, SSM `/<deployment>/<stage>/*`
+
+
+@dataclass(frozen=True)
+class StoreKeys:
+    """The KMS key ARN of each kind of data store (CDK: the data stack's keys or config.yaml `kmsKeys`). None: any
+    key of the account, for the static .chalice files where the stack's keys are unknown; the conditions still pin
+    the store's service and the store itself."""
+
+    buckets: str | None = None
+    tables: str | None = None
+    queues: str | None = None
+    database: str | None = None
 
 
 _ALL_TABLES = (
@@ -70,6 +89,8 @@ ACCESS: dict[str, Access] = {
         buckets_write=("models",),
     ),
 }
+# The router task: authentication (tokens), the registry and, for RAG in chat, repositories and their passwords.
+ROUTER_TASK = Access(tables_read=("tokens_table", "models_table", "rag_repositories_table"), read_secrets=True)
 
 
 @dataclass(frozen=True)
@@ -96,19 +117,25 @@ def access_for(function: str) -> Access:
     return ACCESS[max(prefixes, key=len)]
 
 
-def policy_document(function: str, names: ResourceNames, parts: ArnParts | None = None) -> dict[str, Any]:
+def policy_document(
+    function: str, names: ResourceNames, parts: ArnParts | None = None, keys: StoreKeys | None = None
+) -> dict[str, Any]:
     """The IAM policy document of one function: named resources only, no wildcard actions."""
     parts = parts or ArnParts()
-    access = access_for(function)
+    logs = {
+        "Sid": "Logs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": [parts.arn("logs", f"log-group:/aws/lambda/{names.prefix}-*")],
+    }
+    statements = [logs, *access_statements(access_for(function), names, parts, keys or StoreKeys())]
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def access_statements(access: Access, names: ResourceNames, parts: ArnParts, keys: StoreKeys) -> list[dict[str, Any]]:
+    """The statements granting `access` (a function's or a task role's), the stores' keys included."""
     buckets = {"models": names.models_bucket, "docs": names.docs_bucket}
-    statements: list[dict[str, Any]] = [
-        {
-            "Sid": "Logs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": [parts.arn("logs", f"log-group:/aws/lambda/{names.prefix}-*")],
-        },
-    ]
+    statements: list[dict[str, Any]] = []
 
     def table_arns(settings: tuple[str, ...]) -> list[str]:
         arns = []
@@ -130,6 +157,9 @@ def policy_document(function: str, names: ResourceNames, parts: ArnParts | None 
                 "Resource": [a for a in table_arns(access.tables_write) if "/index/" not in a],
             }
         )
+    if access.tables_read or access.tables_write:
+        actions = TABLE_KEY_WRITE if access.tables_write else TABLE_KEY_READ
+        statements.append(key_statement("TablesKey", actions, "dynamodb", parts, keys.tables))
     listed = sorted(set(access.buckets_read) | set(access.buckets_write))
     if listed:
         statements.append(
@@ -147,15 +177,15 @@ def policy_document(function: str, names: ResourceNames, parts: ArnParts | None 
         if chosen:
             resources = [parts.arn("s3", f"{buckets[b]}/*", regional=False) for b in sorted(chosen)]
             statements.append({"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources})
-    if access.consume_ingestion_queue:
+    if listed:
         statements.append(
-            {
-                "Sid": "IngestionQueue",
-                "Effect": "Allow",
-                "Action": QUEUE_CONSUME,
-                "Resource": [parts.arn("sqs", names.ingestion_queue)],
-            }
+            bucket_key_statement([buckets[b] for b in listed], bool(access.buckets_write), parts, keys.buckets)
         )
+    if access.consume_ingestion_queue:
+        queue = parts.arn("sqs", names.ingestion_queue)
+        statements.append({"Sid": "IngestionQueue", "Effect": "Allow", "Action": QUEUE_CONSUME, "Resource": [queue]})
+        context = {"kms:EncryptionContext:aws:sqs:arn": [queue]}
+        statements.append(key_statement("IngestionQueueKey", KEY_DECRYPT, "sqs", parts, keys.queues, context))
     if access.start_state_machines and names.state_machines:
         machines = sorted(names.state_machines.values())
         statements.append(
@@ -176,7 +206,40 @@ def policy_document(function: str, names: ResourceNames, parts: ArnParts | None 
         )
     if access.read_secrets:
         statements += secret_statements(names, parts)
-    return {"Version": "2012-10-17", "Statement": statements}
+        if names.rag_database_secret:  # the created database's secret is under the database key
+            secret = parts.arn("secretsmanager", f"secret:{names.rag_database_secret}-*")
+            context = {"kms:EncryptionContext:SecretARN": [secret]}
+            statements.append(
+                key_statement("RagDatabaseSecretKey", KEY_DECRYPT, "secretsmanager", parts, keys.database, context)
+            )
+    return statements
+
+
+def key_statement(
+    sid: str,
+    actions: list[str],
+    service: str,
+    parts: ArnParts,
+    key_arn: str | None,
+    context: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """`actions` on a store's key (`key_arn`, else any key of the account) when `service` calls KMS for the caller
+    (`kms:ViaService`), and only for the stores named in the encryption `context`."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": [key_arn or parts.arn("kms", "key/*")],
+        "Condition": {"StringLike": {"kms:ViaService": f"{service}.{parts.region}.amazonaws.com", **(context or {})}},
+    }
+
+
+def bucket_key_statement(buckets: list[str], write: bool, parts: ArnParts, key_arn: str | None) -> dict[str, Any]:
+    """The buckets' key for reading (and with `write`, writing) objects of `buckets` (S3 bucket keys: the
+    encryption context is the bucket's ARN; an object's ARN where a bucket key is not used)."""
+    arns = [parts.arn("s3", b, regional=False) for b in sorted(buckets)]
+    context = {"kms:EncryptionContext:aws:s3:arn": [*arns, *(f"{a}/*" for a in arns)]}
+    return key_statement("BucketsKey", KEY_ENCRYPT if write else KEY_DECRYPT, "s3", parts, key_arn, context)
 
 
 def secret_statements(names: ResourceNames, parts: ArnParts) -> list[dict[str, Any]]:

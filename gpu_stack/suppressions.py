@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import aws_cdk as cdk
 import cdk_nag
 from constructs import IConstruct
 
@@ -88,13 +87,6 @@ ECS_INSTANCE_REASON = (
     "CDK's ECS container-instance policy: ecs:DiscoverPollEndpoint, ecr:GetAuthorizationToken and the logs actions"
     " support no resource-level permissions; ecs:Submit* is scoped to this cluster"
 )
-DRAIN_HOOK_REASON = (
-    "CDK's drain hook: ec2:DescribeInstances/ecs:ListContainerInstances take no resource ARN; the lifecycle action"
-    " is scoped to this group"
-)
-LIFECYCLE_TOPIC_REASON = (
-    "CDK's lifecycle-hook topic: ASG publishes instance ids of its own scale-in events to the drain hook, nothing else"
-)
 
 
 def nag_suppression(rule: str, reason: str, applies_to: list[str] | None = None) -> dict[str, Any]:
@@ -168,24 +160,9 @@ def suppress_task_definition(task: IConstruct) -> None:
 
 
 def suppress_gpu_group(group: IConstruct, instance_role: IConstruct) -> None:
-    """A GPU Auto Scaling group (after the cluster added it: CDK's drain hook exists then) and its instance role."""
-    stack = cdk.Stack.of(group)
-    asg_id = stack.get_logical_id(group.node.find_child("ASG"))  # type: ignore[arg-type]
+    """A GPU Auto Scaling group and its instance role (ECS managed draining empties an instance before scale-in:
+    no CDK drain hook, topic or Lambda)."""
     suppress(group, nag_suppression("AwsSolutions-AS3", "scaling is the ECS capacity provider's, seen in ECS events"))
-    lifecycle = (
-        f"Resource::arn:<AWS::Partition>:autoscaling:{stack.region}:<AWS::AccountId>:autoScalingGroup:*"
-        f":autoScalingGroupName/<{asg_id}>"
-    )
-    for child in ("DrainECSHook", "LifecycleHookDrainHook"):
-        hook = group.node.try_find_child(child)
-        if hook is None:
-            continue
-        suppress_cdk_handler(
-            hook,
-            nag_suppression("AwsSolutions-IAM5", DRAIN_HOOK_REASON, ["Resource::*", lifecycle]),
-            nag_suppression("AwsSolutions-SNS3", LIFECYCLE_TOPIC_REASON),
-            nag_suppression("NIST.800.53.R5-SNSEncryptedKMS", LIFECYCLE_TOPIC_REASON),
-        )
     suppress(
         instance_role,
         nag_suppression("AwsSolutions-IAM5", ECS_INSTANCE_REASON, ["Action::ecs:Submit*", "Resource::*"]),

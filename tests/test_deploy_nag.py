@@ -53,15 +53,24 @@ ENTERPRISE: dict[str, Any] = {
     "convertInlinePoliciesToManaged": True,
     "roles": {
         key: f"arn:aws:iam::{ACCOUNT}:role/acme-{key}"
-        for key in ("lambdaFunctions", "stateMachines", "routerTask", "modelTasks", "taskExecution", "gpuInstances")
+        for key in (
+            *("lambdaFunctions", "stateMachines", "routerTask", "modelTasks", "taskExecution", "gpuInstances"),
+            *("flowLogs", "bucketDeployment", "bucketNotifications"),
+        )
     },
     "securityGroups": {
         key: f"sg-0123456789abcdef{i}"
         for i, key in enumerate(
-            ("lambdaFunctions", "router", "routerLoadBalancer", "modelLoadBalancers", "gpuInstances")
+            (
+                *("lambdaFunctions", "router", "routerLoadBalancer", "modelLoadBalancers", "gpuInstances"),
+                *("ragDatabase", "ragDatabaseClients"),
+            )
         )
     },
-    "kmsKeys": {"logs": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-2222-3333-4444-555555555555"},
+    "kmsKeys": {
+        kind: f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{i}1111111-2222-3333-4444-555555555555"
+        for i, kind in enumerate(("logs", "buckets", "tables", "queues", "database"))
+    },
     "webAclArn": f"arn:aws:wafv2:us-east-1:{ACCOUNT}:regional/webacl/acme/a1b2c3d4-5678-90ab-cdef-111111111111",
 }
 BOUNDED = {*CONFIGS, "enterprise"}  # the configs with a permissions boundary and managed policies only
@@ -234,8 +243,27 @@ def test_enterprise_options_replace_what_the_stacks_create(checked: Checked) -> 
     assert {p["Properties"]["Roles"][0] for p in profiles} == {"acme-gpuInstances"}
     templates = _of_type(checked, "models", "AWS::EC2::LaunchTemplate").values()
     assert all(t["Properties"]["LaunchTemplateData"]["SecurityGroupIds"] == [groups["gpuInstances"]] for t in templates)
-    # The account's key for every log group; no key created.
-    for stack in ("network", "api", "models", "router"):
+    # CDK's own handlers and the flow logs run as the account's roles; the database sits in the account's groups.
+    (flow_log,) = _of_type(checked, "network", "AWS::EC2::FlowLog").values()
+    assert flow_log["Properties"]["DeliverLogsPermissionArn"] == arn["flowLogs"]
+    assert _of_type(checked, "network", "AWS::IAM::Role") == {}
+    handlers = {
+        **_of_type(checked, "api", "AWS::Lambda::Function"),
+        **_of_type(checked, "data", "AWS::Lambda::Function"),
+    }
+    (deployment,) = [v for k, v in handlers.items() if k.startswith("CustomCDKBucketDeployment")]
+    assert deployment["Properties"]["Role"] == arn["bucketDeployment"]
+    (notifications,) = [v for k, v in handlers.items() if k.startswith("BucketNotificationsHandler")]
+    assert notifications["Properties"]["Role"] == arn["bucketNotifications"]
+    assert _of_type(checked, "data", "AWS::IAM::Role") == {}
+    assert _of_type(checked, "data", "AWS::EC2::SecurityGroup") == {}
+    (database,) = _of_type(checked, "data", "AWS::RDS::DBInstance").values()
+    assert database["Properties"]["VPCSecurityGroups"] == [groups["ragDatabase"]]
+    (rotation,) = _of_type(checked, "data", "AWS::SecretsManager::RotationSchedule").values()
+    assert rotation["Properties"]["HostedRotationLambda"]["VpcSecurityGroupIds"] == groups["ragDatabaseClients"]
+    assert groups["ragDatabaseClients"] in handler
+    # The account's key for every log group and data store; no key created.
+    for stack in ("network", "data", "api", "models", "router"):
         assert _of_type(checked, stack, "AWS::KMS::Key") == {}
         for group in _of_type(checked, stack, "AWS::Logs::LogGroup").values():
             assert group["Properties"]["KmsKeyId"] == ENTERPRISE["kmsKeys"]["logs"]
@@ -261,13 +289,16 @@ def test_the_ca_bundle_reaches_every_lambda_and_container(checked: Checked) -> N
     cert = next((checked.outdir.parent / "tls").glob("*cert*.pem"))
     assert (asset / "lisa-ca" / "bundle.pem").read_text() == cert.read_text()  # the configured file, unchanged
     expected = dict.fromkeys(("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"), "/opt/lisa-ca/bundle.pem")
+    images = 0
     for name, function in functions.items():
         props = function["Properties"]
-        if props.get("PackageType") == "Image":  # the staging image brings its own CAs
-            assert "AWS_CA_BUNDLE" not in props["Environment"]["Variables"], name
+        assert expected.items() <= props["Environment"]["Variables"].items(), name
+        if props.get("PackageType") == "Image":  # no layers: the staging image built here carries the file
+            images += 1
             continue
         assert {"Ref": layer_id} in props["Layers"], name
-        assert expected.items() <= props["Environment"]["Variables"].items(), name
+    assert images == 2
+    _the_staging_image_carries_the_bundle(checked, cert.read_text())
     assert len(tasks) == 5  # the router's and the four models'
     for task in tasks:
         containers = {c["Name"]: c for c in task["Properties"]["ContainerDefinitions"]}
@@ -283,6 +314,32 @@ def test_the_ca_bundle_reaches_every_lambda_and_container(checked: Checked) -> N
             ], name
             variables = {e["Name"]: e["Value"] for e in container["Environment"]}
             assert variables["SSL_CERT_FILE"] == variables["AWS_CA_BUNDLE"] == "/lisa-ca/bundle.pem", name
+
+
+def _the_staging_image_carries_the_bundle(checked: Checked, pem: str) -> None:
+    """The staging image's build gets the bundle as its build argument, and the Dockerfile's script (run here as
+    the image build runs it) writes exactly that file where the variables point; nothing without a bundle."""
+    import base64
+    import subprocess
+
+    from gpu_stack.stacks.api import CA_BUILD_ARG
+
+    (manifest,) = checked.outdir.glob("*-api.assets.json")
+    images = json.loads(manifest.read_text())["dockerImages"]
+    (staging,) = [
+        i["source"] for i in images.values() if i["source"].get("dockerFile", "").endswith("staging/Dockerfile")
+    ]
+    encoded = staging["dockerBuildArgs"][CA_BUILD_ARG]
+    dockerfile = (PROJECT_DIR / staging["dockerFile"]).read_text()
+    assert f'RUN sh /tmp/write_ca_bundle.sh "${CA_BUILD_ARG}"' in dockerfile
+    script = PROJECT_DIR / "lambda_images/staging/write_ca_bundle.sh"
+    target = checked.outdir.parent / "image-root/opt/lisa-ca/bundle.pem"
+    subprocess.run(["sh", str(script), encoded, str(target)], check=True)
+    assert target.read_text() == pem
+    subprocess.run(["sh", str(script), "", str(target) + ".none"], check=True)
+    assert not Path(str(target) + ".none").exists()
+    bad = subprocess.run(["sh", str(script), base64.b64encode(b"hello").decode(), str(target)], check=False)
+    assert bad.returncode != 0
 
 
 def test_a_ca_bundle_must_be_a_readable_pem_file(tmp_path: Path) -> None:
@@ -305,9 +362,176 @@ def test_the_commented_enterprise_examples_in_example_config_are_valid() -> None
     assert config.roles.lambda_functions == options["roles"]["lambdaFunctions"]
     assert config.security_groups.gpu_instances == options["securityGroups"]["gpuInstances"]
     assert config.kms_keys.logs == options["kmsKeys"]["logs"]
+    assert config.kms_keys.queues == options["kmsKeys"]["queues"]
+    assert config.roles.bucket_notifications == options["roles"]["bucketNotifications"]
+    assert config.security_groups.rag_database_clients == options["securityGroups"]["ragDatabaseClients"]
     assert config.web_acl_arn == options["webAclArn"]
     assert config.ca_bundle == "corp-ca-bundle.pem"
     with pytest.raises(ConfigError, match=r"roles\.routerTask"):
         parse_config({**MINIMAL_CONFIG, "roles": {"routerTask": "arn:aws:iam::123456789012:policy/not-a-role"}})
+    with pytest.raises(ConfigError, match=r"ragDatabase needs securityGroups\.ragDatabaseClients"):
+        parse_config({**MINIMAL_CONFIG, "securityGroups": {"ragDatabase": "sg-0123456789abcdef5"}})
+    with pytest.raises(ConfigError, match=r"kmsKeys\.tables"):
+        parse_config({**MINIMAL_CONFIG, "kmsKeys": {"tables": "alias/lisa"}})
     with pytest.raises(ConfigError, match=r"securityGroups\.router"):
         parse_config({**MINIMAL_CONFIG, "securityGroups": {"router": "router-sg"}})
+
+
+def _key_ref(checked: Checked, kind: str) -> Any:
+    """How a store refers to its `kind` key: the configured ARN (enterprise), else the data stack's key."""
+    if checked.name == "enterprise":
+        return ENTERPRISE["kmsKeys"][kind]
+    return {"Fn::GetAtt": [_one_key(checked, kind), "Arn"]}
+
+
+def _one_key(checked: Checked, kind: str) -> str:
+    (key_id,) = [k for k in _of_type(checked, "data", "AWS::KMS::Key") if k.startswith(f"{kind.capitalize()}Key")]
+    return key_id
+
+
+def test_every_data_store_is_encrypted_with_its_kinds_customer_managed_key(checked: Checked) -> None:
+    """Tables (every TableSpec), the models/documents buckets, the queue and DLQ, the database and its secret, each
+    under the key config.yaml `kmsKeys.<kind>` names, else the data stack's rotated key."""
+    from chalicelib.tables import TABLES
+
+    tables = _of_type(checked, "data", "AWS::DynamoDB::Table")
+    assert len(tables) == len(TABLES)
+    for name, table in tables.items():
+        sse = table["Properties"]["SSESpecification"]
+        assert sse == {"KMSMasterKeyId": _key_ref(checked, "tables"), "SSEEnabled": True, "SSEType": "KMS"}, name
+    buckets = _of_type(checked, "data", "AWS::S3::Bucket")
+    for name, bucket in buckets.items():
+        (rule,) = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        if name.startswith("AccessLogsBucket"):  # ELB access-log delivery writes to SSE-S3 buckets only
+            assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+            continue
+        assert rule == {
+            "BucketKeyEnabled": True,
+            "ServerSideEncryptionByDefault": {
+                "KMSMasterKeyID": _key_ref(checked, "buckets"),
+                "SSEAlgorithm": "aws:kms",
+            },
+        }, name
+    assert len(buckets) == 3
+    queues = _of_type(checked, "data", "AWS::SQS::Queue")
+    assert len(queues) == 2
+    for name, queue in queues.items():
+        assert queue["Properties"]["KmsMasterKeyId"] == _key_ref(checked, "queues"), name
+        assert "SqsManagedSseEnabled" not in queue["Properties"], name
+    databases = _of_type(checked, "data", "AWS::RDS::DBInstance")
+    secrets = _of_type(checked, "data", "AWS::SecretsManager::Secret")
+    assert len(databases) == len(secrets) == (checked.name in ("prod", "enterprise", "rag-database"))
+    for database in databases.values():
+        assert database["Properties"]["KmsKeyId"] == _key_ref(checked, "database")
+        assert database["Properties"]["StorageEncrypted"] is True
+    for secret in secrets.values():
+        assert secret["Properties"]["KmsKeyId"] == _key_ref(checked, "database")
+    for schedule in _of_type(checked, "data", "AWS::SecretsManager::RotationSchedule").values():
+        assert schedule["Properties"]["HostedRotationLambda"]["KmsKeyArn"] == _key_ref(checked, "database")
+    # No SNS topic anywhere: ECS managed draining replaces CDK's drain hook (topic, Lambda, roles).
+    assert [
+        t for n in ("network", "data", "models", "router", "api") for t in _of_type(checked, n, "AWS::SNS::Topic")
+    ] == []
+    assert _of_type(checked, "models", "AWS::Lambda::Function") == {}
+    for provider in _of_type(checked, "models", "AWS::ECS::CapacityProvider").values():
+        assert provider["Properties"]["AutoScalingGroupProvider"]["ManagedDraining"] == "ENABLED"
+    if checked.name == "enterprise":
+        return
+    data = _of_type(checked, "data", "AWS::KMS::Key")
+    assert all(key["Properties"]["EnableKeyRotation"] is True for key in data.values())
+    # S3 may encrypt the documents bucket's notifications to the queue, for that bucket only.
+    (docs_bucket,) = [k for k in buckets if k.startswith("DocsBucket")]
+    statements = data[_one_key(checked, "queues")]["Properties"]["KeyPolicy"]["Statement"]
+    (s3_use,) = [s for s in statements if s["Principal"].get("Service") == "s3.amazonaws.com"]
+    assert s3_use["Condition"]["ArnEquals"] == {"aws:SourceArn": {"Fn::GetAtt": [docs_bucket, "Arn"]}}
+    assert sorted(s3_use["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    services = [
+        s for k in data.values() for s in k["Properties"]["KeyPolicy"]["Statement"] if "Service" in s["Principal"]
+    ]
+    assert services == [s3_use]  # no other service on the data keys: callers use them through IAM grants
+
+
+def _role_documents(resources: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    """Every policy document attached to `role` in one template: inline, AWS::IAM::Policy, managed."""
+    props = resources[role]["Properties"]
+    documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+    attached = {json.dumps(ref) for ref in props.get("ManagedPolicyArns", [])}
+    for key, resource in resources.items():
+        if resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            continue
+        roles = resource["Properties"].get("Roles", [])
+        if {"Ref": role} in roles or json.dumps({"Ref": key}) in attached:
+            documents.append(resource["Properties"]["PolicyDocument"])
+    return documents
+
+
+def _key_grants(resources: dict[str, Any], role: str) -> dict[str, tuple[list[str], str, dict[str, Any]]]:
+    """The role's KMS statements: Sid -> (actions, the key its resource names, condition)."""
+    grants = {}
+    for document in _role_documents(resources, role):
+        for statement in document["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(a.startswith("kms:") for a in actions):
+                (resource,) = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                key = json.dumps(resource)
+                kind = next((k for k in ("Tables", "Buckets", "Queues", "Database", "Topics") if f"{k}Key" in key), key)
+                grants[statement.get("Sid", key)] = (sorted(actions), kind, statement.get("Condition", {}))
+    return grants
+
+
+TABLE_READ_KEY = ["kms:Decrypt", "kms:DescribeKey"]
+TABLE_WRITE_KEY = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+
+
+def test_every_caller_gets_exactly_the_key_grants_of_the_stores_it_uses(checked: Checked) -> None:
+    """Lambdas, the router task, the model tasks (gpu_stack/policies.py), nothing for the state machines; each
+    grant names its store's key and its service (kms:ViaService)."""
+    if checked.name == "enterprise":  # the account's roles: docs/deploy.md lists the key grants they need
+        assert _of_type(checked, "router", "AWS::IAM::Role") == {}
+        return
+    database = checked.name in ("prod", "rag-database")
+    secret = {"RagDatabaseSecretKey": (["kms:Decrypt"], "Database")} if database else {}
+    expected = {
+        "ApiHandlerRole": {
+            "TablesKey": (TABLE_WRITE_KEY, "Tables"),
+            "BucketsKey": (["kms:Decrypt", "kms:GenerateDataKey"], "Buckets"),
+            **secret,
+        },
+        "LisaAuthorizerRole": {"TablesKey": (TABLE_READ_KEY, "Tables")},
+        "IngestDocumentsRole": {
+            "TablesKey": (TABLE_WRITE_KEY, "Tables"),
+            "BucketsKey": (["kms:Decrypt"], "Buckets"),
+            "IngestionQueueKey": (["kms:Decrypt"], "Queues"),
+            **secret,
+        },
+        "StagingPublishRole": {
+            "TablesKey": (TABLE_WRITE_KEY, "Tables"),
+            "BucketsKey": (["kms:Decrypt", "kms:GenerateDataKey"], "Buckets"),
+        },
+    }
+    api = next(t for n, t in checked.templates.items() if n.endswith("-api.template.json"))["Resources"]
+    for role, grants in expected.items():
+        found = _key_grants(api, role)
+        assert {sid: g[:2] for sid, g in found.items()} == grants, role
+        for sid, (_, _, condition) in found.items():
+            assert "kms:ViaService" in condition["StringLike"], (role, sid)
+        if "BucketsKey" in found:
+            assert "kms:EncryptionContext:aws:s3:arn" in found["BucketsKey"][2]["StringLike"], role
+    for role in _of_type(checked, "api", "AWS::IAM::Role"):
+        if role.startswith("StateMachineRole"):
+            assert _key_grants(api, role) == {}, role  # it invokes Lambdas only
+    router = next(t for n, t in checked.templates.items() if n.endswith("-router.template.json"))["Resources"]
+    (task_role,) = [k for k in _of_type(checked, "router", "AWS::IAM::Role") if k.startswith("TaskTaskRole")]
+    assert {sid: g[:2] for sid, g in _key_grants(router, task_role).items()} == {
+        "TablesKey": (TABLE_READ_KEY, "Tables"),
+        **secret,
+    }
+    models = next(t for n, t in checked.templates.items() if n.endswith("-models.template.json"))["Resources"]
+    task_roles = [k for k in _of_type(checked, "models", "AWS::IAM::Role") if "TaskRole" in k]
+    assert len(task_roles) == len(_of_type(checked, "models", "AWS::ECS::TaskDefinition"))
+    for role in task_roles:  # their weights only: the models bucket's key, for reading
+        ((sid, (actions, kind, condition)),) = _key_grants(models, role).items()
+        assert (sid, actions, kind) == ("BucketsKey", ["kms:Decrypt"], "Buckets"), role
+        assert "docs" not in json.dumps(condition), role

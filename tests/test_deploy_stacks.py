@@ -472,11 +472,12 @@ def test_router_image_and_role_serve_rag_in_chat(deployment: tuple[LisaApp, dict
     role_policies = json.dumps([v for v in router.values() if v["Type"] == "AWS::IAM::Policy"])
     assert "secretsmanager:GetSecretValue" in role_policies
     assert "secret:acme-prod-*" in role_policies
-    for table in ("tokenstable", "modelstable", "ragrepositoriestable"):  # the data stack's exported table ARNs
-        assert re.search(rf"ExportsOutputFnGetAtt{table}\w+Arn", role_policies), table
-    assert "ragdocumentstable" not in role_policies
-    assert "sessionstable" not in role_policies
+    for table in ("api-tokens", "models", "rag-repositories"):  # by name, as gpu_stack/policies.py ROUTER_TASK
+        assert f":table/acme-prod-{table}" in role_policies, table
+    assert "rag-documents" not in role_policies
+    assert "sessions" not in role_policies
     assert "dynamodb:PutItem" not in role_policies
+    assert "TablesKey" in role_policies  # the tables' key, for reading (tests/test_deploy_nag.py checks each grant)
 
 
 def test_lambda_images_come_from_ecr_or_are_built(tmp_path: Path) -> None:

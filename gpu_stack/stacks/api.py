@@ -4,6 +4,7 @@ data-plane routes of the same REST API proxied through the VPC link to the route
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -41,7 +42,7 @@ from gpu_stack.images import lambda_image_uri
 from gpu_stack.keys import logs_key
 from gpu_stack.names import ResourceNames
 from gpu_stack.overrides import role_or, security_group_or
-from gpu_stack.policies import ArnParts, policy_document
+from gpu_stack.policies import ArnParts, StoreKeys, policy_document
 from gpu_stack.stacks.data import DataStack
 from gpu_stack.stacks.webui import serve_web_ui, web_assets_dir
 from gpu_stack.suppressions import (
@@ -65,6 +66,7 @@ _LARGE_TMP_PREFIXES = ("staging_",)  # functions that need 10 GB of /tmp (weight
 STAGING_IMAGE_FUNCTIONS = ("staging_fetch_from_hub", "staging_convert_shard")
 STAGING_DOCKERFILE = "lambda_images/staging/Dockerfile"
 # Only what the staging image needs; the rest of the repository (.venv, node_modules, models) stays out of the asset.
+CA_BUILD_ARG = "LISA_CA_BUNDLE_B64"  # the Dockerfile's ARG
 _STAGING_ASSET_EXCLUDE = [
     "*",
     "!requirements.txt",
@@ -209,8 +211,11 @@ class ApiStack(cdk.Stack):
         for function in functions.all:
             resource = self.chalice.get_resource(logical_id(function))
             resource.add_property_override("FunctionName", f"{names.prefix}-{function}")
-            if ca_layer_arn and function not in STAGING_IMAGE_FUNCTIONS:  # an image has no layers: its own CAs
+            image = function in STAGING_IMAGE_FUNCTIONS
+            if ca_layer_arn and not image:
                 per_function.setdefault(function, []).append(ca_layer_arn)
+            # An image takes no layers: the one built here carries the bundle at the same path; `stagingImage` its own.
+            if ca_layer_arn and not (image and config.staging_image):
                 for name, value in ca_environment(CA_LAMBDA_FILE).items():
                     resource.add_property_override(f"Environment.Variables.{name}", value)
             if function in per_function:
@@ -218,8 +223,8 @@ class ApiStack(cdk.Stack):
             if function.startswith(_LARGE_TMP_PREFIXES):
                 resource.add_property_override("EphemeralStorage", {"Size": 10240})
         if not config.roles.lambda_functions:
-            self._function_roles(functions, names)
-        self._run_from_staging_image(config, project_dir, config_dir, functions)
+            self._function_roles(functions, names, data.keys)
+        self._run_from_staging_image(config, project_dir, config_dir, functions, pem)
         for source in functions.event_handlers:
             events = self.chalice.get_resource(logical_id(source))
             # The SQS event source is named when the app is imported; point it at this deployment's queue.
@@ -246,6 +251,7 @@ class ApiStack(cdk.Stack):
                 ]
             ),
             data.access_logs_bucket,
+            config.roles.bucket_deployment,
         )
         rest_api = self.chalice.get_resource("RestAPI")
         # The authorizer's Deny carries `message`; callers see it as 401 {"message": ...} (as the local gateway does).
@@ -275,8 +281,9 @@ class ApiStack(cdk.Stack):
         )
         cdk.CfnOutput(self, "ApiUrl", value=self.api_url, description="LISA's front door (set as --url)")
 
-    def _function_roles(self, functions: AppFunctions, names: ResourceNames) -> None:
-        """Each Chalice function's role gets its own policy (gpu_stack/policies.py) and the VPC access policy."""
+    def _function_roles(self, functions: AppFunctions, names: ResourceNames, keys: StoreKeys) -> None:
+        """Each Chalice function's role gets its own policy (gpu_stack/policies.py: its stores and their keys) and
+        the VPC access policy."""
         parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
         vpc_access = iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AWSLambdaVPCAccessExecutionRole")
         for function in functions.all:
@@ -285,13 +292,13 @@ class ApiStack(cdk.Stack):
             # Set as properties, not raw overrides: cdk-nag (and any aspect) checks the policies that deploy.
             role.policies = [
                 iam.CfnRole.PolicyProperty(
-                    policy_name=f"{function}Policy", policy_document=policy_document(function, names, parts)
+                    policy_name=f"{function}Policy", policy_document=policy_document(function, names, parts, keys)
                 )
             ]
             role.managed_policy_arns = [vpc_access.managed_policy_arn]
             suppress(
                 role,
-                *wildcard_resource_suppressions(policy_document(function, names, ArnParts(**NAG_ARN_PARTS))),
+                *wildcard_resource_suppressions(policy_document(function, names, ArnParts(**NAG_ARN_PARTS), keys)),
                 nag_suppression("AwsSolutions-IAM4", LAMBDA_VPC_ACCESS_REASON, [LAMBDA_VPC_ACCESS]),
                 nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", CHALICE_INLINE_REASON),
             )
@@ -314,9 +321,10 @@ class ApiStack(cdk.Stack):
         )
 
     def _run_from_staging_image(
-        self, config: LisaConfig, project_dir: Path, config_dir: Path, functions: AppFunctions
+        self, config: LisaConfig, project_dir: Path, config_dir: Path, functions: AppFunctions, pem: str | None
     ) -> None:
-        """Turn the STAGING_IMAGE_FUNCTIONS Chalice packaged as zips into container-image functions, same handler."""
+        """Turn the STAGING_IMAGE_FUNCTIONS Chalice packaged as zips into container-image functions, same handler.
+        The image built here gets `pem` (caBundle) as a build argument (lambda_images/staging/write_ca_bundle.sh)."""
         chosen = [f for f in STAGING_IMAGE_FUNCTIONS if f in functions.pure]
         if not chosen:
             return
@@ -330,6 +338,7 @@ class ApiStack(cdk.Stack):
                 file=STAGING_DOCKERFILE,
                 exclude=_STAGING_ASSET_EXCLUDE,
                 platform=ecr_assets.Platform.LINUX_AMD64,
+                build_args={CA_BUILD_ARG: base64.b64encode(pem.encode()).decode()} if pem else None,
             ).image_uri
         for function in chosen:
             resource = self.chalice.get_resource(logical_id(function))

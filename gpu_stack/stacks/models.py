@@ -37,6 +37,7 @@ from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
 from gpu_stack.keys import logs_key
 from gpu_stack.overrides import imported_role, imported_security_group, role_or, security_group_or
+from gpu_stack.policies import ArnParts, StoreKeys, bucket_key_statement
 from gpu_stack.suppressions import (
     DEV_DELETION_REASON,
     INTERNAL_ALB_REASON,
@@ -151,11 +152,14 @@ class ModelsStack(cdk.Stack):
         models_bucket: s3.IBucket,
         access_logs: s3.IBucket,
         config_dir: Path,
+        keys: StoreKeys | None = None,
         **kwargs: Any,
     ) -> None:
-        """`access_logs` receives the model load balancers' access logs (under `elb/`)."""
+        """`access_logs` receives the model load balancers' access logs (under `elb/`); `keys` are the data stores'
+        (the tasks read their weights under the buckets key)."""
         super().__init__(scope, construct_id, **kwargs)
         self._access_logs = access_logs
+        self._keys = keys or StoreKeys()
         models = deployed_models(config)
         self.cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
         self.clients = ec2.SecurityGroup(self, "ModelClients", vpc=vpc, description="may call the model endpoints")
@@ -210,6 +214,9 @@ class ModelsStack(cdk.Stack):
                 f"Capacity{_id(instance_type)}",
                 auto_scaling_group=group,
                 enable_managed_termination_protection=False,
+                # ECS drains an instance's tasks before the group terminates it: no CDK drain hook (its Lambda,
+                # roles and SNS topic) in the stack.
+                enable_managed_draining=True,
             )
             self.cluster.add_asg_capacity_provider(provider)
             suppress_gpu_group(group, self.node.find_child(f"Gpu{_id(instance_type)}Role"))
@@ -255,6 +262,9 @@ class ModelsStack(cdk.Stack):
                 conditions={"StringLike": {"s3:prefix": [f"{model.model_id}/*"]}},
             )
         )
+        parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
+        key = bucket_key_statement([bucket.bucket_name], False, parts, self._keys.buckets)
+        task.add_to_task_role_policy(iam.PolicyStatement.from_json(key))
         bucket_id = cdk.Stack.of(bucket).get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
         suppress(
             task.task_role,

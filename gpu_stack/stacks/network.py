@@ -12,6 +12,7 @@ from constructs import Construct
 
 from chalicelib.config import LisaConfig
 from gpu_stack.keys import logs_key
+from gpu_stack.overrides import imported_role
 from gpu_stack.suppressions import NAT_ROUTE_REASON, nag_suppression, suppress
 
 # What LISA's Lambdas, router tasks and GPU instances call: queue, workflows, parameters and secrets, credentials,
@@ -66,15 +67,17 @@ class NetworkStack(cdk.Stack):
                 retention=logs.RetentionDays.ONE_YEAR,
                 encryption_key=logs_key(self, config.kms_keys.logs),
             )
+            delivery_role = imported_role(self, "FlowLogRole", config.roles.flow_logs)
             flow_log = self.vpc.add_flow_log(
-                "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs)
+                "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, delivery_role)
             )
-            reason = "CDK's flow-log delivery role: writes to this one log group, attached to nothing else"
-            suppress(
-                flow_log.node.find_child("IAMRole"),
-                nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", reason),
-                children=True,
-            )
+            if delivery_role is None:
+                reason = "CDK's flow-log delivery role: writes to this one log group, attached to nothing else"
+                suppress(
+                    flow_log.node.find_child("IAMRole"),
+                    nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", reason),
+                    children=True,
+                )
         else:
             self.vpc = ec2.Vpc.from_vpc_attributes(
                 self,

@@ -8,7 +8,6 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigateway
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -22,7 +21,7 @@ from gpu_stack.images import container_image
 from gpu_stack.keys import logs_key
 from gpu_stack.names import ResourceNames
 from gpu_stack.overrides import imported_role, security_group_or
-from gpu_stack.policies import ArnParts, secret_statements
+from gpu_stack.policies import ROUTER_TASK, ArnParts, StoreKeys, access_statements
 from gpu_stack.suppressions import (
     DEV_DELETION_REASON,
     NAG_ARN_PARTS,
@@ -32,7 +31,7 @@ from gpu_stack.suppressions import (
     nag_suppression,
     suppress,
     suppress_task_definition,
-    wildcard_suppressions,
+    wildcard_resource_suppressions,
 )
 
 ROUTER_PORT = 8080
@@ -60,7 +59,7 @@ class RouterStack(cdk.Stack):
         config: LisaConfig,
         names: ResourceNames,
         vpc: ec2.IVpc,
-        tables: dict[str, dynamodb.ITable],
+        keys: StoreKeys,
         client_groups: Sequence[ec2.ISecurityGroup],
         project_dir: Path,
         config_dir: Path,
@@ -108,21 +107,14 @@ class RouterStack(cdk.Stack):
             add_ca_bundle(task, pem, image, logging, [router])
         suppress_task_definition(task)
         # The router authenticates (tokens, JWTs), resolves models from the registry and, for RAG in chat, reads
-        # repositories and their vector-store passwords: read-only, named resources.
-        for table in ("tokens_table", "models_table", "rag_repositories_table"):
-            tables[table].grant_read_data(task.task_role)
+        # repositories and their vector-store passwords: read-only, named resources (gpu_stack/policies.py).
         parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
-        for statement in secret_statements(names, parts):
+        for statement in access_statements(ROUTER_TASK, names, parts, keys):
             task.add_to_task_role_policy(iam.PolicyStatement.from_json(statement))
-        data_stack = cdk.Stack.of(tables["tokens_table"])
-        indexes = [
-            f"<{data_stack.get_logical_id(tables[t].node.default_child)}.Arn>/index/*"  # type: ignore[arg-type]
-            for t in ("tokens_table", "models_table", "rag_repositories_table")
-        ]
-        secrets = [r for st in secret_statements(names, ArnParts(**NAG_ARN_PARTS)) for r in st["Resource"]]
+        rendered = access_statements(ROUTER_TASK, names, ArnParts(**NAG_ARN_PARTS), keys)
         suppress(
             task.task_role,
-            *wildcard_suppressions([*indexes, *secrets]),
+            *wildcard_resource_suppressions({"Statement": rendered}),
             nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", TASK_ROLE_INLINE_REASON),
             children=True,
         )

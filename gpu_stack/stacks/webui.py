@@ -16,6 +16,7 @@ from constructs import Construct
 
 from chalicelib.config import LisaConfig
 from chalicelib.webui import UI_PAGES
+from gpu_stack.overrides import imported_role
 from gpu_stack.stacks.data import log_access, secure_bucket_options
 from gpu_stack.suppressions import TASK_ROLE_INLINE_REASON, nag_suppression, suppress, suppress_cdk_handler
 
@@ -34,10 +35,16 @@ def web_assets_dir(config: LisaConfig, project_dir: Path, config_dir: Path) -> P
 
 
 def serve_web_ui(
-    scope: Construct, rest_api: cdk.CfnResource, assets: Path, headers: Mapping[str, str], access_logs: s3.IBucket
+    scope: Construct,
+    rest_api: cdk.CfnResource,
+    assets: Path,
+    headers: Mapping[str, str],
+    access_logs: s3.IBucket,
+    deployment_role: str | None = None,
 ) -> None:
     """The chat UI from a private bucket through API Gateway's S3 integration: same origin as the API. Every
-    answer (the files and their 404s) carries `headers` (chalicelib.webui.security.ui_security_headers)."""
+    answer (the files and their 404s) carries `headers` (chalicelib.webui.security.ui_security_headers).
+    `deployment_role` (config.yaml `roles.bucketDeployment`) runs CDK's BucketDeployment instead of its own role."""
     bucket = s3.Bucket(
         scope,
         "WebAssets",
@@ -50,7 +57,11 @@ def serve_web_ui(
         nag_suppression("NIST.800.53.R5-S3BucketReplicationEnabled", "build output of webui/: a redeploy rebuilds it"),
     )
     s3_deployment.BucketDeployment(
-        scope, "WebAssetsDeployment", sources=[s3_deployment.Source.asset(str(assets))], destination_bucket=bucket
+        scope,
+        "WebAssetsDeployment",
+        sources=[s3_deployment.Source.asset(str(assets))],
+        destination_bucket=bucket,
+        role=imported_role(scope, "WebAssetsDeploymentRole", deployment_role),
     )
     stack = cdk.Stack.of(scope)
     objects = f"Resource::<{stack.get_logical_id(bucket.node.default_child)}.Arn>/*"  # type: ignore[arg-type]
