@@ -55,14 +55,13 @@ class RouteMetrics:
     latencies_ms: list[float] = field(default_factory=list)
 
 
-def emf_documents(metrics: dict[tuple[str, str], RouteMetrics], timestamp: float) -> list[dict[str, Any]]:
+def emf_documents(metrics: dict[tuple[str, str], RouteMetrics]) -> list[dict[str, Any]]:
     """One EMF document per (model, route): Requests, Errors, PromptTokens, CompletionTokens, LatencyMs."""
     documents = []
     for (model, route), entry in sorted(metrics.items()):
         emf = AmazonCloudWatchEMFProvider(namespace=NAMESPACE)
         # No `service` dimension (POWERTOOLS_SERVICE_NAME would add one): model and route only.
         emf.service = None  # type: ignore[assignment]
-        emf.set_timestamp(int(timestamp * 1000))
         emf.add_dimension("model", model)
         emf.add_dimension("route", route)
         counts = entry.counts
@@ -83,8 +82,8 @@ def _stdout(line: str) -> None:
 
 
 class Meter:
-    """The metering listener (module docstring). `clock`: wall-clock seconds, for batch markers' expiry and EMF
-    timestamps; `emit`: where EMF lines go (stdout)."""
+    """The metering listener (module docstring). `clock`: wall-clock seconds, for batch markers' expiry; `emit`:
+    where EMF lines go (stdout; each document is stamped with the time it is written)."""
 
     def __init__(
         self,
@@ -150,7 +149,7 @@ class Meter:
 
     def _write(self, pending: list[UsageBatch], metrics: dict[tuple[str, str], RouteMetrics]) -> list[UsageBatch]:
         """On the writer thread: EMF lines, then each batch once; returns the batches that could not be written."""
-        for document in emf_documents(metrics, self._clock()):
+        for document in emf_documents(metrics):
             self._emit(json.dumps(document, separators=(",", ":")))
         failed = []
         for index, batch in enumerate(pending):
