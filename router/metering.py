@@ -83,8 +83,8 @@ def _stdout(line: str) -> None:
 
 
 class Meter:
-    """The metering listener (module docstring). `clock`: wall-clock seconds, for batch markers' expiry; `emit`:
-    where EMF lines go (stdout; each document is stamped with the time it is written)."""
+    """The metering listener (module docstring). `clock`: wall-clock seconds, when batches are made (their markers'
+    expiry); `emit`: where EMF lines go (stdout; each document is stamped with the time it is written)."""
 
     def __init__(
         self,
@@ -139,7 +139,7 @@ class Meter:
         async with self._lock:
             usage, self._usage = self._usage, {}
             metrics, self._metrics = self._metrics, {}
-            self._pending.extend(batches(usage))
+            self._pending.extend(batches(usage, self._clock()))
             if len(self._pending) > MAX_PENDING_BATCHES:
                 dropped = self._pending[: len(self._pending) - MAX_PENDING_BATCHES]
                 del self._pending[: len(dropped)]
@@ -155,7 +155,7 @@ class Meter:
         failed = []
         for index, batch in enumerate(pending):
             try:
-                self.store.write(batch, self._clock())
+                self.store.write(batch)
             except Exception as error:  # botocore's errors, a lost connection: keep it (same id) for the next flush
                 logger.warning("usage batch not written; retried at the next flush", error=str(error))
                 failed.extend(pending[index:])  # keep the order; DynamoDB is likely down for the rest too
