@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -164,10 +164,11 @@ def _pages(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
 
 
 def _months(start: date, end: date) -> Iterable[str]:
-    month = start.replace(day=1)
-    while month <= end:
-        yield month.isoformat()[:7]
-        month = (month + timedelta(days=32)).replace(day=1)
+    """The calendar months (YYYY-MM) from `start`'s to `end`'s (no date arithmetic: year 9999 is a valid end)."""
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        yield f"{year:04d}-{month:02d}"
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def _day(item: dict[str, Any]) -> UsageDay:
