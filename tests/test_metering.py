@@ -16,6 +16,7 @@ import requests
 
 from chalicelib.auth.authorizer import Authorizer
 from chalicelib.auth.tokens import TokenStore
+from chalicelib.config import parse_config
 from chalicelib.registry.resolver import CachedRegistry
 from chalicelib.registry.store import ModelStore
 from chalicelib.registry.sync import sync_models
@@ -27,6 +28,7 @@ from router.metering import Meter
 from router.settings import RouterSettings
 from tests.support.configs import CHAT_MODEL, tgi_config
 from tests.support.servers import AppThread
+from tests.support.vllm import VLLM_MODEL, VllmStack, vllm_model
 
 pytestmark = pytest.mark.slow
 
@@ -82,16 +84,27 @@ def metered(aws_env: str, tgi_worker: str, tei_worker: str) -> Iterator[Metered]
     lisa.server.stop()
 
 
+@pytest.fixture
+def metered_vllm(aws_env: str, vllm_stack: VllmStack) -> Iterator[Metered]:
+    """The same, in front of the session's real vLLM engine (registered here under VLLM_MODEL)."""
+    config = {"deploymentName": "lisa", "s3BucketModels": "lisa-models", "ecsModels": [vllm_model(VLLM_MODEL)]}
+    sync_models(parse_config(config), {VLLM_MODEL: vllm_stack.engine_url()})
+    token, _ = TokenStore().create("carol")
+    lisa = Metered(token)
+    yield lisa
+    lisa.server.stop()
+
+
 def chat(lisa: Metered, question: str, model: str = CHAT_MODEL, **kwargs: Any) -> Any:
     messages = [{"role": "user", "content": question}]
     return lisa.client.chat.completions.create(model=model, messages=messages, temperature=0, **kwargs)
 
 
 def read_then_hang_up(stream: Any, chunks: int) -> None:
-    """Read `chunks` chunks with choices, then close the connection (the client goes away mid-stream)."""
+    """Read `chunks` chunks with text (a token each), then close the connection (the client goes away mid-stream)."""
     received = 0
     for chunk in stream:
-        received += bool(chunk.choices)
+        received += bool(chunk.choices and chunk.choices[0].delta.content)
         if received == chunks:
             break
     stream.close()
@@ -189,3 +202,38 @@ def test_refusals_count_as_errors_and_emf_names_no_user(metered: Metered, monkey
             "LatencyMs",
         }
     assert "carol" not in "".join(metered.lines)
+
+
+@pytest.mark.vllm
+def test_vllm_calls_are_counted_streams_cut_short_included(metered_vllm: Metered) -> None:
+    lisa, question = metered_vllm, "Count from one to one hundred in words."
+    plain = chat(lisa, question, VLLM_MODEL, max_tokens=8)
+    lisa.ended()
+    assert lisa.figures(VLLM_MODEL) == (1, 0, plain.usage.prompt_tokens, plain.usage.completion_tokens)
+
+    streamed = list(chat(lisa, question, VLLM_MODEL, max_tokens=8, stream=True, stream_options={"include_usage": True}))
+    assert all(chunk.usage is None for chunk in streamed[:-1])  # the running usage the router asks for stays inside
+    assert streamed[-1].usage == plain.usage
+    lisa.ended()
+
+    read_then_hang_up(chat(lisa, question, VLLM_MODEL, max_tokens=200, stream=True), 3)
+    cut = lisa.ended()
+    assert cut.status == CLIENT_CLOSED
+    assert cut.prompt_tokens == plain.usage.prompt_tokens  # vLLM's running usage: exact even when cut short
+    assert 3 <= cut.completion_tokens < 200
+    expected = (3, 1, 3 * plain.usage.prompt_tokens, 2 * plain.usage.completion_tokens + cut.completion_tokens)
+    assert lisa.figures(VLLM_MODEL) == expected
+
+    body = {
+        "provider": "ecs.textgen.vllm",
+        "modelName": VLLM_MODEL,
+        "text": "Hello",
+        "modelKwargs": {"max_new_tokens": 5},
+    }
+    answer = requests.post(
+        f"{lisa.url}/v1/generateStream", json=body, headers={"Api-Key": lisa.token}, timeout=120, stream=True
+    )
+    events = [json.loads(line[5:]) for line in answer.iter_lines() if line.startswith(b"data:")]
+    native = lisa.ended()
+    assert (native.route, native.completion_tokens) == ("generateStream", events[-1]["generatedTokens"])
+    assert native.prompt_tokens > 0
