@@ -96,7 +96,7 @@ def metered_vllm(aws_env: str, vllm_stack: VllmStack) -> Iterator[Metered]:
 
 
 def chat(lisa: Metered, question: str, model: str = CHAT_MODEL, **kwargs: Any) -> Any:
-    messages = [{"role": "user", "content": question}]
+    messages: list[Any] = [{"role": "user", "content": question}]
     return lisa.client.chat.completions.create(model=model, messages=messages, temperature=0, **kwargs)
 
 
@@ -150,7 +150,7 @@ def test_embeddings_and_native_calls_are_counted(metered: Metered) -> None:
     assert metered.figures(EMBED_MODEL) == (1, 0, embedded.usage.prompt_tokens, 0)
     assert embedded.usage.prompt_tokens > 0
 
-    body = {
+    body: dict[str, Any] = {
         "provider": "ecs.textgen.tgi",
         "modelName": CHAT_MODEL,
         "text": "Hello",
@@ -224,7 +224,7 @@ def test_vllm_calls_are_counted_streams_cut_short_included(metered_vllm: Metered
     expected = (3, 1, 3 * plain.usage.prompt_tokens, 2 * plain.usage.completion_tokens + cut.completion_tokens)
     assert lisa.figures(VLLM_MODEL) == expected
 
-    body = {
+    body: dict[str, Any] = {
         "provider": "ecs.textgen.vllm",
         "modelName": VLLM_MODEL,
         "text": "Hello",
