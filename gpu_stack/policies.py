@@ -61,6 +61,7 @@ _ALL_TABLES = (
     "attachments_table",
     "rag_documents_table",
     "rag_repositories_table",
+    "usage_table",
 )
 _RAG_TABLES = ("rag_documents_table", "rag_repositories_table")
 
@@ -90,7 +91,11 @@ ACCESS: dict[str, Access] = {
     ),
 }
 # The router task: authentication (tokens), the registry and, for RAG in chat, repositories and their passwords.
-ROUTER_TASK = Access(tables_read=("tokens_table", "models_table", "rag_repositories_table"), read_secrets=True)
+ROUTER_TASK = Access(
+    tables_read=("tokens_table", "models_table", "rag_repositories_table"),
+    tables_write=("usage_table",),  # metering: per-day usage batches (router/metering.py)
+    read_secrets=True,
+)
 
 
 @dataclass(frozen=True)

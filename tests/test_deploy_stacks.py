@@ -476,7 +476,9 @@ def test_router_image_and_role_serve_rag_in_chat(deployment: tuple[LisaApp, dict
         assert f":table/acme-prod-{table}" in role_policies, table
     assert "rag-documents" not in role_policies
     assert "sessions" not in role_policies
-    assert "dynamodb:PutItem" not in role_policies
+    writes = [s for s in _statements({"Resources": router}) if "dynamodb:PutItem" in json.dumps(s["Action"])]
+    assert writes  # metering: the router writes usage batches, and nothing else
+    assert all(":table/acme-prod-usage" in json.dumps(s["Resource"]) for s in writes), writes
     assert "TablesKey" in role_policies  # the tables' key, for reading (tests/test_deploy_nag.py checks each grant)
 
 
