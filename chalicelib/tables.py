@@ -43,4 +43,6 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("attachments_table", "userId", "attachmentId", ttl_attribute="expiresAt"),
     TableSpec("rag_documents_table", "repositoryId", "documentId", indexes=(Index("bySource", "source"),)),
     TableSpec("rag_repositories_table", "repositoryId"),
+    TableSpec("limits_table", "scope", "principalId"),
+    TableSpec("limit_counters_table", "counterKey", ttl_attribute="expiresAt"),
 )
