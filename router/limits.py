@@ -26,14 +26,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from aws_lambda_powertools import Logger
 
+from chalicelib.config import ModelType
 from chalicelib.contracts.limits import Kind, LimitOverride, LimitsConfig, Scope
 from chalicelib.limits.policy import Caller, Rule, expiry, rules, window
 from chalicelib.serve.errors import RATE_LIMIT, ServeError
+from router.accounting import RequestUsage, usage_of
 
 if TYPE_CHECKING:
     from chalicelib.limits.store import CounterStore, OverrideStore
+    from chalicelib.registry.models import ModelRecord
 
 logger = Logger(service="lisa-router")
 
@@ -296,3 +300,52 @@ def estimate(body: Mapping[str, Any] | None, size: int, completion_default: int,
         candidates.append(parameters.get("max_new_tokens"))
     asked = next((c for c in candidates if isinstance(c, int) and not isinstance(c, bool) and c > 0), None)
     return prompt + (asked if asked is not None else completion_default)
+
+
+BODY_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("lisa_limits_body", dict)
+"""The request's parsed JSON body (`Services.body` notes it), for the token estimate."""
+
+
+class RouterLimits:
+    """The router's hooks: `admit` before a backend is called (`Services.model`), `settle` as the accounting
+    listener that sees each finished request (router/accounting.py) with the tokens it produced."""
+
+    def __init__(self, limiter: Limiter, completion_estimate: int) -> None:
+        self.limiter = limiter
+        self._completion_estimate = completion_estimate
+        self._open: dict[int, Admission] = {}  # by id() of the request's RequestUsage, until it is published
+
+    @classmethod
+    def from_settings(cls, completion_estimate: int, clock: Clock | None = None) -> RouterLimits:
+        """Limits as the environment configures them (`chalicelib.settings`: defaults, tables, cache lifetime)."""
+        from chalicelib.limits.store import CounterStore, OverrideStore
+        from chalicelib.settings import get_settings
+
+        settings = get_settings()
+        limiter = Limiter(
+            settings.limits,
+            OverrideStore(),
+            CounterStore(),
+            clock=clock or time.time,
+            cache_seconds=settings.auth_cache_ttl_seconds,
+        )
+        return cls(limiter, completion_estimate)
+
+    async def admit(self, request: web.Request, record: ModelRecord) -> None:
+        """Admit the request to `record`'s backend or raise its 429 (the caller is the request's authorized one)."""
+        usage = usage_of(request)
+        principal = usage.principal
+        if principal is None:
+            return
+        caller = Caller(principal.token_id, principal.username, principal.groups)
+        embedding = record.model_type is ModelType.EMBEDDING
+        tokens = estimate(request.get(BODY_KEY), request.content_length or 0, self._completion_estimate, embedding)
+        admission = await self.limiter.admit(caller, tokens)
+        if admission is not None and admission.reserved:
+            self._open[id(usage)] = admission
+
+    def settle(self, usage: RequestUsage) -> None:
+        """The accounting listener: charge the request's actual prompt + completion tokens."""
+        admission = self._open.pop(id(usage), None)
+        if admission is not None:
+            self.limiter.settle(admission, usage.prompt_tokens + usage.completion_tokens)
