@@ -45,4 +45,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("rag_repositories_table", "repositoryId"),
     TableSpec("limits_table", "scope", "principalId"),
     TableSpec("limit_counters_table", "counterKey", ttl_attribute="expiresAt"),
+    TableSpec(
+        "usage_table", "ownerId", "dayModel", indexes=(Index("byMonth", "month", "day"),), ttl_attribute="expiresAt"
+    ),
 )

@@ -31,3 +31,7 @@ class RouterSettings(BaseSettings):
     # A request's completion is estimated at `max_tokens`, else this many tokens, until it reports what it produced.
     limits: bool = True
     limits_completion_estimate: int = Field(256, ge=0)
+    # Usage metering (router/metering.py): per-day usage in DynamoDB and EMF metrics, flushed this often (a crash
+    # loses at most this many seconds of usage).
+    metering: bool = True
+    metering_flush_seconds: float = Field(5.0, gt=0, le=60)
