@@ -54,6 +54,7 @@ class Lease:
 
     rule: Rule
     key: str
+    start: int
     end: int
     slice: int
     local: int = 0
@@ -67,6 +68,16 @@ class Lease:
     def remaining(self) -> int:
         """About how much of the window's limit is left: unleased plus this task's own unused lease."""
         return max(0, self.rule.limit - self.total) + max(0, self.local)
+
+
+@dataclass(slots=True)
+class _Bound:
+    """A caller's rules until `expires`, each with its lease in the window it was last used in (the hot path
+    finds them by position, without building a counter key)."""
+
+    expires: float
+    rules: tuple[Rule, ...]
+    leases: list[Lease | None]
 
 
 @dataclass(slots=True)
@@ -101,17 +112,14 @@ class Limiter:
         self._counters = counters
         self.clock = clock
         self._cache_seconds = cache_seconds
-        self._rules: dict[Caller, tuple[float, tuple[Rule, ...]]] = {}
-        self._resolving: dict[Caller, asyncio.Task[tuple[Rule, ...]]] = {}
+        self._bound: dict[Caller, _Bound] = {}
+        self._resolving: dict[Caller, asyncio.Task[_Bound]] = {}
         self._leases: dict[str, Lease] = {}
         self._sweep_at = 0.0
 
     # -- which rules ---------------------------------------------------------------------------------------------
-    async def rules_of(self, caller: Caller) -> tuple[Rule, ...]:
+    async def _bound_of(self, caller: Caller) -> _Bound:
         """The rules binding `caller`, cached for `cache_seconds` (an admin's override shows within that)."""
-        cached = self._rules.get(caller)
-        if cached is not None and cached[0] > self.clock():
-            return cached[1]
         pending = self._resolving.get(caller)
         if pending is None:
             pending = asyncio.get_running_loop().create_task(self._resolve(caller))
@@ -119,7 +127,7 @@ class Limiter:
             pending.add_done_callback(lambda _: self._resolving.pop(caller, None))
         return await asyncio.shield(pending)
 
-    async def _resolve(self, caller: Caller) -> tuple[Rule, ...]:
+    async def _resolve(self, caller: Caller) -> _Bound:
         try:
             found: Mapping[tuple[Scope, str], LimitOverride] = await asyncio.get_running_loop().run_in_executor(
                 None, self._overrides.overrides, caller.principals()
@@ -128,35 +136,41 @@ class Limiter:
             logger.exception("limit overrides cannot be read")
             raise _unavailable() from None
         resolved = rules(caller, self.defaults, found)
-        self._rules[caller] = (self.clock() + self._cache_seconds, resolved)
-        return resolved
+        bound = self._bound[caller] = _Bound(self.clock() + self._cache_seconds, resolved, [None] * len(resolved))
+        return bound
 
     # -- admission -----------------------------------------------------------------------------------------------
     async def admit(self, caller: Caller, estimate: int) -> Admission | None:
         """Admit one request of about `estimate` tokens, or raise the 429 of the first limit it is over (503 when
         the counters cannot be reached). None: no limit applies to the caller."""
-        bound = await self.rules_of(caller)
-        if not bound:
-            return None
         now = self.clock()
-        admission = Admission()
+        bound = self._bound.get(caller)
+        if bound is None or bound.expires <= now:
+            bound = await self._bound_of(caller)
+        if not bound.rules:
+            return None
+        tokens = max(1, estimate)
+        leases = bound.leases
         taken: list[tuple[Lease, int]] = []
+        reserved: list[tuple[Lease, int]] = []
         try:
-            for rule in bound:
-                lease = self._lease(rule, now)
-                wanted = 1 if rule.kind is Kind.REQUESTS_PER_MINUTE else max(1, estimate)
-                got = self._take(lease, wanted)
+            for index, rule in enumerate(bound.rules):
+                lease = leases[index]
+                if lease is None or not lease.start <= now < lease.end:
+                    lease = leases[index] = self._lease(rule, now)
+                requests = rule.kind is Kind.REQUESTS_PER_MINUTE
+                wanted = 1 if requests else tokens
+                got = self._take(lease, wanted) or await self._take_waiting(lease, wanted)
                 if not got:
-                    got = await self._take_waiting(lease, wanted)
-                if not got:
-                    raise refusal(rule, [self._lease(r, now) for r in bound], now)
+                    raise refusal(rule, [self._lease(r, now) for r in bound.rules], now)
                 taken.append((lease, got))
+                if not requests:
+                    reserved.append((lease, got))
         except BaseException:
             for lease, got in taken:  # refused (or failed): give back what this request took
                 lease.local += got
             raise
-        admission.reserved = [(lease, got) for lease, got in taken if lease.rule.kind is not Kind.REQUESTS_PER_MINUTE]
-        return admission
+        return Admission(reserved)
 
     def settle(self, admission: Admission, tokens: int) -> None:
         """Charge a finished request's actual tokens: the unused part of its reservation goes back to the leases,
@@ -171,7 +185,7 @@ class Limiter:
         if lease is None:
             if now >= self._sweep_at:
                 self._sweep(now)
-            lease = self._leases[key] = Lease(rule, key, end, _first_slice(rule.limit))
+            lease = self._leases[key] = Lease(rule, key, start, end, _first_slice(rule.limit))
         elif lease.rule.limit != rule.limit:  # an override changed the limit within the window
             lease.rule = rule
             lease.full = lease.total >= rule.limit
@@ -180,6 +194,8 @@ class Limiter:
     def _sweep(self, now: float) -> None:
         for key in [key for key, lease in self._leases.items() if lease.end <= now]:
             del self._leases[key]
+        for caller in [caller for caller, bound in self._bound.items() if bound.expires <= now]:
+            del self._bound[caller]
         self._sweep_at = now + 60
 
     def _take(self, lease: Lease, wanted: int) -> int:
