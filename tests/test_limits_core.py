@@ -123,11 +123,15 @@ def test_exactly_the_limit_of_concurrent_requests_is_admitted(tables: str) -> No
     clock = Clock(MINUTE_START + 5)
     limit = limiter(config(user={"requestsPerMinute": 20}), clock)
     dave = Caller(None, "dave", ())
-    assert len(asyncio.run(admit_many(limit, dave, 100))) == 20
-    clock.now += 50  # the same window: still nothing left
-    assert asyncio.run(admit_many(limit, dave, 5)) == []
-    clock.now += 10  # the next minute
-    assert len(asyncio.run(admit_many(limit, dave, 30))) == 20
+
+    async def scenario() -> list[int]:  # one event loop, as in a router
+        counts = [len(await admit_many(limit, dave, 100))]
+        clock.now += 50  # the same window: still nothing left
+        counts.append(len(await admit_many(limit, dave, 5)))
+        clock.now += 10  # the next minute
+        return [*counts, len(await admit_many(limit, dave, 30))]
+
+    assert asyncio.run(scenario()) == [20, 0, 20]
 
 
 def test_tasks_share_the_counter_and_a_restart_keeps_it(tables: str) -> None:
@@ -187,14 +191,16 @@ def test_every_rule_must_pass_and_a_refusal_returns_what_it_took(tables: str) ->
     defaults = config(token={"requestsPerMinute": 100}, group={"requestsPerMinute": 3})
     OverrideStore().put(Scope.GROUP, "research", LimitOverride(requests_per_minute=5), "admin", "now")
     limit = limiter(defaults, clock)
-    assert len(asyncio.run(admit_many(limit, ALICE, 10))) == 5  # research's 5, the more permissive group
+    other = Caller("tok-alice", "alice-2", ())
 
-    async def refused() -> ServeError:
+    async def scenario() -> tuple[int, ServeError, int]:  # one event loop, as in a router
+        admitted = len(await admit_many(limit, ALICE, 10))
         with pytest.raises(ServeError) as error:
             await limit.admit(ALICE, 1)
-        return error.value
+        return admitted, error.value, len(await admit_many(limit, other, 120))
 
-    error = asyncio.run(refused())
+    admitted, error, others = asyncio.run(scenario())
+    assert admitted == 5  # research's 5, the more permissive group
     assert error.status == 429
     assert error.code == "rate_limit_exceeded"
     assert "group 'research'" in error.message
@@ -203,5 +209,4 @@ def test_every_rule_must_pass_and_a_refusal_returns_what_it_took(tables: str) ->
     assert error.headers["x-ratelimit-reset-requests"] == "30s"
     assert error.headers["Retry-After"] == "30"
     # The token's own rule gave back the unit each refused request took from it: 95 of 100 are left.
-    other = Caller("tok-alice", "alice-2", ())
-    assert len(asyncio.run(admit_many(limit, other, 120))) == 95
+    assert others == 95

@@ -91,16 +91,9 @@ class LimitsConfig(BaseModel):
         return {"LISA_LIMITS": json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True))}
 
 
-class LimitOverride(WireModel):
+class LimitOverride(Limits):
     """The body of `PUT /limits/{scope}/{principalId}`: the kinds it names replace the defaults for that principal
     (null: no limit of that kind); kinds left out keep the default. The whole override is replaced each time."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    requests_per_minute: Count = Field(None, alias="requestsPerMinute")
-    tokens_per_minute: Count = Field(None, alias="tokensPerMinute")
-    tokens_per_day: Count = Field(None, alias="tokensPerDay")
-    tokens_per_month: Count = Field(None, alias="tokensPerMonth")
 
     def stored(self) -> dict[str, Any]:
         """The named kinds by wire name (nulls kept: they lift a default)."""
