@@ -82,9 +82,19 @@ def metered(aws_env: str, tgi_worker: str, tei_worker: str) -> Iterator[Metered]
     lisa.server.stop()
 
 
-def chat(lisa: Metered, question: str, **kwargs: Any) -> Any:
+def chat(lisa: Metered, question: str, model: str = CHAT_MODEL, **kwargs: Any) -> Any:
     messages = [{"role": "user", "content": question}]
-    return lisa.client.chat.completions.create(model=CHAT_MODEL, messages=messages, temperature=0, **kwargs)
+    return lisa.client.chat.completions.create(model=model, messages=messages, temperature=0, **kwargs)
+
+
+def read_then_hang_up(stream: Any, chunks: int) -> None:
+    """Read `chunks` chunks with choices, then close the connection (the client goes away mid-stream)."""
+    received = 0
+    for chunk in stream:
+        received += bool(chunk.choices)
+        if received == chunks:
+            break
+    stream.close()
 
 
 def test_streamed_and_plain_chats_are_counted_with_their_tokens(metered: Metered) -> None:
@@ -112,13 +122,7 @@ def test_streamed_and_plain_chats_are_counted_with_their_tokens(metered: Metered
 
 
 def test_a_disconnected_stream_counts_what_was_produced(metered: Metered) -> None:
-    stream = chat(metered, "Count from one to one hundred in words.", max_tokens=200, stream=True)
-    received = 0
-    for chunk in stream:
-        received += bool(chunk.choices)
-        if received == 3:
-            break
-    stream.close()  # the client hangs up mid-stream
+    read_then_hang_up(chat(metered, "Count from one to one hundred in words.", max_tokens=200, stream=True), 3)
     cut = metered.ended()
     assert cut.disconnected
     assert cut.status == CLIENT_CLOSED
@@ -156,7 +160,8 @@ def test_embeddings_and_native_calls_are_counted(metered: Metered) -> None:
     assert metered.figures() == (2, 0, 2 * native.prompt_tokens, native.completion_tokens + len(events))
 
 
-def test_refusals_count_as_errors_and_emf_names_no_user(metered: Metered) -> None:
+def test_refusals_count_as_errors_and_emf_names_no_user(metered: Metered, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "lisa-router")  # as a container may set it: still no dimension
     with pytest.raises(openai.BadRequestError):  # an embedding model asked to chat
         metered.client.chat.completions.create(model=EMBED_MODEL, messages=[{"role": "user", "content": "Hi"}])
     assert metered.ended().status == 400
