@@ -43,6 +43,7 @@ _ALL_TABLES = (
     "rag_documents_table",
     "rag_repositories_table",
     "usage_table",
+    "limits_table",
 )
 _RAG_TABLES = ("rag_documents_table", "rag_repositories_table")
 

@@ -88,6 +88,7 @@ class RouterStack(cdk.Stack):
         environment["LISA_REGION"] = cdk.Aws.REGION
         environment["LISA_ROUTER_PORT"] = str(ROUTER_PORT)
         environment.update(config.auth_config.environment())
+        environment.update(config.limits.environment())
         log_group = logs.LogGroup(
             self,
             "Logs",
@@ -112,6 +113,9 @@ class RouterStack(cdk.Stack):
         for table in ("tokens_table", "models_table", "rag_repositories_table"):
             tables[table].grant_read_data(task.task_role)
         tables["usage_table"].grant_write_data(task.task_role)  # metering: per-day usage batches (ADD updates)
+        tables["limits_table"].grant_read_data(task.task_role)  # limits: admins' overrides
+        # limits: leases are conditional updates of the window counters, read back when a lease races another
+        tables["limit_counters_table"].grant(task.task_role, "dynamodb:UpdateItem", "dynamodb:GetItem")
         parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
         for statement in secret_statements(names, parts):
             task.add_to_task_role_policy(iam.PolicyStatement.from_json(statement))
