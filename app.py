@@ -3,6 +3,7 @@
 from chalicelib.apidocs.routes import apidocs_bp
 from chalicelib.attachments.routes import attachments_bp
 from chalicelib.auth.routes import auth_bp
+from chalicelib.limits.routes import limits_bp
 from chalicelib.prompt_templates.routes import prompt_templates_bp
 from chalicelib.rag.routes import rag_bp
 from chalicelib.registry.routes import models_bp
@@ -20,6 +21,7 @@ app.register_blueprint(sessions_bp, url_prefix="/sessions")
 app.register_blueprint(prompt_templates_bp, url_prefix="/prompt-templates")
 app.register_blueprint(attachments_bp, url_prefix="/attachments")  # documents in a chat, uploaded to S3 directly
 app.register_blueprint(rag_bp, url_prefix="/repositories")  # also the ingestion queue handler
+app.register_blueprint(limits_bp, url_prefix="/limits")  # per-principal rate limit overrides (admin)
 app.register_blueprint(usage_bp)  # /usage: per-day usage (the router meters it)
 app.register_blueprint(webui_bp)  # /ui/config (public)
 app.register_blueprint(apidocs_bp)  # /openapi.json (public): the document of every route above and the data plane

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib.contracts.limits import LimitsConfig
 from chalicelib.vllm_engine import EngineSettingsError, VllmEngineArgs, engine_args
 
 MODEL_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*/[A-Za-z0-9][\w.\-]*$")
@@ -458,6 +459,10 @@ class LisaConfig(_Model):
         alias="webAclArn",
         pattern=r"^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:[0-9]{12}:regional/webacl/[A-Za-z0-9_-]+/[a-f0-9-]+$",
         description="a regional WAF web ACL associated with the API stage and the model load balancers",
+    )
+    limits: LimitsConfig = Field(
+        default_factory=LimitsConfig,
+        description="default rate limits and token budgets per token, user and group (admins override them)",
     )
     staging_image: str | None = Field(
         None,

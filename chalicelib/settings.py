@@ -7,6 +7,8 @@ from functools import lru_cache
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from chalicelib.contracts.limits import LimitsConfig
+
 
 class Settings(BaseSettings):
     """Every knob a LISA process reads from its environment; names are `LISA_<FIELD>` unless aliased."""
@@ -64,6 +66,11 @@ class Settings(BaseSettings):
     token_default_lifetime_days: int = Field(90, ge=1, le=3650)
     token_max_lifetime_days: int = Field(365, ge=1, le=3650)
     token_max_per_user: int = Field(10, ge=1, le=1000)
+    # Rate limits and token budgets (config.yaml `limits`, as JSON in LISA_LIMITS): admins' overrides, the counters
+    # router tasks lease from.
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    limits_table: str = "lisa-limits"
+    limit_counters_table: str = "lisa-limit-counters"
 
 
 @lru_cache(maxsize=1)

@@ -43,6 +43,8 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("attachments_table", "userId", "attachmentId", ttl_attribute="expiresAt"),
     TableSpec("rag_documents_table", "repositoryId", "documentId", indexes=(Index("bySource", "source"),)),
     TableSpec("rag_repositories_table", "repositoryId"),
+    TableSpec("limits_table", "scope", "principalId"),
+    TableSpec("limit_counters_table", "counterKey", ttl_attribute="expiresAt"),
     TableSpec(
         "usage_table", "ownerId", "dayModel", indexes=(Index("byMonth", "month", "day"),), ttl_attribute="expiresAt"
     ),

@@ -16,6 +16,7 @@ from gpu_stack.functions import API_HANDLER, AppFunctions, app_functions
 from gpu_stack.names import ResourceNames
 
 TABLE_READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"]
+TABLE_COUNT = ["dynamodb:UpdateItem", "dynamodb:GetItem"]
 TABLE_WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
 OBJECT_READ = ["s3:GetObject"]
 OBJECT_WRITE = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
@@ -34,6 +35,8 @@ class Access:
 
     tables_read: tuple[str, ...] = ()
     tables_write: tuple[str, ...] = ()
+    # Window counters: conditional UpdateItem and the GetItem that reads one back, nothing else (router/limits.py).
+    tables_count: tuple[str, ...] = ()
     buckets_read: tuple[str, ...] = ()
     buckets_write: tuple[str, ...] = ()
     consume_ingestion_queue: bool = False
@@ -62,6 +65,7 @@ _ALL_TABLES = (
     "rag_documents_table",
     "rag_repositories_table",
     "usage_table",
+    "limits_table",
 )
 _RAG_TABLES = ("rag_documents_table", "rag_repositories_table")
 
@@ -92,8 +96,9 @@ ACCESS: dict[str, Access] = {
 }
 # The router task: authentication (tokens), the registry and, for RAG in chat, repositories and their passwords.
 ROUTER_TASK = Access(
-    tables_read=("tokens_table", "models_table", "rag_repositories_table"),
+    tables_read=("tokens_table", "models_table", "rag_repositories_table", "limits_table"),  # limits: overrides
     tables_write=("usage_table",),  # metering: per-day usage batches (router/metering.py)
+    tables_count=("limit_counters_table",),  # limits: leases of the window counters
     read_secrets=True,
 )
 
@@ -162,8 +167,17 @@ def access_statements(access: Access, names: ResourceNames, parts: ArnParts, key
                 "Resource": [a for a in table_arns(access.tables_write) if "/index/" not in a],
             }
         )
-    if access.tables_read or access.tables_write:
-        actions = TABLE_KEY_WRITE if access.tables_write else TABLE_KEY_READ
+    if access.tables_count:
+        statements.append(
+            {
+                "Sid": "TablesCount",
+                "Effect": "Allow",
+                "Action": TABLE_COUNT,
+                "Resource": [a for a in table_arns(access.tables_count) if "/index/" not in a],
+            }
+        )
+    if access.tables_read or access.tables_write or access.tables_count:
+        actions = TABLE_KEY_WRITE if access.tables_write or access.tables_count else TABLE_KEY_READ
         statements.append(key_statement("TablesKey", actions, "dynamodb", parts, keys.tables))
     listed = sorted(set(access.buckets_read) | set(access.buckets_write))
     if listed:

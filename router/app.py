@@ -22,6 +22,7 @@ from router.auth import AsyncAuthorizer
 from router.backend import Backend, new_session
 from router.catalog import ModelCatalog
 from router.http import Handler, guarded, json_response
+from router.limits import RouterLimits
 from router.native_api import NativeApi
 from router.openai_api import OpenAIApi
 from router.services import ChatAugmenter, Services
@@ -50,17 +51,22 @@ def create_app(
 ) -> web.Application:
     """The router application; `authorizer` / `registry` default to the process-wide ones (per current settings).
 
-    `usage_listeners` see every finished request (router/accounting.py); `clock` (UNIX seconds) dates them."""
+    `usage_listeners` see every finished request (router/accounting.py); `clock` (UNIX seconds) dates them and
+    times the rate limits' windows (router/limits.py, on unless `settings.limits` is off)."""
     settings = settings or RouterSettings()
     accounting = Accounting(clock) if clock is not None else Accounting()
     for listener in usage_listeners:
         accounting.add(listener)
+    limits = RouterLimits.from_settings(settings.limits_completion_estimate, clock) if settings.limits else None
+    if limits is not None:
+        accounting.add(limits.settle)
     services = Services(
         settings=settings,
         auth=AsyncAuthorizer(authorizer),
         catalog=ModelCatalog(registry),
         augment_chat=augment_chat,
         accounting=accounting,
+        limits=limits,
     )
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SERVICES_KEY] = services

@@ -37,8 +37,8 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 
 def error_response(error: ServeError) -> web.Response:
     """A ServeError as its HTTP response (the OpenAI error object)."""
-    headers = {"WWW-Authenticate": 'Bearer realm="lisa"'} if error.status == 401 else None
-    return json_response(error.body(), error.status, headers)
+    headers = {"WWW-Authenticate": 'Bearer realm="lisa"'} if error.status == 401 else {}
+    return json_response(error.body(), error.status, {**headers, **error.headers} or None)
 
 
 @web.middleware

@@ -18,6 +18,7 @@ from router.auth import AsyncAuthorizer
 from router.backend import Backend
 from router.catalog import ModelCatalog
 from router.http import logger, note, open_sse, read_body
+from router.limits import BODY_KEY, RouterLimits
 from router.settings import RouterSettings
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class Services:
     augment_chat: ChatAugmenter | None = None
     backend: Backend | None = field(default=None)
     accounting: Accounting = field(default_factory=Accounting)
+    limits: RouterLimits | None = None
 
     @property
     def http(self) -> Backend:
@@ -79,10 +81,12 @@ class Services:
 
     async def body(self, request: web.Request) -> dict[str, Any]:
         """The request body as a JSON object (400 / 413 otherwise)."""
-        return mapping.parse_json_object(await read_body(request))
+        data = request[BODY_KEY] = mapping.parse_json_object(await read_body(request))
+        return data
 
     async def model(self, name: str, model_type: ModelType, request: web.Request, param: str = "model") -> ModelRecord:
-        """The registered, available model `name` of `model_type`; 404 / 400 / 503 otherwise."""
+        """The registered, available model `name` of `model_type`, the caller admitted by its limits; 404 / 400 /
+        503 / 429 otherwise."""
         record = await self.catalog.resolve(name, param)
         usage_of(request).model = record.model_name
         note(request, model=record.model_name)
@@ -103,6 +107,8 @@ class Services:
                 param=param,
                 code="model_unavailable",
             )
+        if self.limits is not None:
+            await self.limits.admit(request, record)
         return record
 
     async def embed(

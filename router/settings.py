@@ -27,6 +27,10 @@ class RouterSettings(BaseSettings):
     access_log: bool = True
     # RAG in chat: a chat request's `lisa_rag` field retrieves context from a repository (router/rag.py).
     rag_in_chat: bool = True
+    # Rate limits and token budgets (router/limits.py; their values are config.yaml `limits`); off: none enforced.
+    # A request's completion is estimated at `max_tokens`, else this many tokens, until it reports what it produced.
+    limits: bool = True
+    limits_completion_estimate: int = Field(256, ge=0)
     # Usage metering (router/metering.py): per-day usage in DynamoDB and EMF metrics, flushed this often (a crash
     # loses at most this many seconds of usage).
     metering: bool = True

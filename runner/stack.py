@@ -108,6 +108,7 @@ class LocalLisa:
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             **config.auth_config.environment(),
+            **config.limits.environment(),
         }
         for key, value in defaults.items():
             if value and key not in os.environ:

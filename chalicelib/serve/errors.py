@@ -5,6 +5,7 @@ Every data-plane route, OpenAI and LISA-native alike, answers errors (and SSE er
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib import bounded_json
@@ -28,7 +29,8 @@ class ServeError(LisaError):
 
     The status varies per instance (a backend's answer is relayed), so it is an argument, and the OpenAI
     `error.type` follows from it unless given. `param` names the offending request field (OpenAI's `error.param`,
-    LisaError's `field`), `code` is a short machine-readable reason.
+    LisaError's `field`), `code` is a short machine-readable reason, `headers` go on the error's HTTP response
+    (a 429's `Retry-After` and `x-ratelimit-*`).
     """
 
     ERROR_TYPE = INVALID_REQUEST
@@ -41,10 +43,12 @@ class ServeError(LisaError):
         param: str | None = None,
         code: str | None = None,
         type: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         error_type = type or _TYPE_BY_STATUS.get(status) or (INVALID_REQUEST if status < 500 else BACKEND)
         super().__init__(message, field=param, status=status, error_type=error_type)
         self.code = code
+        self.headers = dict(headers or {})
 
     @property
     def param(self) -> str | None:

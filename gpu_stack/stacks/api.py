@@ -192,7 +192,9 @@ class ApiStack(cdk.Stack):
             for name, path in sorted(config.lambda_layers.items())
         }
         stage_config: dict[str, Any] = {
-            "environment_variables": names.environment(machine_arns) | config.auth_config.environment(),
+            "environment_variables": names.environment(machine_arns)
+            | config.auth_config.environment()
+            | config.limits.environment(),
             "subnet_ids": [subnet.subnet_id for subnet in vpc.private_subnets],
             "security_group_ids": [
                 self.lambda_security_group.security_group_id,

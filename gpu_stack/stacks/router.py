@@ -87,6 +87,7 @@ class RouterStack(cdk.Stack):
         environment["LISA_REGION"] = cdk.Aws.REGION
         environment["LISA_ROUTER_PORT"] = str(ROUTER_PORT)
         environment.update(config.auth_config.environment())
+        environment.update(config.limits.environment())
         log_group = logs.LogGroup(
             self,
             "Logs",
@@ -106,8 +107,9 @@ class RouterStack(cdk.Stack):
             logging = ecs.LogDriver.aws_logs(stream_prefix="ca-bundle", log_group=log_group)
             add_ca_bundle(task, pem, image, logging, [router])
         suppress_task_definition(task)
-        # The router authenticates (tokens, JWTs), resolves models from the registry and, for RAG in chat, reads
-        # repositories and their vector-store passwords: read-only, named resources (gpu_stack/policies.py).
+        # The router authenticates (tokens, JWTs), resolves models from the registry, reads limit overrides and, for
+        # RAG in chat, repositories and their vector-store passwords; it writes usage batches and counts limit windows:
+        # named resources only (gpu_stack/policies.py ROUTER_TASK).
         parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
         for statement in access_statements(ROUTER_TASK, names, parts, keys):
             task.add_to_task_role_policy(iam.PolicyStatement.from_json(statement))
