@@ -1,6 +1,6 @@
-"""axe-core over the chat UI's main views (sign-in, chat, templates, compare), light and dark: no serious or
-critical violation (issue 17). axe is injected with Playwright's bypass_csp in this test's own context only: the
-page's policy is not weakened for anyone else, and every other test runs under it."""
+"""axe-core over the chat UI's main views (sign-in, chat, templates, compare, API tokens, usage), light and dark:
+no serious or critical violation (issues 15, 17). axe is injected with Playwright's bypass_csp in this test's own
+context only: the page's policy is not weakened for anyone else, and every other test runs under it."""
 
 from __future__ import annotations
 
@@ -88,6 +88,26 @@ def test_main_views_have_no_serious_accessibility_violations(
         expect(page.get_by_label("Prompt to compare")).to_be_visible()
         found += axe_violations(page, "compare")
         shots(page, f"axe-compare-{scheme}")
+        page.get_by_role("button", name="Close compare").click()
+
+        page.get_by_role("button", name="API tokens", exact=True).click()
+        expect(page.get_by_role("table", name="Your API tokens")).to_be_visible()
+        found += axe_violations(page, "API tokens")
+        page.get_by_role("button", name="New token").click()
+        page.get_by_label("Name", exact=True).fill(f"axe {scheme}")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.get_by_role("dialog")).to_be_visible()
+        found += axe_violations(page, "new token dialog")
+        shots(page, f"axe-token-dialog-{scheme}")
+        page.get_by_role("button", name="Done, I have copied it").click()
+        page.get_by_role("button", name="Close API tokens").click()
+
+        page.get_by_role("button", name="Usage", exact=True).click()
+        expect(
+            page.locator("#usage-table, #usage-view .usage-summary, #usage-view [role=alert]:visible")
+        ).to_be_visible()
+        found += axe_violations(page, "usage")
+        shots(page, f"axe-usage-{scheme}")
     finally:
         context.close()
     assert not found, "\n".join(found)
