@@ -9,6 +9,7 @@ from chalicelib.registry.routes import models_bp
 from chalicelib.request_context import ConcurrentChalice
 from chalicelib.sessions.routes import sessions_bp
 from chalicelib.staging.routes import staging_bp
+from chalicelib.usage.routes import usage_bp
 from chalicelib.webui.routes import webui_bp
 
 app = ConcurrentChalice(app_name="lisa")  # per-request state is per thread (the local front door's pool)
@@ -19,5 +20,6 @@ app.register_blueprint(sessions_bp, url_prefix="/sessions")
 app.register_blueprint(prompt_templates_bp, url_prefix="/prompt-templates")
 app.register_blueprint(attachments_bp, url_prefix="/attachments")  # documents in a chat, uploaded to S3 directly
 app.register_blueprint(rag_bp, url_prefix="/repositories")  # also the ingestion queue handler
+app.register_blueprint(usage_bp)  # /usage: per-day usage (the router meters it)
 app.register_blueprint(webui_bp)  # /ui/config (public)
 app.register_blueprint(apidocs_bp)  # /openapi.json (public): the document of every route above and the data plane

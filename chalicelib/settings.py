@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     prompt_templates_table: str = "lisa-prompt-templates"
     attachments_table: str = "lisa-attachments"
     rag_documents_table: str = "lisa-rag-documents"
+    usage_table: str = "lisa-usage"  # per-day usage per principal and model (chalicelib/usage/store.py)
     models_bucket: str = "lisa-models"
     docs_bucket: str = "lisa-rag-docs"
     ingestion_queue_url: str | None = None

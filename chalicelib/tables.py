@@ -43,4 +43,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("attachments_table", "userId", "attachmentId", ttl_attribute="expiresAt"),
     TableSpec("rag_documents_table", "repositoryId", "documentId", indexes=(Index("bySource", "source"),)),
     TableSpec("rag_repositories_table", "repositoryId"),
+    TableSpec(
+        "usage_table", "ownerId", "dayModel", indexes=(Index("byMonth", "month", "day"),), ttl_attribute="expiresAt"
+    ),
 )

@@ -42,6 +42,7 @@ _ALL_TABLES = (
     "attachments_table",
     "rag_documents_table",
     "rag_repositories_table",
+    "usage_table",
 )
 _RAG_TABLES = ("rag_documents_table", "rag_repositories_table")
 

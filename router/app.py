@@ -11,12 +11,13 @@ so a client that disconnects during a non-streaming call also cancels the backen
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from chalicelib.serve.routes import DATA_PLANE
+from router.accounting import ACCOUNTING_KEY, Accounting, UsageListener
 from router.auth import AsyncAuthorizer
 from router.backend import Backend, new_session
 from router.catalog import ModelCatalog
@@ -44,17 +45,26 @@ def create_app(
     authorizer: Authorizer | None = None,
     registry: CachedRegistry | None = None,
     augment_chat: ChatAugmenter | None = None,
+    usage_listeners: Iterable[UsageListener] = (),
+    clock: Callable[[], float] | None = None,
 ) -> web.Application:
-    """The router application; `authorizer` / `registry` default to the process-wide ones (per current settings)."""
+    """The router application; `authorizer` / `registry` default to the process-wide ones (per current settings).
+
+    `usage_listeners` see every finished request (router/accounting.py); `clock` (UNIX seconds) dates them."""
     settings = settings or RouterSettings()
+    accounting = Accounting(clock) if clock is not None else Accounting()
+    for listener in usage_listeners:
+        accounting.add(listener)
     services = Services(
         settings=settings,
         auth=AsyncAuthorizer(authorizer),
         catalog=ModelCatalog(registry),
         augment_chat=augment_chat,
+        accounting=accounting,
     )
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SERVICES_KEY] = services
+    app[ACCOUNTING_KEY] = accounting
 
     async def client_session(_: web.Application) -> AsyncIterator[None]:
         session = new_session(settings)
@@ -81,8 +91,9 @@ def create_app(
     }
     app.router.add_get("/health", health)
     for route in DATA_PLANE:  # the documented table (chalicelib.serve.routes): every operation, nothing else
-        handler = handlers.pop(route.operation.operation_id)
-        app.router.add_route(route.method, route.path, guarded(handler, log))
+        operation = route.operation.operation_id
+        handler = guarded(handlers.pop(operation), log, operation=operation, accounting=accounting)
+        app.router.add_route(route.method, route.path, handler)
     if handlers:
         raise RuntimeError(f"handlers without a route: {', '.join(handlers)}")
     return app

@@ -7,6 +7,7 @@ local runner adds after the router's (the control plane, the web UI) keep their 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from aws_lambda_powertools import Logger
 from chalicelib.auth.errors import AuthError
 from chalicelib.serve import sse
 from chalicelib.serve.errors import INVALID_REQUEST, NOT_FOUND, SERVER, ServeError, error_body
+from router.accounting import USAGE_KEY, Accounting
 
 logger = Logger(service="lisa-router")
 
@@ -92,13 +94,20 @@ def note(request: web.Request, **fields: Any) -> None:
         log.update(fields)
 
 
-def guarded(handler: Handler, access_log: bool = True) -> Handler:
-    """`handler` with LISA's error contract: ServeError/AuthError → their JSON error; anything else → logged 500."""
+def guarded(
+    handler: Handler, access_log: bool = True, *, operation: str = "", accounting: Accounting | None = None
+) -> Handler:
+    """`handler` with LISA's error contract: ServeError/AuthError → their JSON error; anything else → logged 500.
+
+    Each request gets a `RequestUsage` (router/accounting.py) for `operation`, published to `accounting`'s listeners
+    when the request is over (a cancelled request, whose client went away, included)."""
+    accounting = accounting or Accounting()
 
     async def guard(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         log: dict[str, Any] = {}
         request[LOG_KEY] = log
+        usage = request[USAGE_KEY] = accounting.open(operation)
         status = 500
         try:
             response = await handler(request)
@@ -112,20 +121,28 @@ def guarded(handler: Handler, access_log: bool = True) -> Handler:
             status = error.status
             log["error"] = error.message
             return error_response(auth_error(error))
-        except web.HTTPException:
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        except asyncio.CancelledError:
+            usage.disconnected = True
             raise
         except Exception:
             logger.exception("unhandled error", path=request.path)
             return json_response(error_body("internal error; it has been logged", SERVER, code="internal"), 500)
         finally:
-            if access_log or status >= 500:
-                level = logger.info if status < 500 else logger.warning
+            usage.finish(status, time.perf_counter() - started)
+            accounting.publish(usage)
+            if access_log or usage.status >= 500:
+                level = logger.info if usage.status < 500 else logger.warning
+                if usage.model is not None:
+                    log.update(prompt_tokens=usage.prompt_tokens, tokens=usage.completion_tokens)
                 level(
                     "request",
                     method=request.method,
                     path=request.path,
                     status=status,
-                    ms=round((time.perf_counter() - started) * 1000, 2),
+                    ms=round(usage.latency * 1000, 2),
                     **log,
                 )
 

@@ -26,8 +26,9 @@ from chalicelib.config import ModelType
 from chalicelib.contracts.native import NativeRequest
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import ServeError, invalid
-from router.http import json_response, note
-from router.services import Services, backend_event, backend_name, relay
+from router.accounting import count_tokens, usage_of
+from router.http import json_response
+from router.services import Services, backend_event, backend_name, header_count, relay
 from router.vllm_api import VllmApi, serves_openai
 
 if TYPE_CHECKING:
@@ -127,11 +128,11 @@ class NativeApi:
             return await self.vllm.generate(request, req, record)
         text = mapping.native_text(req.text)
         params = mapping.native_tgi_parameters(req.model_kwargs, record.default_model_kwargs)
-        answer, _ = await self.services.http.call(
+        answer, headers = await self.services.http.call(
             f"{record.endpoint_url}/generate", mapping.generate_request(text, params), backend_name(record)
         )
         response = mapping.native_generate_response(answer)
-        note(request, tokens=response["generatedTokens"])
+        count_tokens(request, header_count(headers, "x-prompt-tokens"), response["generatedTokens"])
         return json_response(response)
 
     async def generate_stream(self, request: web.Request) -> web.StreamResponse:
@@ -153,15 +154,18 @@ class NativeApi:
     async def _events(
         self, request: web.Request, upstream: aiohttp.ClientResponse, backend_label: str
     ) -> AsyncIterator[bytes]:
+        counted = usage_of(request)
         async for event in self.services.http.events(upstream, backend_label):
-            out = mapping.native_stream_event(backend_event(event.data, backend_label))
-            if "generatedTokens" in out:
-                note(request, tokens=out["generatedTokens"])
-            yield sse.encode(out)
+            tgi = mapping.stream_response(backend_event(event.data, backend_label))
+            counted.produced()  # one event per token; the last one's details have the exact figures
+            if tgi.details is not None:
+                counted.tokens(tgi.details.input_length, tgi.details.generated_tokens)
+            yield sse.encode(mapping.native_stream_event(tgi))
 
     async def embeddings(self, request: web.Request) -> web.Response:
         """POST /v1/embeddings."""
         req, record = await self._request(request, ModelType.EMBEDDING)
         texts = mapping.native_texts(req.text)
-        vectors, _ = await self.services.embed(record, texts, req.model_kwargs)
+        vectors, tokens = await self.services.embed(record, texts, req.model_kwargs)
+        count_tokens(request, prompt=tokens)
         return json_response({"embeddings": vectors})

@@ -20,8 +20,9 @@ from chalicelib.contracts.openai import ChatCompletionRequest, CompletionRequest
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import ServeError
 from chalicelib.serve.streams import merge
-from router.http import json_response, note
-from router.services import Services, augmented, backend_event, backend_name, first_error, relay
+from router.accounting import count_tokens, usage_of
+from router.http import json_response
+from router.services import Services, augmented, backend_event, backend_name, first_error, header_count, relay
 from router.vllm_api import VllmApi, serves_openai
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ class OpenAIApi:
                 raise ServeError(502, f"{backend_label} answered an unexpected chat completion")
             completion = mapping.chat_completion(answer, mapping.new_id("chatcmpl"), record.model_name)
             completion.update(extra)
-            note(request, tokens=completion["usage"].get("completion_tokens"))
+            reported = completion["usage"]
+            count_tokens(request, reported.get("prompt_tokens"), reported.get("completion_tokens"))
             return json_response(completion)
         _refuse_non_streaming(record)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -108,16 +110,18 @@ class OpenAIApi:
         extra: dict[str, Any] | None = None,
     ) -> AsyncIterator[bytes]:
         completion_id, created, model = mapping.new_id("chatcmpl"), int(time.time()), record.model_name
+        counted = usage_of(request)
         async for event in self.services.http.events(upstream, backend_label):
             if event.data == sse.DONE_DATA:
                 break
             payload = mapping.chat_chunk(backend_event(event.data, backend_label), completion_id, model, created)
-            if not payload["choices"]:  # the usage chunk TGI sends last
-                usage = payload["usage"]
-                if usage is not None:
-                    note(request, tokens=usage["completion_tokens"])
-                if not include_usage:
-                    continue
+            if payload["choices"]:
+                counted.produced()  # TGI sends one chunk per token; the usage it sends last has the exact figures
+            usage = payload.get("usage")
+            if usage is not None:
+                counted.tokens(usage["prompt_tokens"], usage["completion_tokens"])
+            if not payload["choices"] and not include_usage:  # the usage chunk TGI sends last
+                continue
             if extra:  # the augmenter's response fields ride on the first chunk
                 payload.update(extra)
                 extra = None
@@ -143,9 +147,9 @@ class OpenAIApi:
                 mapping.completion_choice(i, prompts[i], answer, req.echo, req.logprobs)
                 for i, answer in enumerate(answers)
             ]
-            prompt_tokens = sum(int(headers.get("x-prompt-tokens", "0") or 0) for _, headers in results)
+            prompt_tokens = sum(header_count(headers, "x-prompt-tokens") for _, headers in results)
             generated = sum(answer.details.generated_tokens if answer.details else 0 for answer in answers)
-            note(request, tokens=generated)
+            count_tokens(request, prompt_tokens, generated)
             return json_response(
                 {
                     "id": mapping.new_id("cmpl"),
@@ -190,9 +194,11 @@ class OpenAIApi:
                 choice = {"index": index, "text": prompt, "logprobs": None, "finish_reason": None}
                 yield sse.encode({**base, "choices": [choice]})
         prompt_tokens = generated = 0
+        counted = usage_of(request)
         streams = [self.services.http.events(upstream, backend_label) for upstream in upstreams]
         async for index, event in merge(streams):
             payload = mapping.stream_response(backend_event(event.data, backend_label))
+            counted.produced()  # one event per token; the exact figures when every prompt has finished
             token = payload.token
             text = "" if token.special else token.text
             details = payload.details
@@ -209,7 +215,7 @@ class OpenAIApi:
                 generated += details.generated_tokens
             choice = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": reason}
             yield sse.encode({**base, "choices": [choice]})
-        note(request, tokens=generated)
+        counted.tokens(prompt_tokens, generated)
         if req.stream_options and req.stream_options.include_usage:
             yield sse.encode({**base, "choices": [], "usage": mapping.usage(prompt_tokens, generated)})
 
@@ -221,4 +227,5 @@ class OpenAIApi:
         record = await self.services.model(req.model, ModelType.EMBEDDING, request)
         texts = mapping.embedding_inputs(req)
         vectors, tokens = await self.services.embed(record, texts, {})
+        count_tokens(request, prompt=tokens)
         return json_response(mapping.embeddings_response(vectors, record.model_name, req.encoding_format, tokens))

@@ -13,6 +13,7 @@ from chalicelib import bounded_json
 from chalicelib.config import ModelType
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import SERVER, ServeError, error_body
+from router.accounting import Accounting, usage_of
 from router.auth import AsyncAuthorizer
 from router.backend import Backend
 from router.catalog import ModelCatalog
@@ -61,6 +62,7 @@ class Services:
     catalog: ModelCatalog
     augment_chat: ChatAugmenter | None = None
     backend: Backend | None = field(default=None)
+    accounting: Accounting = field(default_factory=Accounting)
 
     @property
     def http(self) -> Backend:
@@ -71,6 +73,7 @@ class Services:
     async def caller(self, request: web.Request) -> Principal:
         """The authorized caller (AuthError otherwise), noted in the access log."""
         principal = await self.auth.authorize(request.headers)
+        usage_of(request).principal = principal
         note(request, user=principal.username)
         return principal
 
@@ -81,6 +84,7 @@ class Services:
     async def model(self, name: str, model_type: ModelType, request: web.Request, param: str = "model") -> ModelRecord:
         """The registered, available model `name` of `model_type`; 404 / 400 / 503 otherwise."""
         record = await self.catalog.resolve(name, param)
+        usage_of(request).model = record.model_name
         note(request, model=record.model_name)
         if record.model_type is not model_type:
             use = "/v1/openai/embeddings" if record.model_type is ModelType.EMBEDDING else "a text generation route"
@@ -110,8 +114,14 @@ class Services:
         path, body = mapping.embed_request(record.provider, texts, model_kwargs, record.default_model_kwargs)
         payload, headers = await self.http.call(f"{base}{path}", body, backend_label, expect=list, idempotent=True)
         vectors = mapping.check_vectors(payload, len(texts))
-        tokens = headers.get("x-compute-tokens") or headers.get("x-prompt-tokens") or "0"
-        return vectors, int(tokens) if tokens.isascii() and tokens.isdigit() else 0
+        return vectors, header_count(headers, "x-compute-tokens", "x-prompt-tokens")
+
+
+def header_count(headers: Mapping[str, str], *names: str) -> int:
+    """A token count a backend sends as a header (TGI's `x-prompt-tokens`, TEI's `x-compute-tokens`): the first of
+    `names` present, 0 when none is or it is not a number."""
+    value = next((headers[name] for name in names if headers.get(name)), "0")
+    return int(value) if value.isascii() and value.isdigit() else 0
 
 
 def backend_name(record: ModelRecord) -> str:
@@ -154,23 +164,27 @@ async def relay(request: web.Request, events: AsyncIterator[bytes], *, done: boo
     stops the relay, which closes the backend connection, so the backend stops generating.
     """
     response = await open_sse(request)
+    usage = usage_of(request)
     try:
         try:
             async for payload in events:
                 await response.write(payload)
         except ServeError as error:
+            usage.stream_status = error.status
             note(request, error=error.message, stream_status=error.status)
             await response.write(sse.encode(error.body()))
         except ConnectionResetError:
             raise
         except Exception:
             logger.exception("error while streaming", path=request.path)
+            usage.stream_status = 500
             note(request, stream_status=500)
             await response.write(sse.encode(error_body("internal error while streaming; it has been logged", SERVER)))
         if done:
             await response.write(sse.DONE)
         await response.write_eof()
     except ConnectionResetError:
+        usage.disconnected = True
         note(request, disconnected=True)
     finally:
         await _close(events)

@@ -27,3 +27,7 @@ class RouterSettings(BaseSettings):
     access_log: bool = True
     # RAG in chat: a chat request's `lisa_rag` field retrieves context from a repository (router/rag.py).
     rag_in_chat: bool = True
+    # Usage metering (router/metering.py): per-day usage in DynamoDB and EMF metrics, flushed this often (a crash
+    # loses at most this many seconds of usage).
+    metering: bool = True
+    metering_flush_seconds: float = Field(5.0, gt=0, le=60)

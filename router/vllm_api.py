@@ -17,7 +17,8 @@ from chalicelib.config import InferenceContainer
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import ServeError
 from chalicelib.serve.mapping import vllm
-from router.http import json_response, note
+from router.accounting import count_tokens
+from router.http import json_response
 from router.services import Services, backend_event, backend_name, relay
 
 if TYPE_CHECKING:
@@ -82,8 +83,7 @@ class VllmApi:
         completion_id = mapping.new_id(id_prefix)
         if not req.stream:
             raw, _ = await self.services.http.call(url, body, label)
-            answer = vllm.read_answer(raw, label)
-            _note_usage(request, answer)
+            _count(request, vllm.read_answer(raw, label))
             completion = vllm.openai_answer(raw, completion_id, record.model_name)
             completion.update(extra)
             return json_response(completion)
@@ -103,14 +103,19 @@ class VllmApi:
         include_usage: bool,
         extra: dict[str, Any],
     ) -> AsyncIterator[bytes]:
-        """vLLM's chunks as they come, as LISA's; the usage chunk only if the client asked (always noted)."""
+        """vLLM's chunks as they come, as LISA's; the usage chunk only if the client asked (always counted).
+
+        The router asks vLLM for the running usage on every chunk (so a stream cut short counts what it produced);
+        the client sees OpenAI's shape: `usage` null on the other chunks when it asked for usage, absent otherwise."""
         created = int(time.time())
         async for raw, chunk in self._engine_chunks(upstream, label):
+            _count(request, chunk)
             if not chunk.choices:  # the usage chunk the router always asks for
-                _note_usage(request, chunk)
                 if not include_usage:
                     continue
-            elif not include_usage:
+            elif include_usage:
+                raw["usage"] = None
+            else:
                 raw.pop("usage", None)
             payload = vllm.openai_chunk(raw, completion_id, model, created)
             if extra:  # the augmenter's response fields ride on the first chunk
@@ -137,8 +142,9 @@ class VllmApi:
         body = vllm.native_body(text, kwargs, served_name(record), stream=False)
         label = backend_name(record)
         raw, _ = await self.services.http.call(f"{record.endpoint_url}/v1/completions", body, label)
-        response = vllm.native_generate(vllm.read_answer(raw, label), text if kwargs.return_full_text else "")
-        note(request, tokens=response["generatedTokens"])
+        answer = vllm.read_answer(raw, label)
+        _count(request, answer)
+        response = vllm.native_generate(answer, text if kwargs.return_full_text else "")
         return json_response(response)
 
     async def generate_stream(
@@ -156,14 +162,13 @@ class VllmApi:
         self, request: web.Request, upstream: aiohttp.ClientResponse, label: str
     ) -> AsyncIterator[bytes]:
         async for _, chunk in self._engine_chunks(upstream, label):
+            _count(request, chunk)
             event = vllm.native_event(chunk)
-            if event is None:
-                continue
-            if "generatedTokens" in event:
-                note(request, tokens=event["generatedTokens"])
-            yield sse.encode(event)
+            if event is not None:
+                yield sse.encode(event)
 
 
-def _note_usage(request: web.Request, answer: EngineCompletion) -> None:
+def _count(request: web.Request, answer: EngineCompletion) -> None:
+    """Record the usage vLLM reports (an answer's, or a stream chunk's running figures)."""
     if answer.usage is not None:
-        note(request, tokens=answer.usage.completion_tokens)
+        count_tokens(request, answer.usage.prompt_tokens, answer.usage.completion_tokens)

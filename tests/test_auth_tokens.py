@@ -95,9 +95,11 @@ def test_list_pages_through_many_tokens(store: TokenStore) -> None:
 
 @pytest.mark.parametrize("header", ["Api-Key", "api-key", "API-KEY"])
 def test_api_token_via_api_key(store: TokenStore, header: str) -> None:
-    token, _ = store.create("alice", groups=["g"])
+    token, record = store.create("alice", groups=["g"])
     principal = Authorizer(store, None).authorize_headers({header: token})
-    assert principal == Principal(username="alice", groups=("g",), is_admin=False, via="token")
+    assert principal == Principal(
+        username="alice", groups=("g",), is_admin=False, via="token", token_id=record.token_id
+    )
 
 
 def test_api_token_via_bearer(store: TokenStore) -> None:
@@ -172,12 +174,13 @@ def test_cached_decision_never_outlives_the_token_expiration(store: TokenStore) 
 def test_cache_hit_does_no_io_and_store_outage_is_a_503(store: TokenStore) -> None:
     clock = Clock()
     authorizer = Authorizer(store, None, cache_ttl_seconds=30, clock=clock)
-    token, _ = store.create("alice")
+    token, record = store.create("alice")
     assert authorizer.authorize_cached({"Api-Key": token}) is None
     authorizer.authorize_headers({"Api-Key": token})
     aws.client("dynamodb").delete_table(TableName=store.table_name)  # the store is gone
     assert authorizer.authorize_headers({"Api-Key": token}).username == "alice"
-    assert authorizer.authorize_cached({"Api-Key": token}) == Principal("alice", (), False, "token")
+    cached = authorizer.authorize_cached({"Api-Key": token})
+    assert cached == Principal("alice", (), False, "token", token_id=record.token_id)
     clock.now += 31
     error = refused(authorizer, {"Api-Key": token})
     assert error.status == 503
@@ -221,14 +224,15 @@ def _allowed(result: dict[str, Any]) -> bool:
 
 
 def test_lambda_authorizer_with_token_and_request_events(store: TokenStore) -> None:
-    token, _ = store.create("alice", groups=["g"], is_admin=True)
+    token, record = store.create("alice", groups=["g"], is_admin=True)
     token_event = {"type": "TOKEN", "authorizationToken": f"Bearer {token}", "methodArn": ARN}
     request_event = {"type": "REQUEST", "methodArn": ARN, "headers": {"Host": "x", "Api-Key": token}}
     for event in (token_event, request_event):
         result = lisa_authorizer(event, None)
         assert _allowed(result)
         assert result["principalId"] == "alice"
-        assert Principal.from_context(result["context"]) == Principal("alice", ("g",), True, "token")
+        expected = Principal("alice", ("g",), True, "token", token_id=record.token_id)
+        assert Principal.from_context(result["context"]) == expected
 
 
 @pytest.mark.parametrize(
@@ -252,4 +256,6 @@ def test_principal_context_round_trip() -> None:
     context = {**principal.to_context(), "principalId": "a b"}
     assert all(isinstance(v, str) for v in principal.to_context().values())
     assert Principal.from_context(context) == principal
+    via_token = Principal("c", (), False, "token", token_expiration=9, token_id="tid-1")
+    assert Principal.from_context(via_token.to_context()) == via_token
     assert Principal.from_context({"username": "u", "isAdmin": True, "groups": ["g"]}).is_admin

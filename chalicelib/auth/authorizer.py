@@ -199,6 +199,7 @@ class Authorizer:
             is_admin=record.is_admin,
             via="token",
             token_expiration=record.token_expiration,
+            token_id=record.token_id,
         )
         valid_until = float("inf") if record.token_expiration is None else float(record.token_expiration)
         return principal, valid_until

@@ -20,6 +20,8 @@ class Principal:
     subject: str | None = None
     # An API token's own expiry (UNIX seconds; None: never, or a JWT): a token made with it never outlives it.
     token_expiration: int | None = None
+    # The API token's public id (the tokens table's `tokenId`) when the caller used one; None for a JWT.
+    token_id: str | None = None
 
     @property
     def owner_id(self) -> str:
@@ -41,6 +43,7 @@ class Principal:
             "via": self.via,
             **({"subject": self.subject} if self.subject else {}),
             **({"tokenExpiration": str(self.token_expiration)} if self.token_expiration is not None else {}),
+            **({"tokenId": self.token_id} if self.token_id else {}),
         }
 
     @classmethod
@@ -62,4 +65,5 @@ class Principal:
             via=via,
             subject=str(context["subject"]) if context.get("subject") else None,
             token_expiration=int(context["tokenExpiration"]) if context.get("tokenExpiration") else None,
+            token_id=str(context["tokenId"]) if context.get("tokenId") else None,
         )

@@ -111,13 +111,14 @@ class RouterStack(cdk.Stack):
         # repositories and their vector-store passwords: read-only, named resources.
         for table in ("tokens_table", "models_table", "rag_repositories_table"):
             tables[table].grant_read_data(task.task_role)
+        tables["usage_table"].grant_write_data(task.task_role)  # metering: per-day usage batches (ADD updates)
         parts = ArnParts(partition=cdk.Aws.PARTITION, region=cdk.Aws.REGION, account=cdk.Aws.ACCOUNT_ID)
         for statement in secret_statements(names, parts):
             task.add_to_task_role_policy(iam.PolicyStatement.from_json(statement))
         data_stack = cdk.Stack.of(tables["tokens_table"])
         indexes = [
             f"<{data_stack.get_logical_id(tables[t].node.default_child)}.Arn>/index/*"  # type: ignore[arg-type]
-            for t in ("tokens_table", "models_table", "rag_repositories_table")
+            for t in ("tokens_table", "models_table", "rag_repositories_table", "usage_table")
         ]
         secrets = [r for st in secret_statements(names, ArnParts(**NAG_ARN_PARTS)) for r in st["Resource"]]
         suppress(

@@ -39,7 +39,7 @@ def test_request_values_win_over_defaults_and_streams_always_ask_for_usage() -> 
     body = vllm.chat_body(chat(max_completion_tokens=9, temperature=0.7, stream=True), "s", GREEDY)
     assert (body["max_completion_tokens"], body["temperature"]) == (9, 0.7)
     assert "max_tokens" not in body
-    assert body["stream_options"] == {"include_usage": True}
+    assert body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     unasked = vllm.chat_body(chat(stream_options={"include_usage": False}), "s", None)
     assert "stream_options" not in unasked  # vLLM refuses stream_options without stream
 

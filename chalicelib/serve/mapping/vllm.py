@@ -44,7 +44,8 @@ _DEFAULTS = {
 }
 # Never forwarded as the client sent them: the router sets the model and the stream's usage request.
 _ROUTER_FIELDS = {"model", "stream_options"}
-_STREAM_USAGE = {"include_usage": True}
+# The running usage on every chunk: a stream cut short is metered with the tokens it produced.
+_STREAM_USAGE = {"include_usage": True, "continuous_usage_stats": True}
 
 
 def chat_body(req: ChatCompletionRequest, served_name: str, defaults: Mapping[str, Any] | None) -> dict[str, Any]:

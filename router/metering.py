@@ -1,0 +1,202 @@
+"""Usage metering: a usage listener (router/accounting.py) that aggregates in memory and flushes in the background.
+
+    meter = Meter(UsageStore())
+    meter.install(app)           # listener + flush task, started and stopped with the app
+
+Per finished request the listener adds to two in-memory aggregates, with no I/O:
+- per (principal owner id, UTC day, model): requests, errors (status >= 400), prompt and completion tokens,
+  written to the usage table (chalicelib/usage/store.py) as batches of DynamoDB `ADD` updates, each batch applied
+  exactly once (a conditional batch marker in the same transaction: a retried batch is never counted twice);
+- per (model, route): the same counts and up to `MAX_LATENCY_SAMPLES` latencies, written as CloudWatch metrics in
+  Powertools' embedded metric format (one EMF document per model and route per flush, namespace `LISA`, dimensions
+  `model` and `route` only: never a user). Requests without a resolved model count under model `none`.
+
+Every `flush_seconds` (default 5 s; `LISA_ROUTER_METERING_FLUSH_SECONDS`) the flush task takes the aggregates and
+writes them on a thread of its own, off the event loop. A failed write keeps its batch (same id) for the next
+flush; at most `MAX_PENDING_BATCHES` are kept (older ones are dropped, logged). On shutdown the app's cleanup
+flushes what is left. What a crash loses: the requests of at most the last `flush_seconds` (plus any batch whose
+write was still failing); never a double count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+from chalicelib.usage.store import AggregateKey, Counts, UsageBatch, UsageStore, batches
+from router.accounting import add_listener, logger
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from router.accounting import RequestUsage
+    from router.settings import RouterSettings
+
+NAMESPACE = "LISA"
+NO_MODEL = "none"
+MAX_LATENCY_SAMPLES = 100  # EMF takes at most 100 values of one metric in one document
+MAX_PENDING_BATCHES = 1000  # about 99,000 aggregates kept while DynamoDB cannot be written
+_DAY_SECONDS = 86400
+
+
+@dataclass
+class RouteMetrics:
+    """One (model, route)'s counts since the last flush, for EMF."""
+
+    counts: Counts = field(default_factory=Counts)
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+def emf_documents(metrics: dict[tuple[str, str], RouteMetrics], timestamp: float) -> list[dict[str, Any]]:
+    """One EMF document per (model, route): Requests, Errors, PromptTokens, CompletionTokens, LatencyMs."""
+    documents = []
+    for (model, route), entry in sorted(metrics.items()):
+        emf = AmazonCloudWatchEMFProvider(namespace=NAMESPACE)
+        # No `service` dimension (POWERTOOLS_SERVICE_NAME would add one): model and route only.
+        emf.service = None  # type: ignore[assignment]
+        emf.set_timestamp(int(timestamp * 1000))
+        emf.add_dimension("model", model)
+        emf.add_dimension("route", route)
+        counts = entry.counts
+        emf.add_metric("Requests", "Count", counts.requests)
+        emf.add_metric("Errors", "Count", counts.errors)
+        emf.add_metric("PromptTokens", "Count", counts.prompt_tokens)
+        emf.add_metric("CompletionTokens", "Count", counts.completion_tokens)
+        for latency in entry.latencies_ms:
+            emf.add_metric("LatencyMs", "Milliseconds", latency)
+        documents.append(dict(emf.serialize_metric_set()))
+    return documents
+
+
+def _stdout(line: str) -> None:
+    """EMF's transport: a JSON line on stdout (the container's log driver ships it to CloudWatch Logs)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class Meter:
+    """The metering listener (module docstring). `clock`: wall-clock seconds, for batch markers' expiry and EMF
+    timestamps; `emit`: where EMF lines go (stdout)."""
+
+    def __init__(
+        self,
+        store: UsageStore,
+        *,
+        flush_seconds: float = 5.0,
+        emit: Callable[[str], None] = _stdout,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.flush_seconds = flush_seconds
+        self._emit = emit
+        self._clock = clock
+        self._usage: dict[AggregateKey, Counts] = {}
+        self._metrics: dict[tuple[str, str], RouteMetrics] = {}
+        self._pending: list[UsageBatch] = []
+        self._days: dict[int, str] = {}
+        self._lock = asyncio.Lock()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="lisa-metering")
+
+    # -- the listener (on the event loop, per request: no I/O) ------------------------------------------------------
+    def __call__(self, usage: RequestUsage) -> None:
+        """Add one finished request to the aggregates."""
+        error = usage.is_error
+        model = usage.model
+        entry = self._metrics.get((model or NO_MODEL, usage.route))
+        if entry is None:
+            entry = self._metrics[(model or NO_MODEL, usage.route)] = RouteMetrics()
+        _add(entry.counts, usage, error)
+        if len(entry.latencies_ms) < MAX_LATENCY_SAMPLES:
+            entry.latencies_ms.append(round(usage.latency * 1000, 3))
+        if usage.principal is None or model is None:
+            return  # refused before authorization, or no model: nobody's usage of a model
+        key = (usage.principal.owner_id, self._day(usage.started), model)
+        counts = self._usage.get(key)
+        if counts is None:
+            counts = self._usage[key] = Counts()
+        _add(counts, usage, error)
+
+    def _day(self, started: float) -> str:
+        index = int(started // _DAY_SECONDS)
+        day = self._days.get(index)
+        if day is None:
+            if len(self._days) > 4:
+                self._days.clear()
+            day = self._days[index] = time.strftime("%Y-%m-%d", time.gmtime(index * _DAY_SECONDS))
+        return day
+
+    # -- flushing (off the event loop) -----------------------------------------------------------------------------
+    async def flush(self) -> int:
+        """Write what was aggregated so far (and retry earlier failed batches); returns the batches still pending."""
+        async with self._lock:
+            usage, self._usage = self._usage, {}
+            metrics, self._metrics = self._metrics, {}
+            self._pending.extend(batches(usage))
+            if len(self._pending) > MAX_PENDING_BATCHES:
+                dropped = self._pending[: len(self._pending) - MAX_PENDING_BATCHES]
+                del self._pending[: len(dropped)]
+                logger.error("usage batches dropped: the usage table cannot be written", batches=len(dropped))
+            loop = asyncio.get_running_loop()
+            self._pending = await loop.run_in_executor(self._writer, self._write, list(self._pending), metrics)
+            return len(self._pending)
+
+    def _write(self, pending: list[UsageBatch], metrics: dict[tuple[str, str], RouteMetrics]) -> list[UsageBatch]:
+        """On the writer thread: EMF lines, then each batch once; returns the batches that could not be written."""
+        for document in emf_documents(metrics, self._clock()):
+            self._emit(json.dumps(document, separators=(",", ":")))
+        failed = []
+        for index, batch in enumerate(pending):
+            try:
+                self.store.write(batch, self._clock())
+            except Exception as error:  # botocore's errors, a lost connection: keep it (same id) for the next flush
+                logger.warning("usage batch not written; retried at the next flush", error=str(error))
+                failed.extend(pending[index:])  # keep the order; DynamoDB is likely down for the rest too
+                break
+        return failed
+
+    async def run(self) -> None:
+        """Flush every `flush_seconds` until cancelled."""
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("usage flush failed")
+
+    def install(self, app: web.Application) -> None:
+        """Register the listener on a router app and run the flush task with it (a last flush at shutdown)."""
+        add_listener(app, self)
+
+        async def flushing(_: web.Application) -> AsyncIterator[None]:
+            task = asyncio.create_task(self.run(), name="lisa-metering")
+            yield
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self.flush()
+            self._writer.shutdown(wait=True)
+
+        app.cleanup_ctx.append(flushing)
+
+
+def install_metering(app: web.Application, settings: RouterSettings) -> Meter | None:
+    """Meter `app` into the configured usage table when `settings.metering` is on (the router's entry points)."""
+    if not settings.metering:
+        return None
+    meter = Meter(UsageStore(), flush_seconds=settings.metering_flush_seconds)
+    meter.install(app)
+    return meter
+
+
+def _add(counts: Counts, usage: RequestUsage, error: bool) -> None:
+    counts.requests += 1
+    counts.errors += error
+    counts.prompt_tokens += usage.prompt_tokens
+    counts.completion_tokens += usage.completion_tokens
