@@ -55,6 +55,8 @@ export class UsageApi {
 const DAY_MS = 24 * 3600 * 1000;
 const DEFAULT_DAYS = 30;
 const CHART_HEIGHT = 220;
+// Tick steps of the y axes: requests and tokens are whole numbers (no 0.25-request ticks).
+const WHOLE_STEPS = Array.from({ length: 30 }, (_, i) => [1, 2, 5][i % 3] * 10 ** Math.floor(i / 3));
 // Distinguishable on the light and the dark background alike (Okabe-Ito, colour-blind safe).
 const PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#b8a21a", "#999999"];
 
@@ -89,6 +91,7 @@ function perModel(report: UsageReport, dates: string[], value: (d: UsageDay) => 
 }
 
 const count = (n: number) => n.toLocaleString();
+const counted = (n: number, one: string, many: string) => `${count(n)} ${n === 1 ? one : many}`;
 
 function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
@@ -118,6 +121,7 @@ export class UsageView {
     autocomplete: "off", "aria-describedby": "usage-principal-hint" });
   private readonly principalBlock: HTMLElement;
   private charts: Chart[] = [];
+  private asked = 0; // the latest query: an earlier one's late answer is not shown over it
   private readonly resize = new ResizeObserver(() => this.fitCharts());
 
   constructor(
@@ -189,16 +193,18 @@ export class UsageView {
       announce(this.errorEl, problem);
       return;
     }
+    const asked = ++this.asked;
     let report: UsageReport;
     try {
       report = await this.api.get(query);
     } catch (error) {
-      if (error instanceof ApiError && error.isAuthFailure) return; // the login view says it
+      if (asked !== this.asked || (error instanceof ApiError && error.isAuthFailure)) return; // the login view says it
       this.dropCharts();
       this.result.replaceChildren();
       announce(this.errorEl, `The usage could not be loaded: ${error instanceof Error ? error.message : String(error)}`);
       return;
     }
+    if (asked !== this.asked) return;
     announce(this.errorEl, "");
     this.render(report);
   }
@@ -208,8 +214,8 @@ export class UsageView {
     const who = report.principal === "*" ? "everyone" : report.principal;
     const t = report.totals;
     const summary = el("p", { className: "usage-summary", role: "status" },
-      `${who}, ${report.from} to ${report.to}: ${count(t.requests)} requests (${count(t.errors)} failed), `
-      + `${count(t.promptTokens + t.completionTokens)} tokens (${count(t.promptTokens)} prompt, `
+      `${who}, ${report.from} to ${report.to}: ${counted(t.requests, "request", "requests")} (${count(t.errors)} failed), `
+      + `${counted(t.promptTokens + t.completionTokens, "token", "tokens")} (${count(t.promptTokens)} prompt, `
       + `${count(t.completionTokens)} completion).`);
     if (!report.days.length) {
       this.result.replaceChildren(summary, el("p", { className: "hint" }, "No use in this range."));
@@ -236,7 +242,7 @@ export class UsageView {
       height: CHART_HEIGHT,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max) * 1.1] } },
-      axes: [{ ...axis }, { ...axis, size: 60 }],
+      axes: [{ ...axis }, { ...axis, size: 60, incrs: WHOLE_STEPS }],
       series: [
         { label: "Date", value: "{YYYY}-{MM}-{DD}" },
         ...[...series.keys()].map((model, i) => ({
