@@ -4,7 +4,7 @@
 
 import { ApiClient, ApiError } from "./api";
 import { copyButton } from "./code";
-import { announce, el } from "./dom";
+import { announce, el, viewHead } from "./dom";
 
 /** A token's record as the API shows it (chalicelib.auth.models.TokenView): never the token itself. */
 export interface TokenView {
@@ -100,11 +100,10 @@ export class TokensView {
     private readonly api: TokensApi,
     private readonly host: TokensHost,
   ) {
-    const close = el("button", { type: "button", className: "small" }, "Close API tokens");
-    close.addEventListener("click", () => this.close());
     this.createButton.addEventListener("click", () => this.renderForm());
-    this.root = el("section", { id: "tokens-view", className: "page-view", "aria-labelledby": "tokens-title" },
-      el("div", { className: "compare-head" }, el("h2", { id: "tokens-title" }, "API tokens"), close),
+    this.root = el("section", { id: "tokens-view", className: "page-view", "aria-labelledby": "tokens-title" });
+    this.root.append(
+      viewHead(this.root, "tokens-title", "API tokens", "Close API tokens", () => this.close()),
       el("p", { className: "hint" },
         "A token lets a program call LISA's API as you, with your groups. LISA shows a new token once: copy it then."),
       this.errorEl,
@@ -112,12 +111,6 @@ export class TokensView {
       el("section", { "aria-labelledby": "tokens-own-title" }, el("h3", { id: "tokens-own-title" }, "Your tokens"), this.own),
       this.all,
     );
-    this.root.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !(event.target instanceof HTMLSelectElement)) {
-        event.preventDefault();
-        this.close();
-      }
-    });
   }
 
   get element(): HTMLElement {

@@ -6,7 +6,7 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { ApiClient, ApiError } from "./api";
-import { announce, el } from "./dom";
+import { announce, el, viewHead } from "./dom";
 
 /** One principal's use of one model on one day (UTC), as GET /usage reports it. */
 export interface UsageDay {
@@ -148,20 +148,13 @@ export class UsageView {
       event.preventDefault();
       void this.load();
     });
-    const close = el("button", { type: "button", className: "small" }, "Close usage");
-    close.addEventListener("click", () => this.close());
-    this.root = el("section", { id: "usage-view", className: "page-view", "aria-labelledby": "usage-title" },
-      el("div", { className: "compare-head" }, el("h2", { id: "usage-title" }, "Usage"), close),
+    this.root = el("section", { id: "usage-view", className: "page-view", "aria-labelledby": "usage-title" });
+    this.root.append(
+      viewHead(this.root, "usage-title", "Usage", "Close usage", () => this.close()),
       form,
       this.errorEl,
       this.result,
     );
-    this.root.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !(event.target instanceof HTMLSelectElement)) {
-        event.preventDefault();
-        this.close();
-      }
-    });
     this.resize.observe(this.result);
   }
 
