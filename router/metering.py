@@ -14,8 +14,8 @@ Per finished request the listener adds to two in-memory aggregates, with no I/O:
 Every `flush_seconds` (default 5 s; `LISA_ROUTER_METERING_FLUSH_SECONDS`) the flush task takes the aggregates and
 writes them on a thread of its own, off the event loop. A failed write keeps its batch (same id) for the next
 flush; at most `MAX_PENDING_BATCHES` are kept (older ones are dropped, logged). On shutdown the app's cleanup
-flushes what is left. What a crash loses: the requests of at most the last `flush_seconds` (plus any batch whose
-write was still failing); never a double count.
+flushes what is left (waiting at most `SHUTDOWN_FLUSH_SECONDS`). What a crash loses: the requests of at most the
+last `flush_seconds` (plus any batch whose write was still failing); never a double count.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 NAMESPACE = "LISA"
 NO_MODEL = "none"
 MAX_LATENCY_SAMPLES = 100  # EMF takes at most 100 values of one metric in one document
+SHUTDOWN_FLUSH_SECONDS = 10.0  # within ECS's default 30 s stop timeout
 MAX_PENDING_BATCHES = 1000  # about 99,000 aggregates kept while DynamoDB cannot be written
 _DAY_SECONDS = 86400
 
@@ -55,14 +56,13 @@ class RouteMetrics:
     latencies_ms: list[float] = field(default_factory=list)
 
 
-def emf_documents(metrics: dict[tuple[str, str], RouteMetrics], timestamp: float) -> list[dict[str, Any]]:
+def emf_documents(metrics: dict[tuple[str, str], RouteMetrics]) -> list[dict[str, Any]]:
     """One EMF document per (model, route): Requests, Errors, PromptTokens, CompletionTokens, LatencyMs."""
     documents = []
     for (model, route), entry in sorted(metrics.items()):
         emf = AmazonCloudWatchEMFProvider(namespace=NAMESPACE)
         # No `service` dimension (POWERTOOLS_SERVICE_NAME would add one): model and route only.
         emf.service = None  # type: ignore[assignment]
-        emf.set_timestamp(int(timestamp * 1000))
         emf.add_dimension("model", model)
         emf.add_dimension("route", route)
         counts = entry.counts
@@ -83,8 +83,8 @@ def _stdout(line: str) -> None:
 
 
 class Meter:
-    """The metering listener (module docstring). `clock`: wall-clock seconds, for batch markers' expiry and EMF
-    timestamps; `emit`: where EMF lines go (stdout)."""
+    """The metering listener (module docstring). `clock`: wall-clock seconds, when batches are made (their markers'
+    expiry); `emit`: where EMF lines go (stdout; each document is stamped with the time it is written)."""
 
     def __init__(
         self,
@@ -139,7 +139,7 @@ class Meter:
         async with self._lock:
             usage, self._usage = self._usage, {}
             metrics, self._metrics = self._metrics, {}
-            self._pending.extend(batches(usage))
+            self._pending.extend(batches(usage, self._clock()))
             if len(self._pending) > MAX_PENDING_BATCHES:
                 dropped = self._pending[: len(self._pending) - MAX_PENDING_BATCHES]
                 del self._pending[: len(dropped)]
@@ -150,12 +150,12 @@ class Meter:
 
     def _write(self, pending: list[UsageBatch], metrics: dict[tuple[str, str], RouteMetrics]) -> list[UsageBatch]:
         """On the writer thread: EMF lines, then each batch once; returns the batches that could not be written."""
-        for document in emf_documents(metrics, self._clock()):
+        for document in emf_documents(metrics):
             self._emit(json.dumps(document, separators=(",", ":")))
         failed = []
         for index, batch in enumerate(pending):
             try:
-                self.store.write(batch, self._clock())
+                self.store.write(batch)
             except Exception as error:  # botocore's errors, a lost connection: keep it (same id) for the next flush
                 logger.warning("usage batch not written; retried at the next flush", error=str(error))
                 failed.extend(pending[index:])  # keep the order; DynamoDB is likely down for the rest too
@@ -180,8 +180,11 @@ class Meter:
             yield
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            await self.flush()
-            self._writer.shutdown(wait=True)
+            try:  # bounded: a container is killed soon after its stop signal, and DynamoDB may be unreachable
+                await asyncio.wait_for(self.flush(), SHUTDOWN_FLUSH_SECONDS)
+            except TimeoutError:
+                logger.error("usage not flushed at shutdown: the usage table did not answer in time")
+            self._writer.shutdown(wait=False)
 
         app.cleanup_ctx.append(flushing)
 

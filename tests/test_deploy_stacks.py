@@ -476,7 +476,9 @@ def test_router_image_and_role_serve_rag_in_chat(deployment: tuple[LisaApp, dict
         assert re.search(rf"ExportsOutputFnGetAtt{table}\w+Arn", role_policies), table
     assert "ragdocumentstable" not in role_policies
     assert "sessionstable" not in role_policies
-    assert "dynamodb:PutItem" not in role_policies
+    writes = [s for s in _statements({"Resources": router}) if "dynamodb:PutItem" in json.dumps(s["Action"])]
+    assert writes  # metering: the router writes usage batches, and nothing else
+    assert all(re.search(r"usagetable\w*Arn", json.dumps(s["Resource"])) for s in writes)
 
 
 def test_lambda_images_come_from_ecr_or_are_built(tmp_path: Path) -> None:

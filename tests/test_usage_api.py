@@ -35,11 +35,11 @@ class FlakyStore(UsageStore):
         super().__init__()
         self.failures = failures
 
-    def write(self, batch: UsageBatch, now: float | None = None) -> bool:
+    def write(self, batch: UsageBatch) -> bool:
         failure = self.failures.pop(0) if self.failures else None
         if failure == "before":
             raise EndpointConnectionError(endpoint_url="http://dynamodb")
-        applied = super().write(batch, now)
+        applied = super().write(batch)
         if failure == "after":
             raise ReadTimeoutError(endpoint_url="http://dynamodb")
         return applied

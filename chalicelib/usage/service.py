@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from chalicelib.usage.store import UsageStore
 
 
+_DEFAULT = timedelta(days=DEFAULT_RANGE_DAYS - 1)  # before `to`: 30 days, `to` included (none before year 1)
+
+
 def date_range(query: UsageQuery, today: date) -> tuple[date, date]:
     """The query's days (default: the last 30 days to today, UTC); 400 naming `from` for an empty or too long one."""
     end = date.fromisoformat(query.to) if query.to else today
-    start = date.fromisoformat(query.from_) if query.from_ else end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    start = date.fromisoformat(query.from_) if query.from_ else end - min(_DEFAULT, end - date.min)
     if start > end:
         raise BadRequest(f"from: {start} is after to ({end})", field="from")
     if (end - start).days + 1 > MAX_RANGE_DAYS:

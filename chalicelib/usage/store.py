@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -61,16 +61,21 @@ AggregateKey = tuple[str, str, str]
 
 @dataclass(frozen=True)
 class UsageBatch:
-    """Aggregates written together, exactly once: `batch_id` is chosen when the batch is made and kept on retries."""
+    """Aggregates written together, exactly once. Fixed when the batch is made, so every retry sends the same
+    request: `batch_id` (the marker's key and the ClientRequestToken) and `created` (UNIX seconds: the marker's
+    expiry follows from it)."""
 
     items: tuple[tuple[AggregateKey, Counts], ...]
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: float = field(default_factory=time.time)
 
 
-def batches(aggregates: dict[AggregateKey, Counts]) -> list[UsageBatch]:
-    """`aggregates` cut into batches of at most MAX_BATCH_ITEMS."""
+def batches(aggregates: dict[AggregateKey, Counts], now: float) -> list[UsageBatch]:
+    """`aggregates` cut into batches of at most MAX_BATCH_ITEMS, made at `now`."""
     items = list(aggregates.items())
-    return [UsageBatch(tuple(items[i : i + MAX_BATCH_ITEMS])) for i in range(0, len(items), MAX_BATCH_ITEMS)]
+    return [
+        UsageBatch(tuple(items[i : i + MAX_BATCH_ITEMS]), created=now) for i in range(0, len(items), MAX_BATCH_ITEMS)
+    ]
 
 
 class UsageStore:
@@ -79,10 +84,11 @@ class UsageStore:
     def __init__(self, table_name: str | None = None) -> None:
         self.table_name = table_name or get_settings().usage_table
 
-    def write(self, batch: UsageBatch, now: float | None = None) -> bool:
-        """Apply `batch` once: True if applied now, False if it had been applied before (a retry). Raises
-        ClientError / BotoCoreError when DynamoDB refuses or cannot be reached (the caller retries the same batch)."""
-        expires = int((time.time() if now is None else now) + MARKER_TTL_SECONDS)
+    def write(self, batch: UsageBatch) -> bool:
+        """Apply `batch` once: True if applied now (or a quick retry DynamoDB answered from its token), False if its
+        marker shows it was applied before. Raises ClientError / BotoCoreError when DynamoDB refuses or cannot be
+        reached (the caller retries the same batch)."""
+        expires = int(batch.created + MARKER_TTL_SECONDS)
         marker = {
             "Put": {
                 "TableName": self.table_name,
@@ -158,10 +164,11 @@ def _pages(table: Any, **query: Any) -> Iterator[dict[str, Any]]:
 
 
 def _months(start: date, end: date) -> Iterable[str]:
-    month = start.replace(day=1)
-    while month <= end:
-        yield month.isoformat()[:7]
-        month = (month + timedelta(days=32)).replace(day=1)
+    """The calendar months (YYYY-MM) from `start`'s to `end`'s (no date arithmetic: year 9999 is a valid end)."""
+    year, month = start.year, start.month
+    while (year, month) <= (end.year, end.month):
+        yield f"{year:04d}-{month:02d}"
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
 
 
 def _day(item: dict[str, Any]) -> UsageDay:
