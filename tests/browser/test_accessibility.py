@@ -1,9 +1,10 @@
-"""axe-core over the chat UI's main views (sign-in, chat, templates, compare), light and dark: no serious or
-critical violation (issue 17). axe is injected with Playwright's bypass_csp in this test's own context only: the
-page's policy is not weakened for anyone else, and every other test runs under it."""
+"""axe-core over the chat UI's main views (sign-in, chat, templates, compare, API tokens, usage), light and dark:
+no serious or critical violation (issues 15, 17). axe is injected with Playwright's bypass_csp in this test's own
+context only: the page's policy is not weakened for anyone else, and every other test runs under it."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from playwright.sync_api import Browser, Page, expect
 from tests.browser.conftest import ROOT, CspViolations, Screenshots, User, watched_context
 from tests.browser.test_chat_daily import CODE_ANSWER, stored_session
 from tests.browser.test_chat_ui import TEXTGEN_MODEL, sign_in
+from tests.browser.test_usage_page import wait_for_usage
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -67,6 +69,9 @@ def test_main_views_have_no_serious_accessibility_violations(
             },
         ]
         stored_session(user, "Code", turns)
+        chat = {"model": TEXTGEN_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        answered = user.api("POST", "/v1/openai/chat/completions", json=chat)  # for the usage page's chart
+        assert answered.status_code == 200, answered.text
         sign_in(page, lisa, user)
         page.get_by_role("button", name="Code", exact=True).click()
         expect(page.locator("#messages .code-block")).to_have_count(2)
@@ -88,6 +93,26 @@ def test_main_views_have_no_serious_accessibility_violations(
         expect(page.get_by_label("Prompt to compare")).to_be_visible()
         found += axe_violations(page, "compare")
         shots(page, f"axe-compare-{scheme}")
+        page.get_by_role("button", name="Close compare").click()
+
+        page.get_by_role("button", name="API tokens", exact=True).click()
+        expect(page.get_by_role("table", name="Your API tokens")).to_be_visible()
+        found += axe_violations(page, "API tokens")
+        page.get_by_role("button", name="New token").click()
+        page.get_by_label("Name", exact=True).fill(f"axe {scheme}")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.get_by_role("dialog")).to_be_visible()
+        found += axe_violations(page, "new token dialog")
+        shots(page, f"axe-token-dialog-{scheme}")
+        page.get_by_role("button", name="Done, I have copied it").click()
+        page.get_by_role("button", name="Close API tokens").click()
+
+        wait_for_usage(user)
+        page.get_by_role("button", name="Usage", exact=True).click()
+        expect(page.get_by_role("table", name="Usage per day and model")).to_be_visible()
+        expect(page.get_by_role("img", name=re.compile("^Tokens per day per model"))).to_be_visible()
+        found += axe_violations(page, "usage")
+        shots(page, f"axe-usage-{scheme}")
     finally:
         context.close()
     assert not found, "\n".join(found)

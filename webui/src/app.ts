@@ -31,6 +31,7 @@ import { addCodeToolbars, copyButton } from "./code";
 import { TimedAnswer, assistantMessage, sessionTotals, streamTimed, usageLine } from "./answers";
 import { ComparePanel } from "./compare";
 import { TemplatesApi, TemplatesView } from "./templates";
+import { TokensApi, TokensView } from "./tokens";
 import { AttachmentNote, AttachmentTray, AttachmentsApi, cutNote } from "./attachments";
 import { ExportedChat, chatJson, chatMarkdown, download, fileName } from "./export";
 import { ChatMessage, ChatRequest, Source } from "./stream";
@@ -39,6 +40,14 @@ const FALLBACK_DEFAULTS = { temperature: 0.7, topP: 1, maxTokens: 512 };
 const RAG_CHUNKS = 4;
 const SAVE_DELAY_MS = 400;
 const CHAT_NAME_CHARS = 60; // the sessions API's own default-name length
+
+/** A page shown in place of the conversation (API tokens, usage): one at a time, closed by its toggle. */
+interface PageView {
+  readonly element: HTMLElement;
+  /** Load and show its content, once the element is on the page. */
+  open(): Promise<void>;
+  close(): void;
+}
 
 interface Current {
   id: string | null;
@@ -63,7 +72,10 @@ export class ChatApp {
   private saveTimer: number | undefined;
   private compare: ComparePanel | null = null;
   private templatesView: TemplatesView | null = null;
+  private page: { toggleId: string; view: PageView } | null = null;
+  private admin: Promise<boolean> | null = null;
   private readonly templatesApi: TemplatesApi;
+  private readonly tokensApi: TokensApi;
   private readonly attachmentTray: AttachmentTray;
 
   // elements
@@ -89,6 +101,7 @@ export class ChatApp {
     );
     this.sessions = new SessionsApi(this.api);
     this.templatesApi = new TemplatesApi(this.api);
+    this.tokensApi = new TokensApi(this.api);
     this.attachmentTray = new AttachmentTray(new AttachmentsApi(this.api));
     this.documentPanel = new DocumentPanel(new DocumentsApi(this.api));
   }
@@ -172,6 +185,7 @@ export class ChatApp {
   /** Load what the chat needs with the current credential; a refused credential sends the user back to login. */
   private async enter(): Promise<void> {
     this.signingOut = false;
+    this.admin = null; // a new sign-in may be someone else
     let models: ModelChoice[];
     try {
       models = await loadModels(this.api);
@@ -377,6 +391,7 @@ export class ChatApp {
     this.streaming?.abort();
     this.compare?.close();
     this.templatesView?.close();
+    this.page?.view.close();
     this.closeNarrowPanels();
     let session;
     try {
@@ -403,6 +418,7 @@ export class ChatApp {
     this.streaming?.abort();
     this.compare?.close();
     this.templatesView?.close();
+    this.page?.view.close();
     this.current = { id: null, name: "New chat", version: 0, messages: [] };
     this.setTitle("New chat");
     this.renderMessages();
@@ -538,6 +554,8 @@ export class ChatApp {
     byId("delete-all").addEventListener("click", () => void this.deleteAll());
     byId("toggle-compare").addEventListener("click", () => this.toggleCompare());
     byId("toggle-templates").addEventListener("click", () => this.toggleTemplates());
+    byId("toggle-tokens").addEventListener("click", () => void this.togglePage("toggle-tokens", (closed) => this.tokensPage(closed)));
+    byId("toggle-usage").addEventListener("click", () => void this.togglePage("toggle-usage", (closed) => this.usagePage(closed)));
     byId("export-markdown").addEventListener("click", () => {
       const chat = this.exported();
       download(fileName(chat, "md"), "text/markdown", chatMarkdown(chat));
@@ -669,6 +687,7 @@ export class ChatApp {
       return;
     }
     this.templatesView?.close();
+    this.page?.view.close();
     const panel = new ComparePanel(
       {
         api: this.api,
@@ -700,6 +719,7 @@ export class ChatApp {
       return;
     }
     this.compare?.close();
+    this.page?.view.close();
     const toggle = byId("toggle-templates");
     const view = new TemplatesView(this.templatesApi, {
       usePersona: (template) => {
@@ -727,6 +747,57 @@ export class ChatApp {
     byId("chat").classList.add("has-view");
     toggle.setAttribute("aria-expanded", "true");
     void view.load();
+  }
+
+  // ---- API tokens and usage ------------------------------------------------------------------------------
+  /** Open the page behind `toggleId` in place of the conversation, or close it when it is the one open. */
+  private async togglePage(toggleId: string, open: (closed: () => void) => Promise<PageView>): Promise<void> {
+    const wasOpen = this.page?.toggleId === toggleId;
+    this.compare?.close();
+    this.templatesView?.close();
+    this.page?.view.close();
+    if (wasOpen) return;
+    const toggle = byId<HTMLButtonElement>(toggleId);
+    toggle.disabled = true; // while the page's module loads: one click, one page
+    let view: PageView;
+    try {
+      view = await open(() => {
+        if (this.page?.view === view) this.page = null;
+        byId("chat").classList.remove("has-view");
+        toggle.setAttribute("aria-expanded", "false");
+        toggle.focus();
+      });
+    } catch (error) {
+      this.reportError("The page could not be opened", error);
+      return;
+    } finally {
+      toggle.disabled = false;
+    }
+    this.page = { toggleId, view };
+    byId("chat-title").after(view.element);
+    byId("chat").classList.add("has-view");
+    toggle.setAttribute("aria-expanded", "true");
+    await view.open();
+  }
+
+  private async tokensPage(closed: () => void): Promise<PageView> {
+    return new TokensView(this.tokensApi, { status: (message) => this.setStatus(message), closed });
+  }
+
+  /** The usage page's module (and its chart library) loads on first use. */
+  private async usagePage(closed: () => void): Promise<PageView> {
+    const { UsageApi, UsageView } = await import("./usage");
+    return new UsageView(new UsageApi(this.api), {
+      models: this.models.map((m) => m.id),
+      isAdmin: () => this.isAdmin(),
+      closed,
+    });
+  }
+
+  /** Whether the caller is an administrator: the admin token list answers them only (asked once per sign-in). */
+  private isAdmin(): Promise<boolean> {
+    this.admin ??= this.tokensApi.listAll().then((all) => all !== null);
+    return this.admin;
   }
 
   /** The compared prompt and the answer the user picked become the chat's next turn. */

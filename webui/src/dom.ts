@@ -44,3 +44,19 @@ export function perFrame<A extends unknown[]>(fn: (...args: A) => void): (...arg
     }
   };
 }
+
+/**
+ * The head of a view shown in place of the conversation (templates, API tokens, usage): its title and a button that
+ * closes it. Escape anywhere in `root` closes it too, except in a select (whose Escape closes its own list).
+ */
+export function viewHead(root: HTMLElement, titleId: string, title: string, closeLabel: string, close: () => void): HTMLElement {
+  const button = el("button", { type: "button", className: "small" }, closeLabel);
+  button.addEventListener("click", close);
+  root.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !(event.target instanceof HTMLSelectElement)) {
+      event.preventDefault();
+      close();
+    }
+  });
+  return el("div", { className: "compare-head" }, el("h2", { id: titleId }, title), button);
+}

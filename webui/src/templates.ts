@@ -3,7 +3,7 @@
 // Like Compare, its controls exist only while it is open.
 
 import { ApiClient, ApiError } from "./api";
-import { announce, el } from "./dom";
+import { announce, el, viewHead } from "./dom";
 
 export type TemplateKind = "persona" | "directive";
 export type Visibility = "private" | "groups" | "global";
@@ -79,19 +79,12 @@ export class TemplatesView {
     private readonly api: TemplatesApi,
     private readonly host: TemplatesHost,
   ) {
-    const close = el("button", { type: "button", className: "small" }, "Close templates");
-    close.addEventListener("click", () => this.close());
-    this.root = el("section", { id: "templates-view", className: "templates", "aria-labelledby": "templates-title" },
-      el("div", { className: "compare-head" }, el("h2", { id: "templates-title" }, "Prompt templates"), close),
+    this.root = el("section", { id: "templates-view", className: "templates", "aria-labelledby": "templates-title" });
+    this.root.append(
+      viewHead(this.root, "templates-title", "Prompt templates", "Close templates", () => this.close()),
       this.errorEl,
       this.body,
     );
-    this.root.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !(event.target instanceof HTMLSelectElement)) {
-        event.preventDefault();
-        this.close();
-      }
-    });
   }
 
   get element(): HTMLElement {
