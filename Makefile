@@ -69,8 +69,9 @@ test: webui lint typecheck pytest ## everything CI runs
 run: install webui vllm-if-needed ## LISA locally: UI + API on one port, a default model, a printed API key
 	$(PY) -m runner --config $(RUN_CONFIG)
 
-# BENCH=engines (in plain `make bench` too) runs vLLM against our worker: it needs .venv-vllm.
-BENCH_NEEDS_VLLM := $(if $(BENCH),$(filter engines,$(BENCH)),yes)
+# BENCH=engines (only when named, as BENCH=soak: 10-15 minutes on a quiet machine) runs vLLM against our worker:
+# it needs .venv-vllm.
+BENCH_NEEDS_VLLM := $(filter engines,$(BENCH))
 bench: install $(if $(BENCH_NEEDS_VLLM),vllm) ## benchmarks, printed as ratios against a baseline measured in the same run
 	$(PY) -m bench $(BENCH)
 

@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark module (or those named: `python -m bench auth router`).
 
-Benchmarks in OPT_IN run only when named (`make bench BENCH=soak`: ten minutes of a whole stack)."""
+Benchmarks in OPT_IN run only when named: `make bench BENCH=soak` (ten minutes of a whole stack) and
+`make bench BENCH=engines` (vLLM against our worker: 10-15 minutes on a quiet 2-core machine)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pkgutil
 import sys
 from pathlib import Path
 
-OPT_IN = {"soak"}
+from testkit.processes import stop_on_signals
+
+OPT_IN = {"engines", "soak"}
 
 
 def main(names: list[str]) -> None:
@@ -21,6 +24,7 @@ def main(names: list[str]) -> None:
     unknown = sorted(set(chosen) - set(available))
     if unknown:
         sys.exit(f"unknown benchmark(s): {', '.join(unknown)}; have: {', '.join(available)}")
+    stop_on_signals()  # a terminated `make bench` stops the engines and servers it started
     for name in chosen:
         print(f"\n=== bench {name} ===", flush=True)
         importlib.import_module(f"bench.bench_{name}").run()

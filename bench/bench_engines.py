@@ -14,9 +14,13 @@ token. Targets (LISA issue 13): at 4 streams vLLM through the router >= 2.5x the
 and vLLM through the router >= 0.95x vLLM direct.
 
 Targets and concurrencies alternate within each round and the best of the rounds is kept, so a burst of outside load
-on the shared cores does not decide a ratio (a busy machine gets fewer rounds: BUDGET_SECONDS). The idle engine
-stays up while the other is measured (vLLM's engine core polls: ~5% of a core). The load generator runs in this
-process (a few hundred SSE events/s: a few percent of a core, the same for every target).
+on the shared cores does not decide a ratio (a busy machine gets fewer rounds: BUDGET_SECONDS; on 2 cores the
+first round alone takes ~8-10 minutes, so one round is the rule). Each cell is printed as it ends. The idle engine
+stays up while the other is measured: measured idle, the worker uses 0.00 cores and vLLM's tree 0.01-0.02 (~0.3
+for the 2 s after a burst, its OpenMP threads spinning down). vLLM pins its one OpenMP thread to core 0 and keeps
+core 1 for its API server. The load generator runs in this process (a few hundred SSE events/s: a few percent of a
+core, the same for every target). SIGTERM/SIGINT stop every child (`python -m bench` installs
+`testkit.processes.stop_on_signals`).
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.bench_router import _moto, _process
 from chalicelib.config import EcsModel, InferenceContainer, ModelType, load_config
 from runner.processes import ManagedProcess
+from testkit.processes import moto_server, running_process
 from testkit.workers import local_model_dirs
 from workers.launch import free_port, model_spec, vllm_python
 
@@ -48,6 +52,8 @@ BUDGET_SECONDS = 360.0  # no further round once it would end past this (on a bus
 PROMPT = "Write a long story about a dragon who lives in a castle."  # greedy: 128 tokens before it ends
 CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 ENGINE_TIMEOUT = 300.0
+CELL_SECONDS = 600.0  # a stream still open after this is a failure, not a hang
+WARM_UP_TOKENS = 8
 RATIOS = [  # (label, numerator, denominator) of aggregate tok/s, printed at every concurrency
     ("vllm/worker direct", "vllm direct", "worker direct"),
     ("vllm/worker via router", "vllm router", "worker router"),
@@ -148,19 +154,20 @@ class Round:
         return self.tokens / self.seconds
 
 
-async def _stream(client: httpx.AsyncClient, target: Target) -> tuple[float, int]:
-    """One streamed chat completion → (seconds to the first content token, completion tokens from `usage`)."""
+async def _stream(client: httpx.AsyncClient, target: Target, tokens: int) -> tuple[float, int]:
+    """One streamed chat completion of up to `tokens` → (seconds to the first content token, completion tokens from
+    `usage`)."""
     body = {
         "model": target.model,
         "messages": [{"role": "user", "content": PROMPT}],
-        "max_tokens": TOKENS,
+        "max_tokens": tokens,
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     started = time.perf_counter()
-    first, tokens = 0.0, -1
+    first, produced = 0.0, -1
     async with client.stream("POST", target.base_url + target.path, json=body, headers=headers) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:300]!r}")
@@ -173,18 +180,20 @@ async def _stream(client: httpx.AsyncClient, target: Target) -> tuple[float, int
             if not first and any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or []):
                 first = time.perf_counter() - started
             if chunk.get("usage"):
-                tokens = int(chunk["usage"]["completion_tokens"])
-    if tokens < 0:
+                produced = int(chunk["usage"]["completion_tokens"])
+    if produced < 0:
         raise RuntimeError("the stream carried no usage")
-    return first, tokens
+    return first, produced
 
 
-async def _round(target: Target, concurrency: int, check: bool = False) -> Round:
-    """`concurrency` streams at once; `check` raises the first stream's failure."""
+async def _round(target: Target, concurrency: int, tokens: int = TOKENS, check: bool = False) -> Round:
+    """`concurrency` streams of `tokens` at once (a stream still open after CELL_SECONDS counts as failed); `check`
+    raises the first stream's failure."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=CELL_SECONDS, limits=limits) as client:
         started = time.perf_counter()
-        results = await asyncio.gather(*(_stream(client, target) for _ in range(concurrency)), return_exceptions=True)
+        streams = [asyncio.wait_for(_stream(client, target, tokens), CELL_SECONDS) for _ in range(concurrency)]
+        results = await asyncio.gather(*streams, return_exceptions=True)
         seconds = time.perf_counter() - started
     done = [r for r in results if not isinstance(r, BaseException)]
     errors = [repr(r)[:300] for r in results if isinstance(r, BaseException)]
@@ -194,7 +203,7 @@ async def _round(target: Target, concurrency: int, check: bool = False) -> Round
         tokens=sum(t for _, t in done),
         seconds=seconds,
         firsts=[f for f, _ in done],
-        short=sum(t < TOKENS for _, t in done),
+        short=sum(t < tokens for _, t in done),
         errors=errors,
     )
 
@@ -220,10 +229,10 @@ def _best(rounds: list[Round]) -> Figure:
 
 
 def _reachable(target: Target) -> bool:
-    """Whether 4 streams through `target` work (vLLM through a router without its backend does not); this is also
-    the target's warm-up."""
+    """Whether 4 short streams through `target` work (vLLM through a router without its backend does not); this is
+    also the target's warm-up."""
     try:
-        asyncio.run(_round(target, 4, check=True))
+        asyncio.run(_round(target, 4, WARM_UP_TOKENS, check=True))
     except RuntimeError as error:
         print(f"  !! {target.name}: left out: {error}", flush=True)
         return False
@@ -238,7 +247,9 @@ def _measure(targets: list[Target]) -> dict[tuple[str, int], Figure]:
         started = time.monotonic()
         for concurrency in CONCURRENCIES:
             for target in targets:
-                rounds[target.name, concurrency].append(asyncio.run(_round(target, concurrency)))
+                cell = asyncio.run(_round(target, concurrency))
+                rounds[target.name, concurrency].append(cell)
+                print(f"    {target.name} x{concurrency}: {cell.seconds:.1f} s, {cell.rate:.1f} tok/s", flush=True)
         print(f"  round {number}/{ROUNDS}: {time.monotonic() - started:.0f} s, {_load()}", flush=True)
         if number < ROUNDS and (time.monotonic() - began) * (number + 1) / number > BUDGET_SECONDS:
             print(f"  no round {number + 1}: it would end past the {BUDGET_SECONDS:.0f} s budget", flush=True)
@@ -310,11 +321,11 @@ def run() -> None:
     with ExitStack() as stack:
         # Both engines load at once (vLLM takes ~30 s); the router starts once they are registered.
         worker_url, vllm_url = stack.enter_context(_engines([worker, vllm], folder, log_dir))
-        env = stack.enter_context(_moto())
+        env = stack.enter_context(moto_server())
         token = _register([(worker, worker_url), (vllm, vllm_url)])
         port = free_port()
         argv = [sys.executable, "-m", "router", "--host", "127.0.0.1", "--port", str(port)]
-        stack.enter_context(_process("router", argv, f"http://127.0.0.1:{port}/health", log_dir, env))
+        stack.enter_context(running_process("router", argv, f"http://127.0.0.1:{port}/health", log_dir, env))
         router = f"http://127.0.0.1:{port}"
         print(f"  engines and router ready after {time.monotonic() - began:.0f} s", flush=True)
         targets = [

@@ -25,11 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+
+from testkit.processes import moto_server, running_process
 
 ROOT = Path(__file__).resolve().parent.parent
 LITELLM_VERSION = "1.106.12"  # the newest litellm[proxy] whose dependencies all resolve from our package index
@@ -293,39 +294,6 @@ def _settle(sessions: list[int], timeout: float = 60.0) -> float:
     return time.monotonic() - started
 
 
-@contextmanager
-def _process(name: str, argv: list[str], health: str, log_dir: Path, env: dict[str, str]) -> Iterator[int]:
-    """A child process (own session, output to a log) that must answer `health` within 120 s."""
-    import requests
-
-    log = (log_dir / f"{name}.log").open("wb")
-    process = subprocess.Popen(
-        argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited early; see {log.name}")
-            try:
-                if requests.get(health, timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not healthy after 120 s; see {log.name}")
-            time.sleep(0.2)
-        yield process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        log.close()
-
-
 def _ensure_litellm() -> Path:
     """bench/.venv-litellm with litellm[proxy]==LITELLM_VERSION (created on first use; never the main venv)."""
     python = LITELLM_VENV / "bin" / "python"
@@ -363,39 +331,6 @@ def _lisa_state(mock_url: str) -> str:
     ModelStore().create(request)
     token, _ = TokenStore().create("bench", groups=["users"])
     return token
-
-
-@contextmanager
-def _moto() -> Iterator[dict[str, str]]:
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    from runner.moto_fixes import serialize_moto_dynamodb
-    from workers.launch import free_port
-
-    serialize_moto_dynamodb()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "LISA_AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield env
-    finally:
-        server.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _ms(seconds: float) -> float:
@@ -512,7 +447,7 @@ def run() -> None:
     with ExitStack() as stack:
         python = sys.executable
         stack.enter_context(
-            _process(
+            running_process(
                 "mock",
                 [*_pin(CLIENT_CORE), python, "-m", "bench.bench_router", "mock", str(mock_port)],
                 f"{mock_url}/health",
@@ -520,10 +455,10 @@ def run() -> None:
                 {},
             )
         )
-        env = stack.enter_context(_moto())
+        env = stack.enter_context(moto_server())
         token = _lisa_state(mock_url)
         router = stack.enter_context(
-            _process(
+            running_process(
                 "router",
                 [*_pin(PROXY_CORE), python, "-m", "router", "--host", "127.0.0.1", "--port", str(router_port)],
                 f"http://127.0.0.1:{router_port}/health",
@@ -534,7 +469,7 @@ def run() -> None:
         litellm_env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
         litellm_argv = [str(litellm), "--config", str(config), "--host", "127.0.0.1", "--port", str(litellm_port)]
         litellm_session = stack.enter_context(
-            _process(
+            running_process(
                 "litellm",
                 [*_pin(PROXY_CORE), *litellm_argv, "--num_workers", "1"],
                 f"http://127.0.0.1:{litellm_port}/health/liveliness",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from chalicelib.bounded_json import InvalidJson, loads
 from chalicelib.config import format_validation_error
+from chalicelib.errors import BadRequest
 
 M = TypeVar("M", bound=BaseModel)
 _DIGITS = re.compile("[0-9]{1,18}")
@@ -49,6 +50,14 @@ def _ascii_integer(value: Any) -> Any:
     if isinstance(value, str) and not _DIGITS.fullmatch(value):
         raise ValueError(f"must be an integer in ASCII digits, got {value[:40]!r}")
     return value
+
+
+def path_id(raw: str, pattern: re.Pattern[str], field: str, rule: str) -> str:
+    """A path parameter that must match `pattern` (the id format its store writes), else a 400 naming it:
+    `<field>: must be <rule>`; one rule for every route module, so their refusals read alike."""
+    if not pattern.match(raw):
+        raise BadRequest(f"{field}: must be {rule}", field=field)
+    return raw
 
 
 QueryInt = Annotated[int, BeforeValidator(_ascii_integer)]

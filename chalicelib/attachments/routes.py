@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer
-from chalicelib.errors import BadRequest
 
 if TYPE_CHECKING:
     from chalicelib.attachments.models import AttachmentDeleted, AttachmentText
@@ -33,10 +32,9 @@ def _store() -> AttachmentStore:
 
 def _attachment_id(raw: str) -> str:
     from chalicelib.attachments.models import ATTACHMENT_ID_PATTERN
+    from chalicelib.validation import path_id
 
-    if not ATTACHMENT_ID_PATTERN.match(raw):
-        raise BadRequest("attachmentId: must be 32 lowercase hex digits", field="attachmentId")
-    return raw
+    return path_id(raw, ATTACHMENT_ID_PATTERN, "attachmentId", "32 lowercase hex digits")
 
 
 _MODELS = "chalicelib.attachments.models"

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer
-from chalicelib.errors import BadRequest
 
 if TYPE_CHECKING:
     from chalicelib.auth.principal import Principal
@@ -28,10 +27,9 @@ def _store() -> TemplateStore:
 
 def _template_id(raw: str) -> str:
     from chalicelib.prompt_templates.models import TEMPLATE_ID_PATTERN
+    from chalicelib.validation import path_id
 
-    if not TEMPLATE_ID_PATTERN.match(raw):
-        raise BadRequest("templateId: must be 32 lowercase hex digits", field="templateId")
-    return raw
+    return path_id(raw, TEMPLATE_ID_PATTERN, "templateId", "32 lowercase hex digits")
 
 
 _MODELS = "chalicelib.prompt_templates.models"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chalice.app import BadRequestError
-
 from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer
 
@@ -28,10 +26,9 @@ def _store() -> SessionStore:
 
 def _session_id(raw: str) -> str:
     from chalicelib.sessions.models import SESSION_ID_PATTERN
+    from chalicelib.validation import path_id
 
-    if not SESSION_ID_PATTERN.match(raw):
-        raise BadRequestError("sessionId: must be 1-128 characters of letters, digits, '-' or '_'")
-    return raw
+    return path_id(raw, SESSION_ID_PATTERN, "sessionId", "1-128 characters of letters, digits, '-' or '_'")
 
 
 _MODELS = "chalicelib.sessions.models"

@@ -186,13 +186,14 @@ def native_event(chunk: EngineCompletion) -> dict[str, Any] | None:
     if choice.finish_reason is None:
         if not text:
             return None
-        return {"token": {"text": text, "special": False}}
-    reason = native_finish_reason(choice)
-    event = NativeStreamResponse(
-        token=NativeToken(text=text, special=reason == "eos_token" and not text),
-        generated_tokens=_tokens(chunk.usage),
-        finish_reason=reason,
-    )
+        event = NativeStreamResponse(token=NativeToken(text=text, special=False))
+    else:
+        reason = native_finish_reason(choice)
+        event = NativeStreamResponse(
+            token=NativeToken(text=text, special=reason == "eos_token" and not text),
+            generated_tokens=_tokens(chunk.usage),
+            finish_reason=reason,
+        )
     return event.model_dump(by_alias=True, exclude_none=True)
 
 
