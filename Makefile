@@ -61,10 +61,17 @@ lint: install ## ruff
 typecheck: install ## mypy strict on every source package
 	$(VENV)/bin/mypy
 
+# The suite waits on servers more than it computes: one worker per core, tests that share a server on one worker
+# (tests/conftest.py `xdist_group`). PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 4 ? 4 : n )))
 pytest: install webui browser-deps vllm  # tests/test_vllm_local.py starts real vLLM (marker `vllm`)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
-test: webui lint typecheck pytest ## everything CI runs
+# The setup steps are independent (two virtualenvs, npm, apt): they run side by side, and ruff and mypy run as soon as
+# the main virtualenv is there, while the others still install. Then pytest alone, with its output as it comes.
+test: ## everything CI runs
+	$(MAKE) -j4 --output-sync=target lint typecheck webui browser-deps vllm
+	$(MAKE) pytest
 
 run: install webui vllm-if-needed ## LISA locally: UI + API on one port, a default model, a printed API key
 	$(PY) -m runner --config $(RUN_CONFIG)

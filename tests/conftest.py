@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -49,3 +50,22 @@ def aws_env(moto_server: str) -> str:
     aws.reset()
     bootstrap()
     return moto_server
+
+
+def xdist_group(item: pytest.Item) -> str:
+    """The pytest-xdist work unit a test belongs to (`make test` runs `--dist loadgroup`): tests that share an
+    expensive fixture run on one worker, so it starts once. The browser package shares one stack and one Chromium,
+    the vLLM tests one engine (`vllm_stack`); every other module keeps its module-scoped servers together."""
+    path = item.path.relative_to(Path(__file__).parent)
+    if path.parts[0] in ("browser", "integration"):
+        return path.parts[0]
+    if item.get_closest_marker("vllm") is not None:
+        return "vllm"
+    return path.as_posix()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put each test in its xdist group (no effect on a run without `-n`)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
