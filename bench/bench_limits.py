@@ -27,14 +27,13 @@ from bench.bench_router import (
     TOKENS,
     Target,
     _lisa_state,
-    _moto,
     _ms,
     _pct,
     _pin,
-    _process,
     _run_load,
     _settle,
 )
+from testkit.processes import moto_server, running_process
 
 LATENCY_REQUESTS = 3000
 LATENCY_SECONDS = 6.0
@@ -149,8 +148,8 @@ def run() -> None:
     python = sys.executable
     with ExitStack() as stack:
         mock = [*_pin(CLIENT_CORE), python, "-m", "bench.bench_router", "mock", str(mock_port)]
-        stack.enter_context(_process("mock", mock, f"{mock_url}/health", log_dir, {}))
-        env = stack.enter_context(_moto())
+        stack.enter_context(running_process("mock", mock, f"{mock_url}/health", log_dir, {}))
+        env = stack.enter_context(moto_server())
         token = _lisa_state(mock_url)
         sessions = []
         for name, port, on in (("off", off_port, False), ("on", on_port, True)):
@@ -158,7 +157,7 @@ def run() -> None:
             router_env = {**env, **switches, "LISA_LIMITS": json.dumps(LIMITS)}
             argv = [*_pin(PROXY_CORE), python, "-m", "router", "--host", "127.0.0.1", "--port", str(port)]
             health = f"http://127.0.0.1:{port}/health"
-            sessions.append(stack.enter_context(_process(f"router-{name}", argv, health, log_dir, router_env)))
+            sessions.append(stack.enter_context(running_process(f"router-{name}", argv, health, log_dir, router_env)))
         waited = _settle(sessions)
         print(f"Two routers (1 process each, uvloop), idle after {waited:.0f} s; logs in {log_dir}", flush=True)
         targets = [
