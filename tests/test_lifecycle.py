@@ -127,7 +127,8 @@ def test_create_serve_stop_start_delete(lifecycle: tuple[Admin, LocalEcs]) -> No
     status, stopping = admin.json("PUT", "/models/smol-live", {"version": record["version"], "enabled": False})
     assert (status, stopping["model"]["status"]) == (202, "Stopping"), stopping
     record = admin.settled("smol-live")
-    assert (record or {}).get("status") == "Stopped", record
+    assert record is not None, "the model disappeared"
+    assert record["status"] == "Stopped", record
     assert agent.running(service) == 0
     refused = admin.chat("smol-live")
     assert refused.status_code == 503
@@ -136,7 +137,8 @@ def test_create_serve_stop_start_delete(lifecycle: tuple[Admin, LocalEcs]) -> No
     status, starting = admin.json("PUT", "/models/smol-live", {"version": record["version"], "enabled": True})
     assert (status, starting["model"]["status"]) == (202, "Starting"), starting
     record = admin.settled("smol-live")
-    assert (record or {}).get("status") == "InService", record
+    assert record is not None, "the model disappeared"
+    assert record["status"] == "InService", record
     assert admin.chat("smol-live").status_code == 200
 
     status, deleting = admin.json("DELETE", "/models/smol-live")

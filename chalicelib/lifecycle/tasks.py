@@ -159,7 +159,7 @@ def _task_definition(ecs: Any, spec: EcsModel, names: infra.Names, where: infra.
     except ClientError:
         latest = None
     if latest is not None and latest.get("status") == "ACTIVE":
-        model = next((c for c in latest["containerDefinitions"] if c["name"] == "model"), {})
+        model: dict[str, Any] = next((c for c in latest["containerDefinitions"] if c["name"] == "model"), {})
         same = model.get("dockerLabels", {}).get(infra.SPEC_LABEL) == infra.spec_label(spec)
         if same and model.get("image") == spec.container_config.image:
             return str(latest["taskDefinitionArn"])
@@ -349,7 +349,7 @@ def check_staging(event: dict[str, Any]) -> dict[str, Any]:
     if status.status == "SUCCEEDED":
         return StagingProgress(done=True, execution_arn=progress.execution_arn).wire()
     if status.status == "RUNNING":
-        return progress.wire()
+        return StagingProgress(done=False, execution_arn=progress.execution_arn).wire()
     raise WeightsNotStaged(
         f"staging {status.hf_model_id} ({status.execution_name}) {status.status.lower()}"
         f" at {status.failed_step or status.current_step}: {status.reason or status.error}"
