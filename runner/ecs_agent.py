@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from botocore.exceptions import ClientError
 from chalicelib import aws
 from chalicelib.config import EcsModel
 from chalicelib.lifecycle.infra import SPEC_LABEL
+from runner.environment import EnvironmentChanges
 from runner.processes import ManagedProcess
 from workers.launch import free_port, model_spec
 
@@ -68,7 +68,7 @@ class LocalEcs:
         self._services: dict[str, _Service] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._saved_env: dict[str, str | None] = {}
+        self._env = EnvironmentChanges()
         self._local_models: dict[str, Path] | None = None
         self._started = 0
 
@@ -108,8 +108,7 @@ class LocalEcs:
         aws.reset()
 
     def _setenv(self, key: str, value: str) -> None:
-        self._saved_env.setdefault(key, os.environ.get(key))
-        os.environ[key] = value
+        self._env.set(key, value)
 
     def stop(self) -> None:
         """Stop the agent and every engine it runs; restore the settings. Safe to call twice."""
@@ -121,12 +120,7 @@ class LocalEcs:
             for task in service.tasks:
                 task.process.stop()
         self._services.clear()
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
+        self._env.restore()
         aws.reset()
 
     def running(self, service: str) -> int:

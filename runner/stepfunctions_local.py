@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from chalicelib.settings import get_settings
 from chalicelib.staging import FUNCTIONS
 from chalicelib.staging.errors import InvalidModelName
 from chalicelib.staging.models import S3Source, StagingStatus
+from runner.environment import EnvironmentChanges
 from runner.lambda_shim import Handler, LambdaShim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ class LocalStepFunctions:
         self.state_machine_arn = ""
         self.arns: dict[str, str] = {}
         self._shim: LambdaShim | None = None
-        self._saved_env: dict[str, str | None] = {}
+        self._env = EnvironmentChanges()
 
     @property
     def state_machine_name(self) -> str:
@@ -149,20 +149,14 @@ class LocalStepFunctions:
         return self._shim.wait_idle(timeout) if self._shim is not None else True
 
     def _setenv(self, key: str, value: str) -> None:
-        self._saved_env.setdefault(key, os.environ.get(key))
-        os.environ[key] = value
+        self._env.set(key, value)
 
     def stop(self) -> None:
         """Stop the shim and restore the environment; safe to call twice."""
         if self._shim is not None:
             self._shim.stop()
             self._shim = None
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
+        self._env.restore()
         aws.reset()
 
     def __enter__(self) -> LocalStepFunctions:

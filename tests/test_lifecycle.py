@@ -61,15 +61,14 @@ class Admin(Client):
             time.sleep(0.2)
         raise AssertionError(f"{model} still {record['status']} ({record.get('statusStep')})")
 
-    def chat(self, model: str, timeout: float = 30) -> requests.Response:
+    def chat(self, model: str, expect: int = 200, says: str = "", timeout: float = 30) -> requests.Response:
         """A chat answer from the router once its index has the model's current record: it refreshes in the
-        background (stale-while-revalidate), so the first request after a change may still use the old one."""
+        background (stale-while-revalidate), so the first requests after a change may still see the old one."""
         body = {"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4}
         deadline = time.monotonic() + timeout
         while True:
             response = self.call("POST", "/v1/openai/chat/completions", body)
-            stale = response.status_code == 503 and "unreachable" in response.text
-            if not stale or time.monotonic() > deadline:
+            if (response.status_code == expect and says in response.text) or time.monotonic() > deadline:
                 return response
             time.sleep(0.2)
 
@@ -130,7 +129,7 @@ def test_create_serve_stop_start_delete(lifecycle: tuple[Admin, LocalEcs]) -> No
     assert record is not None, "the model disappeared"
     assert record["status"] == "Stopped", record
     assert agent.running(service) == 0
-    refused = admin.chat("smol-live")
+    refused = admin.chat("smol-live", expect=503, says="stopped")
     assert refused.status_code == 503
     assert refused.json()["error"]["message"] == "model 'smol-live' stopped"
 
