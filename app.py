@@ -3,6 +3,7 @@
 from chalicelib.apidocs.routes import apidocs_bp
 from chalicelib.attachments.routes import attachments_bp
 from chalicelib.auth.routes import auth_bp
+from chalicelib.lifecycle.routes import lifecycle_bp
 from chalicelib.limits.routes import limits_bp
 from chalicelib.prompt_templates.routes import prompt_templates_bp
 from chalicelib.rag.routes import rag_bp
@@ -17,6 +18,7 @@ app = ConcurrentChalice(app_name="lisa")  # per-request state is per thread (the
 app.register_blueprint(auth_bp)  # /tokens (admin); also registers lisa_authorizer
 app.register_blueprint(models_bp, url_prefix="/models")
 app.register_blueprint(staging_bp, url_prefix="/models")  # /models/{id}/stage (admin); the staging Lambda tasks
+app.register_blueprint(lifecycle_bp)  # the model lifecycle workflow's Lambda tasks
 app.register_blueprint(sessions_bp, url_prefix="/sessions")
 app.register_blueprint(prompt_templates_bp, url_prefix="/prompt-templates")
 app.register_blueprint(attachments_bp, url_prefix="/attachments")  # documents in a chat, uploaded to S3 directly

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,20 @@ class Settings(BaseSettings):
     schedule_group: str = "lisa-model-schedules"
     schedule_role_arn: str | None = None
     schedule_target_arn: str | None = None
+    # Model lifecycle (docs/lifecycle.md): the workflow, and where run-time models go (gpu_stack's models stack
+    # sets these in AWS, runner/ecs_agent.py locally). `target` endpoints: a healthy target's own address (local).
+    model_lifecycle_state_machine_arn: str | None = None
+    model_cluster: str | None = None
+    model_vpc_id: str | None = None
+    model_load_balancer_arn: str | None = None
+    model_capacity_provider: str | None = None
+    model_task_role_arn: str | None = None
+    model_execution_role_arn: str | None = None
+    model_log_group: str | None = None
+    model_weights_image: str | None = None
+    model_endpoint_source: Literal["balancer", "target"] = "balancer"
+    model_health_timeout_seconds: int = Field(1800, ge=1, le=86400)
+    model_poll_seconds: int = Field(15, ge=0, le=300)
 
     # OIDC: issuer and audience of accepted JWTs; groups read from a configurable claim.
     authority: str | None = Field(None, validation_alias=AliasChoices("LISA_AUTHORITY", "AUTHORITY"))

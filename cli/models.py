@@ -21,7 +21,16 @@ from cli.common import err, fail, run
 app = typer.Typer(help="Sync, list and stage models.", no_args_is_help=True)
 T = TypeVar("T")
 
-_STATUS_STYLE = {"InService": "green", "Creating": "yellow", "Stopped": "dim", "Failed": "red"}
+_STATUS_STYLE = {
+    "InService": "green",
+    "Creating": "yellow",
+    "Starting": "yellow",
+    "Stopping": "yellow",
+    "Updating": "yellow",
+    "Deleting": "yellow",
+    "Stopped": "dim",
+    "Failed": "red",
+}
 
 
 def _run(action: Callable[[], T]) -> T:
@@ -102,6 +111,81 @@ def list_models(as_json: bool = AsJson) -> None:
             str(r.version),
         )
     Console(width=200).print(table)
+
+
+def _lifecycle_run(action: Callable[[], T]) -> T:
+    """A lifecycle call: refusals (409 busy or stale, 400 bad spec, 503 not configured) exit 2 with their reason."""
+    from chalicelib.errors import LisaError
+    from chalicelib.settings import get_settings
+
+    return run(action, f"models table {get_settings().models_table!r}", {LisaError: 2})
+
+
+def _said(result: object) -> str:
+    from chalicelib.registry.models import ModelChangeStarted, ModelRecord
+
+    if isinstance(result, ModelChangeStarted):
+        record = result.model
+        return f"{record.model_name}: {record.status.value} (workflow {result.execution_arn.rsplit(':', 1)[-1]})"
+    if isinstance(result, ModelRecord):
+        return f"{result.model_name}: {result.status.value}"
+    return str(result)
+
+
+@app.command()
+def create(spec: Path = typer.Argument(..., help="The model as JSON or YAML (POST /models's body).")) -> None:
+    """Register a model: with an endpointUrl at once, else hosted through the create workflow."""
+    import yaml
+
+    from chalicelib.lifecycle.service import create_hosted
+    from chalicelib.registry.models import CreateModelRequest
+    from chalicelib.registry.store import ModelStore
+
+    try:
+        request = CreateModelRequest.model_validate(yaml.safe_load(spec.read_text()))
+    except (OSError, ValueError) as error:  # pydantic's ValidationError and yaml's errors are ValueErrors
+        raise fail(f"{spec}: {error}", code=2) from None
+    action = (lambda: ModelStore().create(request)) if request.endpoint_url else (lambda: create_hosted(request))
+    typer.echo(_said(_lifecycle_run(action)))
+
+
+def _enable(name: str, enabled: bool) -> None:
+    from chalicelib.lifecycle.service import update
+    from chalicelib.registry.models import UpdateModelRequest
+    from chalicelib.registry.store import ModelStore
+
+    def change() -> object:
+        version = ModelStore().get(name).version
+        return update(name, UpdateModelRequest(version=version, enabled=enabled))
+
+    typer.echo(_said(_lifecycle_run(change)))
+
+
+@app.command()
+def start(name: str = typer.Argument(..., help="The model's name.")) -> None:
+    """Start a stopped model (a hosted one through the update workflow)."""
+    _enable(name, True)
+
+
+@app.command()
+def stop(name: str = typer.Argument(..., help="The model's name.")) -> None:
+    """Stop a model: requests get 503 "model stopped" (a hosted one's engines are stopped)."""
+    _enable(name, False)
+
+
+@app.command()
+def delete(name: str = typer.Argument(..., help="The model's name.")) -> None:
+    """Delete a model (a hosted one is drained and its infrastructure removed by the delete workflow)."""
+    from chalicelib.lifecycle.service import delete as delete_model
+
+    result = _lifecycle_run(lambda: delete_model(name, None))
+    typer.echo(_said(result) if not _is_record(result) else f"{name}: deleted")
+
+
+def _is_record(result: object) -> bool:
+    from chalicelib.registry.models import ModelRecord
+
+    return isinstance(result, ModelRecord)
 
 
 @app.command()

@@ -20,6 +20,13 @@ TABLE_COUNT = ["dynamodb:UpdateItem", "dynamodb:GetItem"]
 TABLE_WRITE = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]
 OBJECT_READ = ["s3:GetObject"]
 OBJECT_WRITE = ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+UNSCOPED_DESCRIBE = (
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeLoadBalancers",
+)
+"""Read-only actions IAM cannot scope to a resource (the only `"*"` resources LISA's policies hold)."""
 QUEUE_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
 # A store's KMS key, used by the store's service on the caller's behalf. S3 decrypts for reads and for multipart
 # writes; DynamoDB reads the key's description when it refreshes a table key.
@@ -42,6 +49,7 @@ class Access:
     consume_ingestion_queue: bool = False
     start_state_machines: bool = False
     read_secrets: bool = False  # vector-store passwords: Secrets Manager `<prefix>-*`, SSM `/<deployment>/<stage>/*`
+    manage_model_services: bool = False  # run-time models: their ECS services, target groups, listeners
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,13 @@ ACCESS: dict[str, Access] = {
         tables_write=("models_table",),
         buckets_read=("models",),
         buckets_write=("models",),
+    ),
+    "model_lifecycle_": Access(
+        tables_read=("models_table",),
+        tables_write=("models_table",),
+        buckets_read=("models",),
+        start_state_machines=True,  # the nested staging execution
+        manage_model_services=True,
     ),
 }
 # The router task: authentication (tokens), the registry and, for RAG in chat, repositories and their passwords.
@@ -231,6 +246,8 @@ def access_statements(access: Access, names: ResourceNames, parts: ArnParts, key
             statements.append(
                 key_statement("RagDatabaseSecretKey", KEY_DECRYPT, "secretsmanager", parts, keys.database, context)
             )
+    if access.manage_model_services:
+        statements += model_service_statements(names, parts)
     return statements
 
 
@@ -259,6 +276,69 @@ def bucket_key_statement(buckets: list[str], write: bool, parts: ArnParts, key_a
     arns = [parts.arn("s3", b, regional=False) for b in sorted(buckets)]
     context = {"kms:EncryptionContext:aws:s3:arn": [*arns, *(f"{a}/*" for a in arns)]}
     return key_statement("BucketsKey", KEY_ENCRYPT if write else KEY_DECRYPT, "s3", parts, key_arn, context)
+
+
+def model_service_statements(names: ResourceNames, parts: ArnParts) -> list[dict[str, Any]]:
+    """The lifecycle workflow's ECS/ELB calls (chalicelib.lifecycle.tasks): its own services and target groups by
+    name (`<prefix>-model-*`, `lisa-m-*`); ECS task definitions and ELB/ECS descriptions cannot be scoped by
+    resource; roles passed only to ECS tasks."""
+    return [
+        {
+            "Sid": "ModelServices",
+            "Effect": "Allow",
+            "Action": ["ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:DescribeServices"],
+            "Resource": [parts.arn("ecs", f"service/*/{names.prefix}-model-*")],
+        },
+        {
+            "Sid": "ModelTaskDefinitions",
+            "Effect": "Allow",
+            "Action": [
+                "ecs:RegisterTaskDefinition",
+                "ecs:DeregisterTaskDefinition",
+                "ecs:DescribeTaskDefinition",
+                "ecs:TagResource",
+            ],
+            "Resource": [parts.arn("ecs", f"task-definition/{names.prefix}-model-*:*")],
+        },
+        {
+            "Sid": "ModelTasks",
+            "Effect": "Allow",
+            "Action": ["ecs:ListTasks", "ecs:DescribeTasks"],
+            "Resource": [parts.arn("ecs", "container-instance/*/*"), parts.arn("ecs", "task/*/*")],
+        },
+        {
+            "Sid": "Describe",  # ELB's Describe* actions take no resource: read-only, "*" by AWS's design
+            "Effect": "Allow",
+            "Action": list(UNSCOPED_DESCRIBE),
+            "Resource": ["*"],
+        },
+        {
+            "Sid": "ModelTargetGroups",
+            "Effect": "Allow",
+            "Action": [
+                "elasticloadbalancing:CreateTargetGroup",
+                "elasticloadbalancing:DeleteTargetGroup",
+                "elasticloadbalancing:AddTags",
+            ],
+            "Resource": [parts.arn("elasticloadbalancing", "targetgroup/lisa-m-*/*")],
+        },
+        {
+            "Sid": "ModelListeners",
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener"],
+            "Resource": [
+                parts.arn("elasticloadbalancing", f"loadbalancer/app/{names.prefix}-models/*"),
+                parts.arn("elasticloadbalancing", f"listener/app/{names.prefix}-models/*"),
+            ],
+        },
+        {
+            "Sid": "ModelRoles",
+            "Effect": "Allow",
+            "Action": ["iam:PassRole"],
+            "Resource": [parts.arn("iam", f"role/{names.prefix}-*", regional=False)],
+            "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+        },
+    ]
 
 
 def secret_statements(names: ResourceNames, parts: ArnParts) -> list[dict[str, Any]]:

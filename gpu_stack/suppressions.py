@@ -107,7 +107,17 @@ _WILDCARD_REASONS = (
     (":secret:", "vector-store passwords an admin stores at run time under the deployment's `<prefix>-` name"),
     (":parameter/", "vector-store parameters an admin stores at run time under `/<deployment>/<stage>/`"),
     (":execution:", "executions of the deployment's own state machine, whose names are chosen per run"),
+    # run-time models (chalicelib/lifecycle/tasks.py): names chosen when an admin creates a model
+    (":service/*/", "run-time model services of this deployment (`<prefix>-model-<name>`), made by the workflow"),
+    (":task-definition/", "the task definition family of each run-time model (`<prefix>-model-<name>`, any revision)"),
+    (":task/*/", "tasks of the run-time model services (ECS names them): read to report why one stopped"),
+    (":container-instance/", "ListTasks' resource: the lifecycle workflow lists its services' tasks (read-only)"),
+    (":targetgroup/lisa-m-", "run-time models' target groups, named `lisa-m-<hash>` when the model is created"),
+    (":listener/app/", "listeners of the shared run-time model balancer `<prefix>-models` (one per model, port then)"),
+    (":loadbalancer/app/", "the shared run-time model balancer `<prefix>-models` (its listeners are made per model)"),
+    (":role/", "the deployment's own roles (`<prefix>-*`), passable only to ECS tasks (iam:PassedToService)"),
 )
+UNSCOPED_REASON = "ELB's Describe* actions take no resource (read-only; gpu_stack/policies.py UNSCOPED_DESCRIBE)"
 NAG_ARN_PARTS = {"partition": "<AWS::Partition>", "region": "<AWS::Region>", "account": "<AWS::AccountId>"}
 
 
@@ -120,6 +130,9 @@ def wildcard_suppressions(resources: list[str]) -> list[dict[str, Any]]:
     """IAM5 suppressions for wildcard resources as cdk-nag renders them, grouped by the reason each has."""
     left = sorted(set(resources))
     entries = []
+    if "*" in left:
+        entries.append(nag_suppression("AwsSolutions-IAM5", UNSCOPED_REASON, ["Resource::*"]))
+        left.remove("*")
     for marker, reason in _WILDCARD_REASONS:
         chosen = [r for r in left if marker in r]
         if chosen:

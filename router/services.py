@@ -11,6 +11,7 @@ from aiohttp import web
 
 from chalicelib import bounded_json
 from chalicelib.config import ModelType
+from chalicelib.registry.models import ModelStatus
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import SERVER, ServeError, error_body
 from router.accounting import Accounting, usage_of
@@ -99,6 +100,8 @@ class Services:
                 param=param,
                 code="wrong_model_type",
             )
+        if record.status is ModelStatus.STOPPED:
+            raise ServeError(503, f"model {record.model_name!r} stopped", param=param, code="model_stopped")
         if not record.is_available:
             reason = f": {record.status_reason}" if record.status_reason else ""
             raise ServeError(

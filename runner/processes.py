@@ -75,6 +75,18 @@ class ManagedProcess:
             time.sleep(0.25)
         raise ProcessFailed(f"{self.name} not healthy after {timeout:.0f}s:\n{self.log_tail()}")
 
+    @property
+    def running(self) -> bool:
+        """Whether the child was started and has not exited."""
+        return self._process is not None and self._process.poll() is None
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """One health probe: whether the health URL answers 200 now."""
+        try:
+            return requests.get(self.health_url, timeout=timeout).status_code == 200
+        except requests.RequestException:
+            return False
+
     def log_tail(self, lines: int = 30) -> str:
         """The last `lines` of the log, to show why a process failed."""
         try:

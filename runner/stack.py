@@ -83,6 +83,7 @@ class LocalLisa:
             progress("models: preparing local weights")
             folders = self._model_folders(self.config)
             self._stage_models(self.config, folders, progress)
+            self._start_model_agent(progress)
             progress(f"workers: starting {', '.join(m.model_name for m in served_locally(self.config))}")
             self.endpoints = self._start_workers(self.config, folders, progress)
             self._sync_registry(self.config)
@@ -171,6 +172,16 @@ class LocalLisa:
             status = stage_local_folder(model.model_id, folders[model.model_name], in_place=True)
             if status.status != "SUCCEEDED":
                 raise RuntimeError(f"staging {model.model_id} failed at {status.failed_step}: {status.reason}")
+
+    def _start_model_agent(self, progress: Callable[[str], None]) -> None:
+        """Run-time models (POST /models): the local ECS agent runs their engines (on the embedded moto only)."""
+        if self._moto is None:
+            progress("models: run-time models need the embedded moto server's ECS (skipped)")
+            return
+        from runner.ecs_agent import LocalEcs
+
+        agent = LocalEcs(self.options.state_dir, self.options.models_dir).start()
+        self._stoppers.append(agent.stop)
 
     def _start_workers(
         self, config: LisaConfig, folders: dict[str, Path], progress: Callable[[str], None]

@@ -1,5 +1,7 @@
-"""Weight staging without AWS: the real ASL (`stepfunctions/staging.json`) on moto's Step Functions interpreter,
-its Lambda tasks answered in-process by the same Chalice functions (`runner/lambda_shim.py`).
+"""Weight staging and the model lifecycle without AWS: the real ASL (`stepfunctions/staging.json`,
+`stepfunctions/model_lifecycle.json`) on moto's Step Functions interpreter, their Lambda tasks answered
+in-process by the same Chalice functions (`runner/lambda_shim.py`). The lifecycle's AWS calls are made inside
+its Lambda tasks (boto3 → the moto server), so the shim needs to answer nothing but Invoke.
 
 What a caller must have running, in THIS process (moto's interpreter reads `MOTO_PORT` from the environment of
 the process that runs the moto server, at call time, to find "Lambda"):
@@ -8,7 +10,8 @@ the process that runs the moto server, at call time, to find "Lambda"):
     bootstrap()                                                                  # tables and buckets
     sfn = LocalStepFunctions(f"http://127.0.0.1:{port}").start()
         # enables execution on moto, starts the Lambda shim, sets MOTO_PORT to the shim's port, creates the
-        # state machine and sets LISA_STAGING_STATE_MACHINE_ARN (so the API, the CLI and the helpers below find it)
+        # state machines and sets LISA_STAGING_STATE_MACHINE_ARN and LISA_MODEL_LIFECYCLE_STATE_MACHINE_ARN
+        # (so the API, the CLI and the helpers below find them)
     status = stage_local_folder("HuggingFaceTB/SmolLM2-135M-Instruct", folder)  # → StagingStatus, status SUCCEEDED
     ...
     sfn.stop()                                                                   # shim stopped, env restored
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -28,15 +30,22 @@ from typing import Any
 import requests
 
 from chalicelib import aws
+from chalicelib.lifecycle import FUNCTIONS as LIFECYCLE_FUNCTIONS
 from chalicelib.settings import get_settings
 from chalicelib.staging import FUNCTIONS
 from chalicelib.staging.errors import InvalidModelName
 from chalicelib.staging.models import S3Source, StagingStatus
+from runner.environment import EnvironmentChanges
 from runner.lambda_shim import Handler, LambdaShim
 
 ROOT = Path(__file__).resolve().parents[1]
 ASL_PATH = ROOT / "stepfunctions" / "staging.json"
 ACCOUNT = "123456789012"
+MACHINES: dict[str, tuple[Path, dict[str, str]]] = {
+    "staging": (ASL_PATH, FUNCTIONS),
+    "model_lifecycle": (ROOT / "stepfunctions" / "model_lifecycle.json", LIFECYCLE_FUNCTIONS),
+}
+"""stepfunctions/<stem>.json → (its ASL, its placeholders' Chalice functions)."""
 
 
 def deployed_name(function: str, app_name: str = "lisa", stage: str = "dev") -> str:
@@ -44,10 +53,10 @@ def deployed_name(function: str, app_name: str = "lisa", stage: str = "dev") -> 
     return f"{app_name}-{stage}-{function}"
 
 
-def definition(substitutions: dict[str, str], path: Path = ASL_PATH) -> str:
+def definition(substitutions: dict[str, str], path: Path = ASL_PATH, functions: dict[str, str] = FUNCTIONS) -> str:
     """The ASL with `${Key}` DefinitionSubstitutions applied (as CloudFormation/CDK do); every key must be given."""
     text = path.read_text()
-    for key in FUNCTIONS:
+    for key in functions:
         if key not in substitutions:
             raise KeyError(f"no substitution for ${{{key}}}")
     for key, value in substitutions.items():
@@ -57,10 +66,11 @@ def definition(substitutions: dict[str, str], path: Path = ASL_PATH) -> str:
 
 
 def app_handlers() -> dict[str, Handler]:
-    """The staging Lambda functions of the Chalice app, by function name."""
+    """The workflows' Lambda functions of the Chalice app, by function name."""
     from app import app
 
-    return {function.name: function for function in app.pure_lambda_functions if function.name in FUNCTIONS.values()}
+    names = {name for _, functions in MACHINES.values() for name in functions.values()}
+    return {function.name: function for function in app.pure_lambda_functions if function.name in names}
 
 
 class LocalStepFunctions:
@@ -79,8 +89,9 @@ class LocalStepFunctions:
         self.app_name = app_name
         self.stage = stage or get_settings().stage
         self.state_machine_arn = ""
+        self.arns: dict[str, str] = {}
         self._shim: LambdaShim | None = None
-        self._saved_env: dict[str, str | None] = {}
+        self._env = EnvironmentChanges()
 
     @property
     def state_machine_name(self) -> str:
@@ -110,23 +121,26 @@ class LocalStepFunctions:
         return self
 
     def deploy(self) -> str:
-        """Create (or update) the state machine with the shim's function ARNs; sets LISA_STAGING_STATE_MACHINE_ARN."""
+        """Create (or update) the state machines with the shim's function ARNs; sets LISA_<STEM>_STATE_MACHINE_ARN
+        for each; returns the staging one's ARN."""
         sfn = aws.client("stepfunctions")
-        text = definition({key: self._function_arn(function) for key, function in FUNCTIONS.items()})
-        role = f"arn:aws:iam::{ACCOUNT}:role/{self.app_name}-{self.stage}-staging"
-        existing = [
-            m["stateMachineArn"]
+        existing = {
+            m["name"]: m["stateMachineArn"]
             for page in sfn.get_paginator("list_state_machines").paginate()
             for m in page["stateMachines"]
-            if m["name"] == self.state_machine_name
-        ]
-        if existing:
-            sfn.update_state_machine(stateMachineArn=existing[0], definition=text, roleArn=role)
-            self.state_machine_arn = existing[0]
-        else:
-            created = sfn.create_state_machine(name=self.state_machine_name, definition=text, roleArn=role)
-            self.state_machine_arn = str(created["stateMachineArn"])
-        self._setenv("LISA_STAGING_STATE_MACHINE_ARN", self.state_machine_arn)
+        }
+        for stem, (path, functions) in MACHINES.items():
+            name = f"{self.app_name}-{self.stage}-{stem}"
+            text = definition({key: self._function_arn(f) for key, f in functions.items()}, path, functions)
+            role = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+            if name in existing:
+                sfn.update_state_machine(stateMachineArn=existing[name], definition=text, roleArn=role)
+                arn = str(existing[name])
+            else:
+                arn = str(sfn.create_state_machine(name=name, definition=text, roleArn=role)["stateMachineArn"])
+            self.arns[stem] = arn
+            self._setenv(f"LISA_{stem.upper()}_STATE_MACHINE_ARN", arn)
+        self.state_machine_arn = self.arns["staging"]
         aws.reset()
         return self.state_machine_arn
 
@@ -135,20 +149,14 @@ class LocalStepFunctions:
         return self._shim.wait_idle(timeout) if self._shim is not None else True
 
     def _setenv(self, key: str, value: str) -> None:
-        self._saved_env.setdefault(key, os.environ.get(key))
-        os.environ[key] = value
+        self._env.set(key, value)
 
     def stop(self) -> None:
         """Stop the shim and restore the environment; safe to call twice."""
         if self._shim is not None:
             self._shim.stop()
             self._shim = None
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        self._saved_env.clear()
+        self._env.restore()
         aws.reset()
 
     def __enter__(self) -> LocalStepFunctions:

@@ -223,8 +223,9 @@ def test_enterprise_options_replace_what_the_stacks_create(checked: Checked) -> 
     assert set(roles.values()) == {arn["lambdaFunctions"]}
     handler = functions["APIHandler"]["Properties"]["VpcConfig"]["SecurityGroupIds"]
     assert groups["lambdaFunctions"] in handler
-    (machine,) = _of_type(checked, "api", "AWS::StepFunctions::StateMachine").values()
-    assert machine["Properties"]["RoleArn"] == arn["stateMachines"]
+    machines = _of_type(checked, "api", "AWS::StepFunctions::StateMachine").values()
+    assert len(machines) == 2  # staging, model_lifecycle
+    assert {machine["Properties"]["RoleArn"] for machine in machines} == {arn["stateMachines"]}
     for stack, role in (("router", "routerTask"), ("models", "modelTasks")):
         for task in _of_type(checked, stack, "AWS::ECS::TaskDefinition").values():
             assert task["Properties"]["TaskRoleArn"] == arn[role]

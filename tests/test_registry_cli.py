@@ -129,3 +129,32 @@ def test_unreachable_aws_is_a_clear_error(aws_env: str, monkeypatch: pytest.Monk
         aws.reset()
     assert code == 1
     assert f"models table 'lisa-models' at {dead}" in " ".join(err.split())
+
+
+def test_create_stop_start_delete_a_model_registered_by_url(store: ModelStore, tmp_path: Path) -> None:
+    spec = tmp_path / "byo.yaml"
+    spec.write_text("modelName: byo\nhfModelId: org/byo\ninferenceContainer: vllm\nendpointUrl: http://10.0.0.9:8000\n")
+    assert lisa("create", str(spec))[:2] == (0, "byo: InService\n")
+    assert lisa("stop", "byo")[:2] == (0, "byo: Stopped\n")
+    assert store.get("byo").status_reason == "stopped by an administrator"
+    assert lisa("start", "byo")[:2] == (0, "byo: InService\n")
+    assert lisa("delete", "byo")[:2] == (0, "byo: deleted\n")
+    code, _, err = lisa("stop", "byo")
+    assert (code, "model 'byo' is not registered" in err) == (2, True), err
+
+
+def test_create_refuses_a_bad_spec_and_a_hosted_model_without_the_workflow(
+    store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LISA_MODEL_LIFECYCLE_STATE_MACHINE_ARN", raising=False)
+    aws.reset()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"modelName": "x", "hfModelId": "org/x", "inferenceContainer": "llamacpp"}')
+    code, _, err = lisa("create", str(bad))
+    assert (code, "inferenceContainer" in err) == (2, True), err
+    hosted = tmp_path / "hosted.json"
+    body = {"modelName": "h", "hfModelId": "org/h", "inferenceContainer": "tgi", "containerConfig": {"image": "tgi"}}
+    hosted.write_text(json.dumps(body))
+    code, _, err = lisa("create", str(hosted))
+    assert (code, "LISA_MODEL_LIFECYCLE_STATE_MACHINE_ARN is not set" in err) == (2, True), err
+    assert store.list() == []  # refused before anything was written

@@ -93,15 +93,28 @@ def test_model_lifecycle(admin: Caller, user: Caller) -> None:
     assert one["containerConfig"]["environment"] == {"MAX_INPUT_LENGTH": "1536"}
     assert admin("GET", "/models/smollm2")[1] == created
 
-    status, updated = admin("PUT", "/models/smollm2", {"version": 1, "status": "Stopped", "statusReason": "upgrade"})
-    assert status == 200, updated
-    assert (updated["status"], updated["statusReason"], updated["version"]) == ("Stopped", "upgrade", 2)
+    status, refused = admin("PUT", "/models/smollm2", {"version": 1, "status": "Stopped"})
+    assert (status, message(refused).startswith("status: ")) == (400, True), refused  # the workflows own it
+    status, updated = admin("PUT", "/models/smollm2", {"version": 1, "enabled": False})
+    assert status == 200, updated  # registered by URL: stopped at once, no workflow
+    assert (updated["status"], updated["statusReason"], updated["version"]) == (
+        "Stopped",
+        "stopped by an administrator",
+        2,
+    )
+    assert [e["status"] for e in updated["history"]] == ["InService", "Stopped"]
     status, stale = admin("PUT", "/models/smollm2", {"version": 1, "streaming": False})
     assert status == 409
     assert "at version 2, not 1" in message(stale)
     assert admin("GET", "/models/smollm2")[1]["streaming"] is True  # the stale write changed nothing
-    status, cleared = admin("PUT", "/models/smollm2", {"version": 2, "endpointUrl": None, "status": "Creating"})
-    assert (status, cleared["endpointUrl"], cleared["statusReason"]) == (200, None, None)
+    started = {"version": 2, "endpointUrl": "http://127.0.0.1:8082", "enabled": True}
+    status, moved = admin("PUT", "/models/smollm2", started)
+    assert (status, moved["endpointUrl"], moved["status"], moved["statusReason"]) == (
+        200,
+        started["endpointUrl"],
+        "InService",
+        None,
+    )
 
     assert admin("DELETE", "/models/smollm2?version=1")[0] == 409
     status, deleted = admin("DELETE", "/models/smollm2?version=3")
@@ -215,7 +228,7 @@ def test_writes_reach_this_processs_resolver_at_once(admin: Caller) -> None:
     registry.list_models()  # a snapshot is cached (empty)
     assert admin("POST", "/models", {**SMOL, "modelName": "fresh"})[0] == 201
     assert registry.resolve("fresh (ecs.textgen.tgi)").status is ModelStatus.IN_SERVICE
-    assert admin("PUT", "/models/fresh", {"version": 1, "status": "Stopped"})[0] == 200
+    assert admin("PUT", "/models/fresh", {"version": 1, "enabled": False})[0] == 200
     assert registry.resolve("fresh").status is ModelStatus.STOPPED
 
 

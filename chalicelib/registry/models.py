@@ -42,12 +42,24 @@ from chalicelib.validation import QueryInt
 
 
 class ModelStatus(StrEnum):
-    """Where a model is in its life: being deployed/staged, serving, stopped on purpose, or broken."""
+    """Where a model is in its life. The lifecycle workflows (chalicelib.lifecycle) write it, weight staging and
+    `lisa models sync` for config.yaml models; an admin changes it only by asking a workflow (PUT enabled)."""
 
     CREATING = "Creating"
     IN_SERVICE = "InService"
+    STARTING = "Starting"
+    STOPPING = "Stopping"
     STOPPED = "Stopped"
+    UPDATING = "Updating"
+    DELETING = "Deleting"
     FAILED = "Failed"
+
+
+BUSY_STATUSES = frozenset(
+    {ModelStatus.CREATING, ModelStatus.STARTING, ModelStatus.STOPPING, ModelStatus.UPDATING, ModelStatus.DELETING}
+)
+"""A workflow owns the model in these: another change waits until it ends (409)."""
+HISTORY_LENGTH = 50
 
 
 PUBLIC_ENVIRONMENT_KEYS = frozenset(
@@ -97,10 +109,57 @@ EndpointUrl = Annotated[str, Field(max_length=2048), AfterValidator(_endpoint)]
 ModelKwargs = Annotated[dict[str, JsonValue], Field(max_length=64), AfterValidator(dynamo_storable)]
 InstanceType = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9.\-]*$")]
 StatusReason = Annotated[str, Field(max_length=2000)]
+StepName = Annotated[str, Field(max_length=80)]
 
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel)
+
+
+class StatusEvent(_Wire):
+    """One entry of a model's history: a status (and the workflow step it was in) from a moment on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: str
+    status: ModelStatus
+    step: StepName | None = None
+    reason: StatusReason | None = None
+
+
+class Scaling(_Wire):
+    """How many tasks a hosted model runs: `desiredCapacity` within `minCapacity`..`maxCapacity` (0 min: may stop)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    min_capacity: int = Field(1, ge=0, le=100)
+    max_capacity: int = Field(1, ge=1, le=100)
+    desired_capacity: int | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scaling:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError("minCapacity must not exceed maxCapacity")
+        desired = self.desired_capacity
+        if desired is not None and not self.min_capacity <= desired <= self.max_capacity:
+            raise ValueError("desiredCapacity must be within minCapacity..maxCapacity")
+        return self
+
+    @property
+    def running(self) -> int:
+        """The task count of a started model (at least one)."""
+        return max(1, self.desired_capacity if self.desired_capacity is not None else self.min_capacity)
+
+
+class Hosting(_Wire):
+    """What LISA runs for a hosted model (created through POST /models without an endpointUrl): whether it is
+    enabled (started) and its scaling. The container is the record's containerConfig; the infrastructure is
+    derived from both by chalicelib.lifecycle.infra (as the CDK stack derives config.yaml models')."""
+
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = True
+    scaling: Scaling = Field(default_factory=Scaling)
 
 
 class ModelRecord(_Wire):
@@ -117,14 +176,23 @@ class ModelRecord(_Wire):
     endpoint_url: EndpointUrl | None = None
     status: ModelStatus
     status_reason: StatusReason | None = None
+    status_step: StepName | None = None
+    history: list[StatusEvent] = Field(default_factory=list)
     streaming: bool
     default_model_kwargs: ModelKwargs = Field(default_factory=dict)
     container_config: ContainerConfig | None = None
     instance_type: InstanceType | None = None
+    hosting: Hosting | None = None
     source: ModelSource = "api"
     created_at: str
     updated_at: str
     version: int = Field(ge=1)
+
+    @field_validator("history", mode="before")
+    @classmethod
+    def _recent(cls, value: Any) -> Any:
+        """The newest HISTORY_LENGTH events (appends in DynamoDB may leave more)."""
+        return value[-HISTORY_LENGTH:] if isinstance(value, list) else value
 
     @field_validator("container_config")
     @classmethod
@@ -157,6 +225,11 @@ class ModelRecord(_Wire):
         """True when requests can be sent to it: in service with a known endpoint."""
         return self.status is ModelStatus.IN_SERVICE and self.endpoint_url is not None
 
+    @property
+    def is_hosted(self) -> bool:
+        """Whether LISA runs this model's infrastructure through the lifecycle workflows."""
+        return self.hosting is not None
+
     @model_serializer(mode="wrap")
     def _for_caller(self, serialize: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
         """For non-admins (`public` in the context): of containerConfig's environment (which may hold
@@ -177,8 +250,12 @@ class ModelRecord(_Wire):
 
 
 class CreateModelRequest(_Wire):
-    """POST /models. `modelType` may be left out (the container implies it); the status is decided by the store:
-    `InService` when an `endpointUrl` is given, else `Creating` (weights to stage, a service to start)."""
+    """POST /models. `modelType` may be left out (the container implies it).
+
+    With an `endpointUrl` (an OpenAI-compatible or TGI/TEI server running elsewhere) the model is registered
+    `InService` at once. Without one it is hosted: `containerConfig` is required, `hosting` (enabled, scaling)
+    defaults to one started task, and the create workflow stages the weights, creates the infrastructure and
+    waits until it is healthy (`Creating` → `InService`, or `Failed` with the step and the reason)."""
 
     model_name: ModelName
     hf_model_id: HfModelId
@@ -189,6 +266,7 @@ class CreateModelRequest(_Wire):
     default_model_kwargs: ModelKwargs = Field(default_factory=dict)
     container_config: ContainerConfig | None = None
     instance_type: InstanceType | None = None
+    hosting: Hosting | None = None
 
     @field_validator("model_type")
     @classmethod
@@ -222,12 +300,25 @@ class CreateModelRequest(_Wire):
             "instance_type": self.instance_type,
         }
 
+    @model_validator(mode="after")
+    def _hosted(self) -> CreateModelRequest:
+        if self.endpoint_url is not None and self.hosting is not None:
+            raise ValueError("hosting: give either an endpointUrl (a server running elsewhere) or hosting, not both")
+        return self
+
+
+LIFECYCLE_FIELDS = frozenset({"enabled", "scaling", "container_config", "instance_type"})
+"""PUT fields that change what runs: for a hosted model they start the update workflow."""
+
 
 class UpdateModelRequest(_Wire):
     """PUT /models/{modelId}: `version` is the version the change is based on (409 if the model moved on).
 
-    A field left out keeps its value; `null` clears an optional one (endpointUrl, statusReason, containerConfig,
-    instanceType). Changing `status` without a `statusReason` clears the old reason. The name cannot change.
+    A field left out keeps its value; `null` clears an optional one (endpointUrl, containerConfig, instanceType).
+    The name cannot change, and neither can `status`: the lifecycle workflows own it. `enabled` starts or stops
+    a model and `scaling` rescales it; for a hosted model these and containerConfig/instanceType start the update
+    workflow (202), the other fields are metadata written at once (200). An endpoint-registered model is
+    stopped and started at once (`Stopped` ⇄ `InService`).
     """
 
     version: int = Field(ge=1)
@@ -235,15 +326,30 @@ class UpdateModelRequest(_Wire):
     model_type: ModelType | None = None
     inference_container: InferenceContainer | None = None
     endpoint_url: EndpointUrl | None = None
-    status: ModelStatus | None = None
-    status_reason: StatusReason | None = None
     streaming: bool | None = None
     default_model_kwargs: ModelKwargs | None = None
     container_config: ContainerConfig | None = None
     instance_type: InstanceType | None = None
+    enabled: bool | None = None
+    scaling: Scaling | None = None
+
+    status: Any = Field(None, exclude=True, description="not settable: the lifecycle workflows own it")
+    status_reason: Any = Field(None, exclude=True, description="not settable: the lifecycle workflows own it")
+
+    @field_validator("status", "status_reason", mode="before")
+    @classmethod
+    def _workflows_own_it(cls, value: Any) -> Any:
+        raise ValueError("set by the lifecycle workflows, not by PUT; use enabled (false: stop, true: start)")
 
     @field_validator(
-        "hf_model_id", "model_type", "inference_container", "status", "streaming", "default_model_kwargs", mode="before"
+        "hf_model_id",
+        "model_type",
+        "inference_container",
+        "streaming",
+        "default_model_kwargs",
+        "enabled",
+        "scaling",
+        mode="before",
     )
     @classmethod
     def _not_null(cls, value: Any) -> Any:
@@ -258,8 +364,15 @@ class UpdateModelRequest(_Wire):
         return self
 
     def changes(self) -> dict[str, Any]:
-        """The fields to change (python names), explicit nulls included."""
-        return {name: getattr(self, name) for name in self.model_fields_set if name != "version"}
+        """The record fields to change at once (python names), explicit nulls included (not enabled/scaling)."""
+        return {
+            name: getattr(self, name) for name in self.model_fields_set if name not in ("version", "enabled", "scaling")
+        }
+
+    @property
+    def lifecycle_changes(self) -> frozenset[str]:
+        """The fields given that change what runs."""
+        return frozenset(self.model_fields_set & LIFECYCLE_FIELDS)
 
 
 # -- responses -----------------------------------------------------------------------------------------------------
@@ -274,6 +387,14 @@ class DeletedModel(_Wire):
 
     deleted: str
     model: ModelRecord
+
+
+class ModelChangeStarted(_Wire):
+    """202 of POST/PUT/DELETE on a hosted model: the record as the workflow starts (Creating, Starting, Stopping,
+    Updating or Deleting) and the execution doing it; follow it with GET /models/{modelId}."""
+
+    model: ModelRecord
+    execution_arn: str
 
 
 class VersionQuery(_Wire):

@@ -3,6 +3,8 @@
 GET /models and GET /models/{modelId}: any authenticated caller; non-admins see only the serving limits of
 containerConfig's environment (MAX_INPUT_LENGTH etc.), never the rest (it may hold credentials).
 POST, PUT (body names the `version` it is based on; 409 if stale) and DELETE (optional `?version=`): admins only.
+For a hosted model (no endpointUrl) POST, a PUT of what runs (enabled, scaling, containerConfig, instanceType) and
+DELETE start the lifecycle workflow and answer 202 (chalicelib.lifecycle.service); `status` is never set by hand.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from chalicelib.apidocs.operations import ApiBlueprint, Link, Reply
 from chalicelib.auth.routes import current_principal, lisa_authorizer, require_admin
 
 if TYPE_CHECKING:
-    from chalicelib.registry.models import DeletedModel, ModelRecord
+    from chalicelib.registry.models import DeletedModel, ModelChangeStarted, ModelRecord
     from chalicelib.registry.store import ModelStore
 
 logger = Logger(child=True)
@@ -47,6 +49,7 @@ def _model_id(raw: str) -> str:
 
 _MODELS = "chalicelib.registry.models"
 MODEL = f"{_MODELS}:ModelRecord"
+STARTED = f"{_MODELS}:ModelChangeStarted"
 _MODEL_ID = {"modelId": "$response.body#/modelId"}
 _MODEL_LINKS = {
     "GetModel": Link("getModel", _MODEL_ID),
@@ -90,21 +93,23 @@ def get_model(modelId: str) -> Reply:
     "POST",
     authorizer=lisa_authorizer,
     body=f"{_MODELS}:CreateModelRequest",
-    responses={201: MODEL},
-    errors=(403, 409),
+    responses={201: MODEL, 202: STARTED},
+    errors=(403, 409, 503),
     links=_MODEL_LINKS,
     tag="models",
 )
-def create_model() -> ModelRecord:
-    """Register a model (admin, 201); 409 if the name is taken."""
+def create_model() -> ModelRecord | ModelChangeStarted:
+    """Register a model (admin): with an endpointUrl it is InService at once (201); without, the create workflow
+    hosts it (202, Creating); 409 if the name is taken."""
+    from chalicelib.lifecycle.service import create_hosted
     from chalicelib.registry.models import CreateModelRequest
 
     admin = require_admin(models_bp.current_request)
     body = models_bp.body(CreateModelRequest)
-    record = _store().create(body)
+    result = _store().create(body) if body.endpoint_url else create_hosted(body)
     _changed()
-    logger.info("model created", model_id=record.model_id, by=admin.username)
-    return record
+    logger.info("model created", model_id=body.model_name, hosted=not body.endpoint_url, by=admin.username)
+    return result
 
 
 @models_bp.operation(
@@ -112,21 +117,24 @@ def create_model() -> ModelRecord:
     "PUT",
     authorizer=lisa_authorizer,
     body=f"{_MODELS}:UpdateModelRequest",
-    responses={200: MODEL},
-    errors=(403, 404, 409),
+    responses={200: MODEL, 202: STARTED},
+    errors=(403, 404, 409, 503),
     tag="models",
 )
-def update_model(modelId: str) -> ModelRecord:
-    """Change a model (admin) based on the `version` in the body; 409 if it moved on since."""
+def update_model(modelId: str) -> ModelRecord | ModelChangeStarted:
+    """Change a model (admin) based on the `version` in the body; 409 if it moved on since (or a workflow owns
+    it). Metadata is written at once (200); enabled/scaling/container changes of a hosted model start the update
+    workflow (202)."""
+    from chalicelib.lifecycle.service import update
     from chalicelib.registry.models import UpdateModelRequest
 
     admin = require_admin(models_bp.current_request)
     model_id = _model_id(modelId)
     body = models_bp.body(UpdateModelRequest)
-    record = _store().update(model_id, body.version, body.changes())
+    result = update(model_id, body)
     _changed()
-    logger.info("model updated", model_id=model_id, version=record.version, by=admin.username)
-    return record
+    logger.info("model updated", model_id=model_id, by=admin.username)
+    return result
 
 
 @models_bp.operation(
@@ -134,18 +142,20 @@ def update_model(modelId: str) -> ModelRecord:
     "DELETE",
     authorizer=lisa_authorizer,
     query=f"{_MODELS}:VersionQuery",
-    responses={200: f"{_MODELS}:DeletedModel"},
-    errors=(403, 404, 409),
+    responses={200: f"{_MODELS}:DeletedModel", 202: STARTED},
+    errors=(403, 404, 409, 503),
     tag="models",
 )
-def delete_model(modelId: str) -> DeletedModel:
-    """Remove a model (admin; only at `?version=` when given)."""
-    from chalicelib.registry.models import DeletedModel, VersionQuery
+def delete_model(modelId: str) -> DeletedModel | ModelChangeStarted:
+    """Remove a model (admin; only at `?version=` when given): a hosted one through the delete workflow (202,
+    Deleting: drained, its infrastructure removed, then the record), any other at once (200)."""
+    from chalicelib.lifecycle.service import delete
+    from chalicelib.registry.models import DeletedModel, ModelRecord, VersionQuery
 
     admin = require_admin(models_bp.current_request)
     model_id = _model_id(modelId)
     expected = models_bp.query(VersionQuery).version
-    record = _store().delete(model_id, expected_version=expected)
+    result = delete(model_id, expected)
     _changed()
-    logger.info("model deleted", model_id=model_id, by=admin.username)
-    return DeletedModel(deleted=model_id, model=record)
+    logger.info("model delete requested", model_id=model_id, by=admin.username)
+    return result if not isinstance(result, ModelRecord) else DeletedModel(deleted=model_id, model=result)

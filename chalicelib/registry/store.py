@@ -24,7 +24,15 @@ from pydantic.alias_generators import to_camel
 from chalicelib import aws
 from chalicelib.config import format_validation_error, model_type_of
 from chalicelib.registry.errors import InvalidModel, ModelConflict, ModelNotFound
-from chalicelib.registry.models import CreateModelRequest, ModelRecord, ModelSource, ModelStatus
+from chalicelib.registry.models import (
+    HISTORY_LENGTH,
+    CreateModelRequest,
+    Hosting,
+    ModelRecord,
+    ModelSource,
+    ModelStatus,
+    StatusEvent,
+)
 from chalicelib.settings import get_settings
 
 __all__ = ["InvalidModel", "ModelConflict", "ModelNotFound", "ModelStore"]
@@ -117,17 +125,24 @@ class ModelStore:
         source: ModelSource = "api",
         status: ModelStatus | None = None,
         status_reason: str | None = None,
+        status_step: str | None = None,
+        hosting: Hosting | None = None,
     ) -> ModelRecord:
         """Register a new model (version 1). Unless given, the status is `InService` when the request has an
-        endpoint and `Creating` otherwise. `ModelConflict` if the name is taken."""
+        endpoint and `Creating` otherwise. `hosting`: a model the lifecycle workflows run. `ModelConflict` if the
+        name is taken."""
         now = _now()
         if status is None:
             status = ModelStatus.IN_SERVICE if request.endpoint_url else ModelStatus.CREATING
+        event = StatusEvent(at=now, status=status, step=status_step, reason=status_reason)
         record = _validated(
             {
                 **request.record_fields(),
                 "status": status,
                 "status_reason": status_reason,
+                "status_step": status_step,
+                "history": [event],
+                "hosting": hosting,
                 "source": source,
                 "created_at": now,
                 "updated_at": now,
@@ -195,11 +210,21 @@ class ModelStore:
             raise InvalidModel(f"cannot change {', '.join(sorted(protected))}")
         fields.update(changes)
         fields.pop("provider")  # derived again from the container
-        if "status" in changes and changes["status"] != current.status and "status_reason" not in changes:
-            fields["status_reason"] = None
+        if "status" in changes and changes["status"] != current.status:
+            if "status_reason" not in changes:
+                fields["status_reason"] = None
+            if "status_step" not in changes:
+                fields["status_step"] = None
         if changes.get("inference_container") is not None and "model_type" not in changes:
             fields["model_type"] = model_type_of(changes["inference_container"])
-        fields["updated_at"] = _now()
+        now = _now()
+        said = ("status", "status_step", "status_reason")
+        if any(fields[name] != getattr(current, name) for name in said):
+            event = StatusEvent(
+                at=now, status=fields["status"], step=fields["status_step"], reason=fields["status_reason"]
+            )
+            fields["history"] = [*current.history, event][-HISTORY_LENGTH:]
+        fields["updated_at"] = now
         fields["version"] = current.version + 1
         return _validated(fields)
 
@@ -224,15 +249,34 @@ class ModelStore:
         raise ModelConflict(f"model {model_id!r} kept changing; gave up after {attempts} attempts")
 
     def set_status(self, model_id: str, status: ModelStatus, reason: str | None = None) -> ModelRecord:
-        """Atomically set the status (and its reason, cleared when None); bumps the version."""
+        """Atomically set the status (and its reason, cleared when None), clear the step, append the change to the
+        history; bumps the version."""
         status = ModelStatus(status)
-        names = {"#status": "status", "#version": "version", "#updatedAt": "updatedAt", "#reason": "statusReason"}
-        values: dict[str, Any] = {":status": status.value, ":now": _now(), ":one": 1}
-        expression = "SET #status = :status, #updatedAt = :now, #version = #version + :one"
+        now = _now()
+        event = StatusEvent(at=now, status=status, reason=None if reason is None else reason[:2000])
+        names = {
+            "#status": "status",
+            "#version": "version",
+            "#updatedAt": "updatedAt",
+            "#reason": "statusReason",
+            "#step": "statusStep",
+            "#history": "history",
+        }
+        values: dict[str, Any] = {
+            ":status": status.value,
+            ":now": now,
+            ":one": 1,
+            ":event": [event.model_dump(mode="json", by_alias=True, exclude_none=True)],
+            ":empty": [],
+        }
+        expression = (
+            "SET #status = :status, #updatedAt = :now, #version = #version + :one,"
+            " #history = list_append(if_not_exists(#history, :empty), :event)"
+        )
         if reason is None:
-            expression += " REMOVE #reason"
+            expression += " REMOVE #reason, #step"
         else:
-            expression += ", #reason = :reason"
+            expression += ", #reason = :reason REMOVE #step"
             values[":reason"] = reason[:2000]
         try:
             response = self._table().update_item(

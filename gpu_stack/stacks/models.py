@@ -1,5 +1,7 @@
 """The GPU inference tier: an ECS cluster with GPU capacity (one Auto Scaling group per instance type, ECS
 GPU-optimized AMI) and one service per `ecsModels` entry with `deploy: true`, each behind its own internal ALB.
+The containers of a model's task come from chalicelib.lifecycle.infra, which the lifecycle workflows use for
+models created at run time: one description of a model's service for both.
 
 A task first fetches the model's weights from `s3://<models bucket>/<org>/<name>/` into a task volume (an init
 container with the AWS CLI): only the files `lisa-manifest.json` lists (staging writes it last, so a prefix
@@ -14,7 +16,6 @@ VPCs that cannot pull from public.ecr.aws.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,9 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from chalicelib.config import EcsModel, InferenceContainer, LisaConfig
+from chalicelib.config import EcsModel, LisaConfig
+from chalicelib.lifecycle.infra import CONTAINER_PORT, FETCH_SCRIPT, MODEL_DIR, WEIGHTS_IMAGE, engine
 from chalicelib.staging.layout import MANIFEST
-from chalicelib.vllm_engine import SERVER_MODULE, server_command
 from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
 from gpu_stack.keys import logs_key
@@ -48,86 +49,9 @@ from gpu_stack.suppressions import (
     suppress_task_definition,
 )
 
-CONTAINER_PORT = 8080
+__all__ = ["FETCH_SCRIPT", "MANIFEST", "WEIGHTS_IMAGE", "ModelsStack", "deployed_models"]
+
 ELB_LOG_PREFIX = "elb"  # the access-log bucket's prefix for the model load balancers
-MODEL_DIR = "/data/model"
-WEIGHTS_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.27.50"  # default; CDK context `weightsImage` overrides it
-
-# POSIX sh + the AWS CLI + sha256sum (all the aws-cli image has). $1 = s3://bucket/prefix, $2 = target folder.
-# The manifest is staging's `json.dumps(indent=2, sort_keys=True)`: one `{name, sha256, size}` object per file.
-FETCH_SCRIPT = r"""set -eu
-src="$1"; dst="$2"; tmp="$(mktemp -d)"; manifest="@MANIFEST@"
-mkdir -p "$dst"
-if ! aws s3 cp --no-progress "$src/$manifest" "$tmp/manifest.json" >/dev/null; then
-  echo "no $src/$manifest: the model is not staged (or its staging failed); stage it, then redeploy" >&2
-  exit 1
-fi
-tr -d '\n' < "$tmp/manifest.json" | sed 's/.*"files": *\[//; s/\].*//' | tr '}' '\n' > "$tmp/entries"
-count=0
-while IFS= read -r entry || [ -n "$entry" ]; do
-  name="$(printf '%s' "$entry" | sed -n 's/.*"name": *"\([^"]*\)".*/\1/p')"
-  [ -n "$name" ] || continue
-  sha="$(printf '%s' "$entry" | sed -n 's/.*"sha256": *"\([0-9a-f]*\)".*/\1/p')"
-  aws s3 cp --no-progress "$src/$name" "$dst/$name" >/dev/null </dev/null
-  if ! printf '%s  %s\n' "$sha" "$dst/$name" | sha256sum -c - >/dev/null 2>&1; then
-    echo "$name: its sha256 differs from $src/$manifest (restage the model)" >&2
-    exit 1
-  fi
-  count=$((count + 1))
-done < "$tmp/entries"
-if [ "$count" -eq 0 ]; then
-  echo "$src/$manifest lists no files" >&2
-  exit 1
-fi
-echo "fetched $count files listed in $src/$manifest"
-""".replace("@MANIFEST@", MANIFEST)
-
-
-@dataclass(frozen=True)
-class _Engine:
-    """How the `model` container starts: entry point and command (None: the image's), environment, GPUs, and the
-    health probe it runs inside the container."""
-
-    entry_point: list[str] | None
-    command: list[str] | None
-    environment: dict[str, str]
-    gpus: int
-    probe: list[str]
-
-
-def _curl_probe(path: str) -> list[str]:
-    return ["CMD-SHELL", f"curl -fsS http://localhost:{CONTAINER_PORT}{path} || exit 1"]
-
-
-def _python_probe(path: str) -> list[str]:
-    # vLLM's image has python3 in every release; curl is not promised.
-    probe = f"import urllib.request; urllib.request.urlopen('http://localhost:{CONTAINER_PORT}{path}', timeout=4)"
-    return ["CMD", "python3", "-c", probe]
-
-
-def engine(model: EcsModel) -> _Engine:
-    """The `model` container of a model's task."""
-    path = model.health_check_config.path
-    cache = {"HUGGINGFACE_HUB_CACHE": "/data/cache", "HF_HUB_OFFLINE": "1"}
-    if model.inference_container is InferenceContainer.VLLM:
-        command = server_command(
-            model.container_config.vllm_args(),
-            model.container_config.environment,
-            model_dir=MODEL_DIR,
-            served_name=model.model_name,
-            host="0.0.0.0",  # noqa: S104 - the bridge network's address
-            port=CONTAINER_PORT,
-        )
-        return _Engine(
-            entry_point=["python3", "-m", SERVER_MODULE],
-            command=command.args,
-            environment={**command.environment, **cache},
-            gpus=command.gpus,
-            probe=_python_probe(path),
-        )
-    environment = {**model.container_config.environment, "MODEL_ID": MODEL_DIR, "PORT": str(CONTAINER_PORT), **cache}
-    environment.setdefault("HOSTNAME", "0.0.0.0")  # noqa: S104 - TGI/TEI listen on the bridge address
-    return _Engine(entry_point=None, command=None, environment=environment, gpus=1, probe=_curl_probe(path))
 
 
 def _id(name: str) -> str:
