@@ -157,43 +157,35 @@ def policy_document(
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def access_statements(access: Access, names: ResourceNames, parts: ArnParts, keys: StoreKeys) -> list[dict[str, Any]]:
-    """The statements granting `access` (a function's or a task role's), the stores' keys included."""
-    buckets = {"models": names.models_bucket, "docs": names.docs_bucket}
-    statements: list[dict[str, Any]] = []
+def table_statements(access: Access, names: ResourceNames, parts: ArnParts, keys: StoreKeys) -> list[dict[str, Any]]:
+    """Read, write and count statements on `access`'s tables (writes and counts on tables only, not indexes), with
+    the tables' key."""
 
-    def table_arns(settings: tuple[str, ...]) -> list[str]:
+    def table_arns(settings: tuple[str, ...], indexes: bool = False) -> list[str]:
         arns = []
         for setting in settings:
             table = parts.arn("dynamodb", f"table/{names.tables[setting]}")
-            arns += [table, f"{table}/index/*"]
+            arns += [table, f"{table}/index/*"] if indexes else [table]
         return arns
 
-    if access.tables_read:
-        statements.append(
-            {"Sid": "TablesRead", "Effect": "Allow", "Action": TABLE_READ, "Resource": table_arns(access.tables_read)}
-        )
-    if access.tables_write:
-        statements.append(
-            {
-                "Sid": "TablesWrite",
-                "Effect": "Allow",
-                "Action": TABLE_WRITE,
-                "Resource": [a for a in table_arns(access.tables_write) if "/index/" not in a],
-            }
-        )
-    if access.tables_count:
-        statements.append(
-            {
-                "Sid": "TablesCount",
-                "Effect": "Allow",
-                "Action": TABLE_COUNT,
-                "Resource": [a for a in table_arns(access.tables_count) if "/index/" not in a],
-            }
-        )
-    if access.tables_read or access.tables_write or access.tables_count:
+    granted = (
+        ("TablesRead", TABLE_READ, table_arns(access.tables_read, indexes=True)),
+        ("TablesWrite", TABLE_WRITE, table_arns(access.tables_write)),
+        ("TablesCount", TABLE_COUNT, table_arns(access.tables_count)),
+    )
+    statements: list[dict[str, Any]] = [
+        {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": arns} for sid, actions, arns in granted if arns
+    ]
+    if statements:
         actions = TABLE_KEY_WRITE if access.tables_write or access.tables_count else TABLE_KEY_READ
         statements.append(key_statement("TablesKey", actions, "dynamodb", parts, keys.tables))
+    return statements
+
+
+def access_statements(access: Access, names: ResourceNames, parts: ArnParts, keys: StoreKeys) -> list[dict[str, Any]]:
+    """The statements granting `access` (a function's or a task role's), the stores' keys included."""
+    buckets = {"models": names.models_bucket, "docs": names.docs_bucket}
+    statements = table_statements(access, names, parts, keys)
     listed = sorted(set(access.buckets_read) | set(access.buckets_write))
     if listed:
         statements.append(
