@@ -28,16 +28,19 @@ class RunnerDidNotStart(RuntimeError):
 def running_runner(
     *args: str, log_dir: Path, timeout: float = 300.0, stop: StopPolicy = "kill"
 ) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
-    """Start `python -m runner --port <free> *args` (its own moto server: no LISA_/AWS_ settings inherited) and
-    wait for its ready banner; yield (url, admin API key, process); afterwards stop it and every process it had
-    started, if any is left.
+    """Start `python -m runner --port <free> *args` (its own moto server: no LISA_/AWS_/MOTO_ settings inherited;
+    its state in `log_dir/state` unless `args` name a `--state-dir`: never the checkout's `.lisa`, which a
+    `make run` of the developer's may be using) and wait for its ready banner; yield (url, admin API key,
+    process); afterwards stop it and every process it had started, if any is left.
 
     `stop`: "kill" ends it at once (tests: nothing to flush); "terminate" asks for the runner's own clean stop
     (SIGTERM → stack.stop(), up to 60 s) and kills only if that fails (the soak benchmark, whose figures must not
     include a killed tree's leftovers). Its stdout goes to `log_dir/stdout.log` (a pipe nobody reads would block
     the runner once full), its stderr (the progress lines) to `log_dir/stderr.log`."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISA_", "AWS_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISA_", "AWS_", "MOTO_"))}
+    if "--state-dir" not in args:
+        args = (*args, "--state-dir", str(log_dir / "state"))
     out, err = log_dir / "stdout.log", log_dir / "stderr.log"
     with out.open("w") as stdout, err.open("w") as stderr:
         process = subprocess.Popen(

@@ -34,6 +34,7 @@ from app import app
 from chalicelib.apidocs.document import OPENAPI_PATH, build
 from chalicelib.serve.routes import DATA_PLANE
 from tests.support.configs import with_tgi_chat
+from tests.support.stacks import own_aws
 from workers.launch import free_port
 
 pytestmark = pytest.mark.slow
@@ -77,23 +78,24 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     from runner.stack import LocalLisa, StackOptions
 
     state = tmp_path_factory.mktemp("fuzz-stack")
-    stack = LocalLisa(StackOptions(port=free_port(), config_path=_config(state), state_dir=state, webui_dir=None))
-    stack.start()
-    try:
-        created = requests.post(
-            stack.url + "/tokens",
-            headers={"Authorization": f"Bearer {stack.api_key}"},
-            json={"username": "fuzz-user", "expiresIn": 3600},
-            timeout=30,
-        )
-        assert created.status_code == 201, created.text
-        # from_dict, not from_url: loaded from a URL, schemathesis leaves out the operation at that URL (here
-        # getOpenApi: 45 of 46 operations); the live document is compared with the built one below.
-        live = requests.get(stack.url + OPENAPI_PATH, timeout=30).json()
-        keys = {"admin": stack.api_key, "user": created.json()["token"]}
-        yield Fuzzed(stack.url, keys, live, schemathesis.openapi.from_dict(live))
-    finally:
-        stack.stop()
+    with own_aws():
+        stack = LocalLisa(StackOptions(port=free_port(), config_path=_config(state), state_dir=state, webui_dir=None))
+        stack.start()
+        try:
+            created = requests.post(
+                stack.url + "/tokens",
+                headers={"Authorization": f"Bearer {stack.api_key}"},
+                json={"username": "fuzz-user", "expiresIn": 3600},
+                timeout=30,
+            )
+            assert created.status_code == 201, created.text
+            # from_dict, not from_url: loaded from a URL, schemathesis leaves out the operation at that URL (here
+            # getOpenApi: 45 of 46 operations); the live document is compared with the built one below.
+            live = requests.get(stack.url + OPENAPI_PATH, timeout=30).json()
+            keys = {"admin": stack.api_key, "user": created.json()["token"]}
+            yield Fuzzed(stack.url, keys, live, schemathesis.openapi.from_dict(live))
+        finally:
+            stack.stop()
 
 
 def _operation_ids(schema: OpenApiSchema) -> list[str]:

@@ -26,6 +26,7 @@ from chalicelib.auth.authorizer import get_authorizer
 from chalicelib.auth.tokens import TokenStore
 from runner.moto_fixes import serialize_moto_dynamodb
 from testkit.oidc_issuer import OidcIssuer
+from tests.support.stacks import own_aws
 from workers.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +57,7 @@ def lisa(oidc_idp: OidcIssuer, tmp_path_factory: pytest.TempPathFactory) -> Iter
     webui = ROOT / "webui" / "dist"
     if not (webui / "index.html").is_file():
         pytest.fail("the web UI is not built: run `make webui`")
-    with pytest.MonkeyPatch.context() as env:
+    with own_aws() as env:
         env.setenv("LISA_AUTHORITY", oidc_idp.issuer)
         env.setenv("LISA_CLIENT_ID", oidc_idp.client_id)
         serialize_moto_dynamodb()

@@ -67,10 +67,12 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield Target(url.rstrip("/") + "/", api_key, _verify(_option(request.config, "--verify")))
         return
     from runner.stack import LocalLisa, StackOptions
+    from tests.support.stacks import own_aws
     from workers.launch import free_port
 
-    stack = LocalLisa(StackOptions(port=free_port(), state_dir=tmp_path_factory.mktemp("lisa-stack"))).start()
-    try:
-        yield Target(stack.url.rstrip("/") + "/", stack.api_key, True)
-    finally:
-        stack.stop()
+    with own_aws():
+        stack = LocalLisa(StackOptions(port=free_port(), state_dir=tmp_path_factory.mktemp("lisa-stack"))).start()
+        try:
+            yield Target(stack.url.rstrip("/") + "/", stack.api_key, True)
+        finally:
+            stack.stop()
