@@ -202,7 +202,7 @@ def list_tokens(
         return
     now = time.time()
     table = Table(title=f"{len(records)} API token(s)")
-    for column in ("tokenId", "username", "groups", "admin", "expires", "description", "created", "by"):
+    for column in ("tokenId", "username", "groups", "admin", "expires", "description", "created", "by", "last used"):
         table.add_column(column, overflow="fold")
     for r in records:
         expires = _when(r.token_expiration) + (" [red](expired)[/red]" if r.is_expired(now) else "")
@@ -215,6 +215,7 @@ def list_tokens(
             escape(r.description),
             _when(r.created_at),
             escape(r.created_by),
+            "not yet" if r.last_used_at is None else _when(r.last_used_at),
         )
     Console(width=200).print(table)
 

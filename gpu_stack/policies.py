@@ -113,7 +113,7 @@ ACCESS: dict[str, Access] = {
 ROUTER_TASK = Access(
     tables_read=("tokens_table", "models_table", "rag_repositories_table", "limits_table"),  # limits: overrides
     tables_write=("usage_table",),  # metering: per-day usage batches (router/metering.py)
-    tables_count=("limit_counters_table",),  # limits: leases of the window counters
+    tables_count=("limit_counters_table", "tokens_table"),  # limits' window counters; tokens' last use (metering)
     read_secrets=True,
 )
 

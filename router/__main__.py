@@ -10,7 +10,6 @@ from aiohttp import web
 
 from router.app import create_app
 from router.http import json_http_errors
-from router.metering import install_metering
 from router.rag import RagAugmenter
 from router.server import run
 from router.settings import RouterSettings
@@ -48,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
     for handler in logging.root.handlers:
         handler.addFilter(_NotPowertools())
     app = create_app(settings, augment_chat=RagAugmenter() if settings.rag_in_chat else None)
-    install_metering(app, settings)
     app.on_startup.append(_freeze_heap)
     app.middlewares.append(json_http_errors)  # unknown paths / wrong methods answer the JSON error object too
     # No aiohttp access log (the router logs one structured line per request itself); a client that goes away

@@ -23,6 +23,7 @@ from router.backend import Backend, new_session
 from router.catalog import ModelCatalog
 from router.http import Handler, guarded, json_response
 from router.limits import RouterLimits
+from router.metering import Meter
 from router.native_api import NativeApi
 from router.openai_api import OpenAIApi
 from router.services import ChatAugmenter, Services
@@ -48,11 +49,13 @@ def create_app(
     augment_chat: ChatAugmenter | None = None,
     usage_listeners: Iterable[UsageListener] = (),
     clock: Callable[[], float] | None = None,
+    meter: Meter | None = None,
 ) -> web.Application:
     """The router application; `authorizer` / `registry` default to the process-wide ones (per current settings).
 
     `usage_listeners` see every finished request (router/accounting.py); `clock` (UNIX seconds) dates them and
-    times the rate limits' windows (router/limits.py, on unless `settings.limits` is off)."""
+    times the rate limits' windows (router/limits.py, on unless `settings.limits` is off). Metering
+    (router/metering.py) is `meter`, else one into the configured tables unless `settings.metering` is off."""
     settings = settings or RouterSettings()
     accounting = Accounting(clock) if clock is not None else Accounting()
     for listener in usage_listeners:
@@ -60,6 +63,8 @@ def create_app(
     limits = RouterLimits.from_settings(settings.limits_completion_estimate, clock) if settings.limits else None
     if limits is not None:
         accounting.add(limits.settle)
+    if meter is None and settings.metering:
+        meter = Meter.from_settings(settings, clock)
     services = Services(
         settings=settings,
         auth=AsyncAuthorizer(authorizer),
@@ -82,6 +87,8 @@ def create_app(
     app.cleanup_ctx.append(client_session)
 
     openai, native = OpenAIApi(services), NativeApi(services)
+    if meter is not None:
+        meter.install(app)
     log = settings.access_log
     handlers: dict[str, Handler] = {
         "listOpenAIModels": openai.models,

@@ -1,7 +1,8 @@
 """Usage metering: a usage listener (router/accounting.py) that aggregates in memory and flushes in the background.
 
-    meter = Meter(UsageStore())
+    meter = Meter(UsageStore(), tokens=TokenStore())
     meter.install(app)           # listener + flush task, started and stopped with the app
+    create_app(settings)         # does this itself when `settings.metering` is on (`Meter.from_settings`)
 
 Per finished request the listener adds to two in-memory aggregates, with no I/O:
 - per (principal owner id, UTC day, model): requests, errors (status >= 400), prompt and completion tokens,
@@ -10,6 +11,10 @@ Per finished request the listener adds to two in-memory aggregates, with no I/O:
 - per (model, route): the same counts and up to `MAX_LATENCY_SAMPLES` latencies, written as CloudWatch metrics in
   Powertools' embedded metric format (one EMF document per model and route per flush, namespace `LISA`, dimensions
   `model` and `route` only: never a user). Requests without a resolved model count under model `none`.
+
+Per request made with an API token, the latest time it was used; a flush records it as the token's `lastUsedAt`
+(`TokenStore.record_use`: one conditional UpdateItem per token) at most once per `LAST_USE_SECONDS` per token, so
+the token list shows it up to a minute (plus a flush) late.
 
 Every `flush_seconds` (default 5 s; `LISA_ROUTER_METERING_FLUSH_SECONDS`) the flush task takes the aggregates and
 writes them on a thread of its own, off the event loop. A failed write keeps its batch (same id) for the next
@@ -31,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
+from chalicelib.auth.tokens import TokenStore
 from chalicelib.usage.store import AggregateKey, Counts, UsageBatch, UsageStore, batches
 from router.accounting import add_listener, logger
 
@@ -45,6 +51,7 @@ NO_MODEL = "none"
 MAX_LATENCY_SAMPLES = 100  # EMF takes at most 100 values of one metric in one document
 SHUTDOWN_FLUSH_SECONDS = 10.0  # within ECS's default 30 s stop timeout
 MAX_PENDING_BATCHES = 1000  # about 99,000 aggregates kept while DynamoDB cannot be written
+LAST_USE_SECONDS = 60.0  # a token's lastUsedAt is written at most this often (per router task)
 _DAY_SECONDS = 86400
 
 
@@ -84,17 +91,20 @@ def _stdout(line: str) -> None:
 
 class Meter:
     """The metering listener (module docstring). `clock`: wall-clock seconds, when batches are made (their markers'
-    expiry); `emit`: where EMF lines go (stdout; each document is stamped with the time it is written)."""
+    expiry) and when tokens' last uses are due; `emit`: where EMF lines go (stdout; each document is stamped with
+    the time it is written); `tokens`: where last uses are recorded (None: not recorded)."""
 
     def __init__(
         self,
         store: UsageStore,
         *,
+        tokens: TokenStore | None = None,
         flush_seconds: float = 5.0,
         emit: Callable[[str], None] = _stdout,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.tokens = tokens
         self.flush_seconds = flush_seconds
         self._emit = emit
         self._clock = clock
@@ -102,6 +112,8 @@ class Meter:
         self._metrics: dict[tuple[str, str], RouteMetrics] = {}
         self._pending: list[UsageBatch] = []
         self._days: dict[int, str] = {}
+        self._uses: dict[str, float] = {}  # token id -> its latest use not yet recorded
+        self._recorded: dict[str, float] = {}  # token id -> when its last use was recorded (within LAST_USE_SECONDS)
         self._lock = asyncio.Lock()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="lisa-metering")
 
@@ -116,9 +128,15 @@ class Meter:
         _add(entry.counts, usage, error)
         if len(entry.latencies_ms) < MAX_LATENCY_SAMPLES:
             entry.latencies_ms.append(round(usage.latency * 1000, 3))
-        if usage.principal is None or model is None:
-            return  # refused before authorization, or no model: nobody's usage of a model
-        key = (usage.principal.owner_id, self._day(usage.started), model)
+        principal = usage.principal
+        if principal is None:
+            return  # refused before authorization: nobody's usage
+        token = principal.token_id
+        if token is not None and usage.started > self._uses.get(token, 0.0):
+            self._uses[token] = usage.started
+        if model is None:
+            return  # no model (a listing, an unknown model): no usage of a model
+        key = (principal.owner_id, self._day(usage.started), model)
         counts = self._usage.get(key)
         if counts is None:
             counts = self._usage[key] = Counts()
@@ -146,7 +164,40 @@ class Meter:
                 logger.error("usage batches dropped: the usage table cannot be written", batches=len(dropped))
             loop = asyncio.get_running_loop()
             self._pending = await loop.run_in_executor(self._writer, self._write, list(self._pending), metrics)
+            await self._record_uses(loop, self._clock())
             return len(self._pending)
+
+    async def _record_uses(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        """Record the last use of each token not recorded within LAST_USE_SECONDS; a failed one is kept."""
+        if self.tokens is None:
+            self._uses.clear()
+            return
+        for token in [t for t, at in self._recorded.items() if now - at >= LAST_USE_SECONDS]:
+            del self._recorded[token]
+        due = {token: used for token, used in self._uses.items() if token not in self._recorded}
+        if not due:
+            return
+        for token in due:
+            del self._uses[token]
+        written = await loop.run_in_executor(self._writer, self._write_uses, self.tokens, due)
+        for token, used in due.items():
+            if token in written:
+                self._recorded[token] = now
+            elif used > self._uses.get(token, 0.0):  # not written: the next flush tries again
+                self._uses[token] = used
+
+    @staticmethod
+    def _write_uses(tokens: TokenStore, due: dict[str, float]) -> set[str]:
+        """On the writer thread: each token's last use; returns the tokens done (stops at the first failure)."""
+        done: set[str] = set()
+        for token, used in due.items():
+            try:
+                tokens.record_use(token, int(used))
+            except Exception as error:  # botocore's errors: DynamoDB is likely down for the rest too
+                logger.warning("token last use not recorded; retried at the next flush", error=str(error))
+                break
+            done.add(token)
+        return done
 
     def _write(self, pending: list[UsageBatch], metrics: dict[tuple[str, str], RouteMetrics]) -> list[UsageBatch]:
         """On the writer thread: EMF lines, then each batch once; returns the batches that could not be written."""
@@ -188,14 +239,12 @@ class Meter:
 
         app.cleanup_ctx.append(flushing)
 
-
-def install_metering(app: web.Application, settings: RouterSettings) -> Meter | None:
-    """Meter `app` into the configured usage table when `settings.metering` is on (the router's entry points)."""
-    if not settings.metering:
-        return None
-    meter = Meter(UsageStore(), flush_seconds=settings.metering_flush_seconds)
-    meter.install(app)
-    return meter
+    @classmethod
+    def from_settings(cls, settings: RouterSettings, clock: Callable[[], float] | None = None) -> Meter:
+        """Metering into the configured usage and tokens tables, flushed as `settings` say (`create_app`)."""
+        return cls(
+            UsageStore(), tokens=TokenStore(), flush_seconds=settings.metering_flush_seconds, clock=clock or time.time
+        )
 
 
 def _add(counts: Counts, usage: RequestUsage, error: bool) -> None:

@@ -240,7 +240,6 @@ class LocalLisa:
         """The router's application plus the web UI and the Chalice control plane behind the same port."""
         from app import app as chalice_app
         from router.app import create_app
-        from router.metering import install_metering
         from router.settings import RouterSettings
         from runner.chalice_gateway import make_gateway
         from runner.front_door import ControlPlane, mount
@@ -250,7 +249,6 @@ class LocalLisa:
         self._stoppers.append(control_plane.close)
         settings = RouterSettings(host=self.options.host, port=self.options.port)
         app = create_app(settings, augment_chat=augmenter)
-        install_metering(app, settings)
         return mount(app, control_plane, self.options.webui_dir, self._ui_headers(self.config))
 
     @staticmethod

@@ -80,7 +80,8 @@ def stack(limits_env: None, tgi_worker: str, tei_worker: str) -> Iterator[Stack]
         with contextlib.suppress(Conflict):  # registered by an earlier run on this session's moto
             ModelStore().create(CreateModelRequest.model_validate(fields))
     clock = Clock()
-    server = start_router(RouterSettings(access_log=False, rag_in_chat=False), clock=clock)
+    settings = RouterSettings(access_log=False, rag_in_chat=False, metering=False)  # no EMF lines in the CLI's output
+    server = start_router(settings, clock=clock)
     yield Stack(server, clock)
     server.stop()
 

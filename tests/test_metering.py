@@ -55,8 +55,8 @@ class Metered:
             authorizer=Authorizer.from_settings(get_settings()),
             registry=CachedRegistry(ModelStore(), ttl_seconds=60),
             clock=lambda: NOW,
+            meter=self.meter,
         )
-        self.meter.install(app)
         add_listener(app, self.finished.put)
         return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -217,3 +218,71 @@ def test_cli_reads_the_table_directly_for_the_account_owner(users: dict[str, str
     bad = runner.invoke(cli_app, ["usage", "--from", "2026-12-03", "--to", "2026-12-01"])
     assert bad.exit_code == 2
     assert "from" in bad.output
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_tokens_last_use_is_recorded_by_the_flush_at_most_once_a_minute(url: str, users: dict[str, str]) -> None:
+    """A request with alice's token through the real router (openai SDK); its meter's flush records the token's
+    `lastUsedAt`, which the token list API shows; a use within the minute after that waits for the next minute."""
+    import openai
+
+    from chalicelib.auth.authorizer import Authorizer
+    from chalicelib.registry.resolver import CachedRegistry
+    from chalicelib.registry.store import ModelStore
+    from chalicelib.settings import get_settings
+    from router.accounting import add_listener
+    from router.app import create_app
+    from router.settings import RouterSettings
+    from tests.support.servers import AppThread
+
+    clock = Clock(float(int(datetime.now(UTC).timestamp())))
+    meter = Meter(UsageStore(), tokens=TokenStore(), flush_seconds=3600, emit=lambda _: None, clock=clock)
+    finished: queue.Queue[RequestUsage] = queue.Queue()
+
+    def app() -> Any:
+        router = create_app(
+            RouterSettings(access_log=False, rag_in_chat=False, limits=False),
+            authorizer=Authorizer.from_settings(get_settings()),
+            registry=CachedRegistry(ModelStore(), ttl_seconds=60),
+            clock=clock,
+            meter=meter,
+        )
+        add_listener(router, finished.put)  # after the meter: once seen here, the meter has counted it
+        return router
+
+    server = AppThread(app)
+    client = openai.OpenAI(base_url=f"{server.start()}/v1/openai", api_key=users["alice"], max_retries=0)
+
+    def last_used() -> Any:
+        (token,) = requests.get(f"{url}/me/tokens", headers={"Api-Key": users["alice"]}, timeout=30).json()["tokens"]
+        return token["lastUsedAt"]
+
+    def use() -> None:
+        client.models.list()
+        assert finished.get(timeout=60).token_id is not None
+
+    try:
+        first = clock.now
+        assert last_used() is None
+        use()
+        assert last_used() is None  # nothing is written on the request's path
+        server.call(meter.flush())
+        assert last_used() == first
+        clock.now += 30
+        use()
+        server.call(meter.flush())
+        assert last_used() == first  # recorded under a minute ago: not yet
+        clock.now += 31
+        server.call(meter.flush())
+        assert last_used() == first + 30
+        server.call(meter.flush())  # nothing new: nothing written
+        assert last_used() == first + 30
+    finally:
+        server.stop()

@@ -123,6 +123,10 @@ class TokenView(_Out):
     created_at: int
     created_by: str
     updated_at: int | None
+    last_used_at: int | None = Field(
+        description="UNIX seconds of the latest request made with the token, recorded at most once a minute (so up "
+        "to about a minute late); null: not used since it was created"
+    )
 
     @classmethod
     def of(cls, record: TokenRecord) -> TokenView:

@@ -2,8 +2,9 @@
 
 Table `Settings.tokens_table`: partition key `tokenHash` (hex SHA-256 of the token), GSI `byTokenId` on the public
 `tokenId`. Item: tokenHash, tokenId, username, groups (list), isAdmin, tokenExpiration (UNIX seconds, optional),
-description, createdAt, createdBy, updatedAt. A revoked token is deleted; an expired one is kept (and refused) so an
-admin can see and extend it.
+description, createdAt, createdBy, updatedAt, lastUsedAt (UNIX seconds of the latest request seen with it: written
+by the router's metering flush, at most once a minute per token, so up to a minute plus a flush late). A revoked
+token is deleted; an expired one is kept (and refused) so an admin can see and extend it.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class TokenRecord:
     created_at: int
     created_by: str
     updated_at: int | None = None
+    last_used_at: int | None = None
     token_hash: str | None = field(default=None, repr=False, compare=False)  # internal; never in to_dict()
 
     def is_expired(self, now: float) -> bool:
@@ -82,6 +84,7 @@ class TokenRecord:
             "createdAt": self.created_at,
             "createdBy": self.created_by,
             "updatedAt": self.updated_at,
+            "lastUsedAt": self.last_used_at,
         }
 
     @classmethod
@@ -89,6 +92,7 @@ class TokenRecord:
         """Read a DynamoDB item (numbers arrive as Decimal)."""
         expiration = item.get("tokenExpiration")
         updated = item.get("updatedAt")
+        used = item.get("lastUsedAt")
         return cls(
             token_id=str(item["tokenId"]),
             username=str(item["username"]),
@@ -99,6 +103,7 @@ class TokenRecord:
             created_at=int(item.get("createdAt", 0)),
             created_by=str(item.get("createdBy", "")),
             updated_at=None if updated is None else int(updated),
+            last_used_at=None if used is None else int(used),
             token_hash=item.get("tokenHash"),
         )
 
@@ -114,6 +119,7 @@ class TokenStore:
         self.table_name = table_name
         self._clock = clock
         self._cached_table: tuple[Any, Any] | None = None
+        self._hashes: dict[str, str] = {}  # tokenId -> tokenHash (fixed for a token's life), for record_use
 
     def now(self) -> float:
         """The store's clock (UNIX seconds)."""
@@ -263,6 +269,33 @@ class TokenStore:
             raise TokenNotFoundError(token_id)
         return TokenRecord.from_item(result["Attributes"])
 
+    def record_use(self, token_id: str, when: int) -> bool:
+        """Set the token's `lastUsedAt` to `when` unless it is already as late (another router task wrote a later
+        use) or the token is gone: one conditional UpdateItem (plus, once per token, the lookup of its key).
+        Returns whether it was written. Raises ClientError / BotoCoreError when DynamoDB cannot be written."""
+        from botocore.exceptions import ClientError
+
+        token_hash = self._hashes.get(token_id)
+        if token_hash is None:
+            try:
+                token_hash = self._hashes[token_id] = str(self._item_by_id(token_id)["tokenHash"])
+            except TokenNotFoundError:
+                return False
+        try:
+            self._table().update_item(
+                Key={"tokenHash": token_hash},
+                UpdateExpression="SET #lastUsedAt = :when",
+                ConditionExpression="attribute_exists(tokenHash) AND"
+                " (attribute_not_exists(#lastUsedAt) OR #lastUsedAt < :when)",
+                ExpressionAttributeNames={"#lastUsedAt": "lastUsedAt"},
+                ExpressionAttributeValues={":when": int(when)},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False  # revoked, or a later use is recorded already
+            raise
+        return True
+
     def _item_by_id(self, token_id: str) -> dict[str, Any]:
         if not token_id or len(token_id) > 128:
             raise TokenNotFoundError(token_id)
@@ -287,4 +320,5 @@ _PUBLIC_ATTRIBUTES = (
     "createdAt",
     "createdBy",
     "updatedAt",
+    "lastUsedAt",
 )

@@ -25,13 +25,15 @@ def control_plane_url(
     ui_headers: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
     """Serve app.py (authorizer included) on loopback as the front door does; yield its base URL. `data_plane`:
-    the router's routes too (process-wide authorizer and registry), as `make run` serves them on one port."""
+    the router's routes too (process-wide authorizer and registry), as `make run` serves them on one port (without
+    metering: its EMF lines would land in the output of the CLI tests that run in this process)."""
     from app import app as chalice_app
 
     def front_door() -> web.Application:
         from router.app import create_app
+        from router.settings import RouterSettings
 
-        app = create_app() if data_plane else web.Application()
+        app = create_app(RouterSettings(metering=False)) if data_plane else web.Application()
         return mount(app, control_plane, webui_dir, ui_headers)
 
     control_plane = ControlPlane(make_gateway(chalice_app), workers=workers)

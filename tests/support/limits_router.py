@@ -15,7 +15,7 @@ from router.settings import RouterSettings
 def main(port: int, clock: float) -> None:
     """Serve until terminated."""
     logging.basicConfig(level=logging.WARNING)
-    app = create_app(RouterSettings(access_log=False, rag_in_chat=False), clock=lambda: clock)
+    app = create_app(RouterSettings(access_log=False, rag_in_chat=False, metering=False), clock=lambda: clock)
     run(app, "127.0.0.1", port, lambda url: logging.getLogger("router").warning("serving on %s", url))
 
 

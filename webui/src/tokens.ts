@@ -18,8 +18,8 @@ export interface TokenView {
   createdAt: number;
   createdBy: string;
   updatedAt: number | null;
-  /** Not recorded by the API today; shown only when it is. */
-  lastUsedAt?: number | null;
+  /** UNIX seconds of the latest request made with it (recorded at most once a minute); null: not used yet. */
+  lastUsedAt: number | null;
 }
 
 export interface CreatedToken extends TokenView {
@@ -73,6 +73,11 @@ function expiry(token: TokenView, now: number): Node {
   if (token.tokenExpiration === null) return document.createTextNode("never");
   const when = timeElement(token.tokenExpiration);
   return token.tokenExpiration <= now ? el("span", { className: "expired" }, "expired ", when) : when;
+}
+
+/** When the token was last used (up to about a minute late: the router records uses once a minute). */
+function lastUsed(token: TokenView): Node | string {
+  return token.lastUsedAt === null ? "not yet" : timeElement(token.lastUsedAt);
 }
 
 function tokenName(token: TokenView): string {
@@ -175,16 +180,11 @@ export class TokensView {
     );
   }
 
-  /** A table of tokens with a revoke button per row (and a last-use column only when the API records it). */
+  /** A table of tokens with their last use and a revoke button per row. */
   private table(caption: string, columns: Column[], tokens: TokenView[], revoke: (t: TokenView) => void): HTMLElement {
     const now = Date.now() / 1000;
     const sorted = [...tokens].sort((a, b) => b.createdAt - a.createdAt);
-    if (sorted.some((t) => typeof t.lastUsedAt === "number")) {
-      columns = [...columns, {
-        header: "Last used",
-        cell: (t) => (typeof t.lastUsedAt === "number" ? timeElement(t.lastUsedAt) : "not yet"),
-      }];
-    }
+    columns = [...columns, { header: "Last used", cell: lastUsed }];
     const rows = sorted.map((t) => {
       const button = el("button", { type: "button", className: "small danger-link", "aria-label": `Revoke ${tokenName(t)}` },
         "Revoke");
