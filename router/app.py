@@ -76,6 +76,8 @@ def create_app(
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SERVICES_KEY] = services
     app[ACCOUNTING_KEY] = accounting
+    if limits is not None:
+        app.on_response_prepare.append(limits.add_headers)
 
     async def client_session(_: web.Application) -> AsyncIterator[None]:
         session = new_session(settings)
@@ -85,10 +87,10 @@ def create_app(
         await session.close()
 
     app.cleanup_ctx.append(client_session)
-
-    openai, native = OpenAIApi(services), NativeApi(services)
     if meter is not None:
         meter.install(app)
+
+    openai, native = OpenAIApi(services), NativeApi(services)
     log = settings.access_log
     handlers: dict[str, Handler] = {
         "listOpenAIModels": openai.models,

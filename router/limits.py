@@ -13,8 +13,10 @@ included). While a window has tokens left a request is admitted (its reservation
 that it is refused until the window ends. A request that produced more than it reserved leaves this task in debt,
 which its next lease repays first (a crash forgets that debt: the overshoot is then at most one request's excess).
 
-Over a limit: 429 in the OpenAI error shape, with `Retry-After` and OpenAI's `x-ratelimit-*` headers. The counters
-cannot be reached: 503. Time comes from an injectable clock.
+Over a limit: 429 in the OpenAI error shape, with `Retry-After` and OpenAI's `x-ratelimit-*` headers. An admitted
+request's answer carries the same `x-ratelimit-*` headers, from this task's lease state (no round trip: `remaining`
+is what the counter had left at this task's last lease plus its own unused lease). The counters cannot be reached:
+503. Time comes from an injectable clock.
 """
 
 from __future__ import annotations
@@ -82,9 +84,10 @@ class _Bound:
 
 @dataclass(slots=True)
 class Admission:
-    """What an admitted request holds: per token lease, the tokens it reserved."""
+    """What an admitted request holds: per token lease, the tokens it reserved; the leases of all its rules."""
 
     reserved: list[tuple[Lease, int]] = field(default_factory=list)
+    leases: list[Lease] = field(default_factory=list)
 
 
 def _first_slice(limit: int) -> int:
@@ -170,7 +173,7 @@ class Limiter:
             for lease, got in taken:  # refused (or failed): give back what this request took
                 lease.local += got
             raise
-        return Admission(reserved)
+        return Admission(reserved, [lease for lease, _ in taken])
 
     def settle(self, admission: Admission, tokens: int) -> None:
         """Charge a finished request's actual tokens: the unused part of its reservation goes back to the leases,
@@ -276,20 +279,30 @@ def refusal(rule: Rule, leases: list[Lease], now: float) -> ServeError:
     the binding request and token limits among `leases` (the caller's)."""
     what, per = _WHAT[rule.kind]
     retry = max(1, math.ceil(window(rule.kind, now)[1] - now))
-    headers = {"Retry-After": str(retry)}
-    for name, kinds in (("requests", (Kind.REQUESTS_PER_MINUTE,)), ("tokens", tuple(Kind)[1:])):
-        mine = [lease for lease in leases if lease.rule.kind in kinds]
-        if not mine:
-            continue
-        binding = next((lease for lease in mine if lease.rule == rule), None) or min(mine, key=Lease.remaining)
-        headers[f"x-ratelimit-limit-{name}"] = str(binding.rule.limit)
-        headers[f"x-ratelimit-remaining-{name}"] = str(0 if binding.rule == rule else binding.remaining())
-        headers[f"x-ratelimit-reset-{name}"] = duration(binding.end - now)
+    headers = {"Retry-After": str(retry), **rate_headers(leases, now, rule)}
     message = (
         f"rate limit reached for {rule.scope.value} {rule.principal_id!r}: {rule.limit} {what} per {per}; "
         f"retry in {retry} s"
     )
     return ServeError(429, message, code="rate_limit_exceeded", type=RATE_LIMIT, headers=headers)
+
+
+_HEADER_KINDS = (("requests", (Kind.REQUESTS_PER_MINUTE,)), ("tokens", tuple(Kind)[1:]))
+
+
+def rate_headers(leases: list[Lease], now: float, refused: Rule | None = None) -> dict[str, str]:
+    """OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` of the binding request and token limits
+    among `leases` (a caller's): the `refused` rule (remaining 0), else the one with the least left."""
+    headers = {}
+    for name, kinds in _HEADER_KINDS:
+        mine = [lease for lease in leases if lease.rule.kind in kinds]
+        if not mine:
+            continue
+        binding = next((lease for lease in mine if lease.rule == refused), None) or min(mine, key=Lease.remaining)
+        headers[f"x-ratelimit-limit-{name}"] = str(binding.rule.limit)
+        headers[f"x-ratelimit-remaining-{name}"] = str(0 if binding.rule == refused else binding.remaining())
+        headers[f"x-ratelimit-reset-{name}"] = duration(binding.end - now)
+    return headers
 
 
 def duration(seconds: float) -> str:
@@ -320,11 +333,13 @@ def estimate(body: Mapping[str, Any] | None, size: int, completion_default: int,
 
 BODY_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("lisa_limits_body", dict)
 """The request's parsed JSON body (`Services.body` notes it), for the token estimate."""
+ADMISSION_KEY: web.RequestKey[Admission] = web.RequestKey("lisa_limits_admission", Admission)
 
 
 class RouterLimits:
     """The router's hooks: `admit` before a backend is called (`Services.model`), `settle` as the accounting
-    listener that sees each finished request (router/accounting.py) with the tokens it produced."""
+    listener that sees each finished request (router/accounting.py) with the tokens it produced, `add_headers` on
+    the app's `on_response_prepare` (an admitted request's answer, streams included, gets its limits' headers)."""
 
     def __init__(self, limiter: Limiter, completion_estimate: int) -> None:
         self.limiter = limiter
@@ -357,8 +372,16 @@ class RouterLimits:
         embedding = record.model_type is ModelType.EMBEDDING
         tokens = estimate(request.get(BODY_KEY), request.content_length or 0, self._completion_estimate, embedding)
         admission = await self.limiter.admit(caller, tokens)
-        if admission is not None and admission.reserved:
-            self._open[id(usage)] = admission
+        if admission is not None:
+            request[ADMISSION_KEY] = admission
+            if admission.reserved:
+                self._open[id(usage)] = admission
+
+    async def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """The `x-ratelimit-*` headers of an admitted request's limits on its answer, as its headers are sent."""
+        admission = request.get(ADMISSION_KEY)
+        if admission is not None:
+            response.headers.update(rate_headers(admission.leases, self.limiter.clock()))
 
     def settle(self, usage: RequestUsage) -> None:
         """The accounting listener: charge the request's actual prompt + completion tokens."""

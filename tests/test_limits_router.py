@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 import requests
 
@@ -123,6 +124,36 @@ def test_of_100_concurrent_requests_exactly_20_pass_in_a_window(stack: Stack) ->
     assert headers["x-ratelimit-reset-requests"] == "55s"
     stack.clock.now = start + 55  # the next minute
     assert asyncio.run(fire([stack.url], secret, 1))[0][0] == 200
+
+
+def test_admitted_answers_carry_the_rate_limit_headers_streams_included(stack: Stack) -> None:
+    """OpenAI's `x-ratelimit-*` headers on 200s too (read through the openai SDK's raw responses): the binding
+    request and token limits, from the router's lease state."""
+    secret, _ = stack.token("yara")
+    limits = LimitOverride(tokens_per_minute=100_000, tokens_per_day=1_000_000)
+    OverrideStore().put(Scope.USER, "yara", limits, "test", "now")
+    stack.clock.at(2031, 5, 1, 10, 0, 20)
+    client = openai.OpenAI(base_url=f"{stack.url}/v1/openai", api_key=secret, max_retries=0, timeout=120)
+    first = client.embeddings.with_raw_response.create(model=EMBED, input="a limit")
+    assert first.status_code == 200
+    headers = first.headers
+    requests_headers = [headers[f"x-ratelimit-{what}-requests"] for what in ("limit", "remaining", "reset")]
+    assert requests_headers == ["20", "19", "40s"]  # the token's 20 per minute, 40 s left of this minute
+    assert headers["x-ratelimit-limit-tokens"] == "100000"  # of the user's two budgets, the one with less left
+    assert 100_000 - 100 < int(headers["x-ratelimit-remaining-tokens"]) < 100_000  # this request's reservation
+    assert headers["x-ratelimit-reset-tokens"] == "40s"
+    assert first.parse().data[0].embedding
+    second = client.embeddings.with_raw_response.create(model=EMBED, input="a limit")
+    assert second.headers["x-ratelimit-remaining-requests"] == "18"
+    stack.clock.now += 15
+    messages: list[Any] = [{"role": "user", "content": "Say hi."}]
+    with client.chat.completions.with_streaming_response.create(
+        model=CHAT, messages=messages, max_tokens=4, stream=True
+    ) as streamed:
+        assert streamed.status_code == 200
+        assert streamed.headers["x-ratelimit-remaining-requests"] == "17"
+        assert streamed.headers["x-ratelimit-reset-requests"] == "25s"
+        assert any(line.startswith("data: [DONE]") for line in streamed.iter_lines())
 
 
 def test_two_router_processes_together_admit_at_most_the_limit(stack: Stack, tmp_path: Path) -> None:
