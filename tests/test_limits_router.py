@@ -298,3 +298,47 @@ def test_admins_set_read_and_remove_overrides_and_others_get_403(api: str) -> No
     assert admin.call("DELETE", path).status_code == 200
     assert admin.call("GET", path).json()["override"] is None
     assert admin.call("DELETE", path).status_code == 404
+
+
+def test_lisa_limits_manages_overrides_over_the_api_for_admins_only(api: str) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app as cli_app
+
+    admin = TokenStore().create("root", is_admin=True)[0]
+    user = TokenStore().create("nico", groups=["users"])[0]
+    runner = CliRunner()
+
+    def lisa(*argv: str, key: str = admin) -> Any:
+        return runner.invoke(cli_app, ["limits", "--url", api, "--api-key", key, *argv])
+
+    shown = lisa("defaults", "--json")
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["token"]["requestsPerMinute"] == 20  # the module's LISA_LIMITS
+    table = lisa("defaults")
+    assert table.exit_code == 0
+    assert "no limit" in table.output
+
+    set_ = lisa("set", "user", "nico", "--tokens-per-day", "5000", "--requests-per-minute", "none", "--json")
+    assert set_.exit_code == 0, set_.output
+    assert json.loads(set_.output)["override"] == {"tokensPerDay": 5000, "requestsPerMinute": None}
+    assert OverrideStore().get(Scope.USER, "nico") is not None  # in the API's table
+    got = lisa("get", "user", "nico")
+    assert got.exit_code == 0
+    assert "5,000" in got.output
+    listed = json.loads(lisa("list", "--scope", "user", "--json").output)["overrides"]
+    assert ("user", "nico") in [(o["scope"], o["principalId"]) for o in listed]
+
+    refused = lisa("get", "user", "nico", key=user)
+    assert refused.exit_code == 1
+    assert "not an administrator" in refused.output
+    assert lisa("set", "user", "nico", "--tokens-per-day", "0").exit_code == 2  # refused before it is sent
+    assert lisa("set", "team", "x", "--tokens-per-day", "1").exit_code == 2
+    assert lisa("set", "user", "nico").exit_code == 2  # nothing to set
+
+    assert lisa("delete", "user", "nico").exit_code == 0
+    again = lisa("delete", "user", "nico")
+    assert again.exit_code == 1
+    assert "no limit override" in again.output
+    no_key = runner.invoke(cli_app, ["limits", "--url", api, "defaults"], env={"LISA_API_KEY": ""})
+    assert no_key.exit_code == 2

@@ -1,8 +1,9 @@
 """Limits API (mounted at /limits, admins only): per-principal overrides of config.yaml's `limits` defaults.
 
-GET /limits[?scope=]: every override. GET, PUT, DELETE /limits/{scope}/{principalId}: one principal's override and
-the limits that apply to it in its scope; `scope` is token (the token id), user (the username) or group. Routers
-see a change within their override cache's lifetime (`auth_cache_ttl_seconds`).
+GET /limits[?scope=]: every override. GET /limits/defaults: config.yaml's defaults of each scope. GET, PUT,
+DELETE /limits/{scope}/{principalId}: one principal's override and the limits that apply to it in its scope;
+`scope` is token (the token id), user (the username) or group. Routers see a change within their override
+cache's lifetime (`auth_cache_ttl_seconds`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from chalicelib.contracts.limits import PRINCIPAL_ID_PATTERN, Scope
 from chalicelib.errors import BadRequest
 
 if TYPE_CHECKING:
-    from chalicelib.contracts.limits import LimitOverrideList, PrincipalLimits
+    from chalicelib.contracts.limits import LimitOverrideList, LimitsConfig, PrincipalLimits
     from chalicelib.limits.store import OverrideStore
 
 logger = Logger(child=True)
@@ -80,6 +81,22 @@ def list_limit_overrides() -> LimitOverrideList:
     items = _store().list(scope)
     views = [_view(Scope(item["scope"]), str(item["principalId"]), item) for item in items]
     return LimitOverrideList(overrides=views)
+
+
+@limits_bp.operation(
+    "/defaults",
+    "GET",
+    authorizer=lisa_authorizer,
+    responses={200: f"{_CONTRACTS}:LimitsConfig"},
+    errors=(403,),
+    tag="limits",
+)
+def get_limit_defaults() -> LimitsConfig:
+    """The defaults of each scope (config.yaml `limits`): what applies to a principal without an override (admin)."""
+    from chalicelib.settings import get_settings
+
+    require_admin(limits_bp.current_request)
+    return get_settings().limits
 
 
 @limits_bp.operation(
