@@ -1,10 +1,11 @@
 """What metering and rate limits add to the router: the same router with both on against both off, in the same run.
 
-bench_router's harness (its mock TGI backend, load generator, moto and process helpers) drives two `python -m
-router` processes on the same moto state and mock: `off` (LISA_ROUTER_LIMITS=false, LISA_ROUTER_METERING=false) and
-`on` (both on; every API token, user and group limited: four counters per request, leased from DynamoDB, set high
-enough never to refuse, so the figures are the cost of checking and settling, not of refusing). Figures: latency at
-concurrency 1 (p50/p99, non-streaming), and requests/s at concurrency 32, non-streaming and streaming.
+The routers' bench harness (testkit/loadgen.py: a mock TGI backend and the load generator; testkit/processes.py)
+drives two `python -m router` processes on the same moto state and mock: `off` (LISA_ROUTER_LIMITS=false,
+LISA_ROUTER_METERING=false) and `on` (both on; every API token, user and group limited: four counters per request,
+leased from DynamoDB, set high enough never to refuse, so the figures are the cost of checking and settling, not of
+refusing). Figures: latency at concurrency 1 (p50/p99, non-streaming), and requests/s at concurrency 32,
+non-streaming and streaming.
 Targets (LISA issue 15): added p50 <= 0.3 ms, added p99 <= 1 ms, throughput at 32 within 10% of off.
 """
 
@@ -19,19 +20,20 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.bench_router import (
+from testkit.loadgen import (
     CLIENT_CORE,
     CORES,
     MODEL,
     PROXY_CORE,
     TOKENS,
     Target,
-    _lisa_state,
-    _ms,
-    _pct,
-    _pin,
-    _run_load,
-    _settle,
+    mock_argv,
+    ms,
+    pct,
+    pin,
+    run_load,
+    seed_lisa,
+    settle,
 )
 from testkit.processes import moto_server, running_process
 
@@ -51,18 +53,18 @@ SWITCHES = ("LISA_ROUTER_LIMITS", "LISA_ROUTER_METERING")
 def _latency(targets: list[Target]) -> dict[str, tuple[float, float]]:
     figures = {}
     for target in targets:
-        result = _run_load(target, False, mode="latency", warmup=300, count=LATENCY_REQUESTS, seconds=LATENCY_SECONDS)
+        result = run_load(target, False, mode="latency", warmup=300, count=LATENCY_REQUESTS, seconds=LATENCY_SECONDS)
         if result["errors"]:
             print(f"  !! {target.name}: {result['errors']} invalid answers", flush=True)
         samples = result["totals"]
-        figures[target.name] = (_ms(statistics.median(samples)), _ms(_pct(samples, 0.99)))
+        figures[target.name] = (ms(statistics.median(samples)), ms(pct(samples, 0.99)))
     return figures
 
 
 def _throughput(targets: list[Target], stream: bool) -> dict[str, float]:
     rps = {}
     for target in targets:
-        result = _run_load(
+        result = run_load(
             target, stream, mode="throughput", concurrency=CONCURRENCY, warmup_seconds=1.0, seconds=THROUGHPUT_SECONDS
         )
         if result["errors"] or result["failed_connections"]:
@@ -147,18 +149,17 @@ def run() -> None:
     mock_url = f"http://127.0.0.1:{mock_port}"
     python = sys.executable
     with ExitStack() as stack:
-        mock = [*_pin(CLIENT_CORE), python, "-m", "bench.bench_router", "mock", str(mock_port)]
-        stack.enter_context(running_process("mock", mock, f"{mock_url}/health", log_dir, {}))
+        stack.enter_context(running_process("mock", mock_argv(mock_port), f"{mock_url}/health", log_dir, {}))
         env = stack.enter_context(moto_server())
-        token = _lisa_state(mock_url)
+        token = seed_lisa(mock_url)
         sessions = []
         for name, port, on in (("off", off_port, False), ("on", on_port, True)):
             switches = {key: "true" if on else "false" for key in SWITCHES}
             router_env = {**env, **switches, "LISA_LIMITS": json.dumps(LIMITS)}
-            argv = [*_pin(PROXY_CORE), python, "-m", "router", "--host", "127.0.0.1", "--port", str(port)]
+            argv = [*pin(PROXY_CORE), python, "-m", "router", "--host", "127.0.0.1", "--port", str(port)]
             health = f"http://127.0.0.1:{port}/health"
             sessions.append(stack.enter_context(running_process(f"router-{name}", argv, health, log_dir, router_env)))
-        waited = _settle(sessions)
+        waited = settle(sessions)
         print(f"Two routers (1 process each, uvloop), idle after {waited:.0f} s; logs in {log_dir}", flush=True)
         targets = [
             Target(name, port, "/v1/openai/chat/completions", token, body)
