@@ -30,7 +30,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.api_client import ApiClient, ApiKey, ApiRefusal, ApiUrl, refusal_exit
-from cli.common import err, fail, run
+from cli.common import err, fail, run, validated
 
 app = typer.Typer(help="Create, list, update and revoke API tokens.", no_args_is_help=True)
 T = TypeVar("T")
@@ -70,17 +70,6 @@ def _run(action: Callable[[], T]) -> T:
     from chalicelib.settings import get_settings
 
     return run(action, f"tokens table {get_settings().tokens_table!r}", {TokenNotFoundError: 1})
-
-
-def _validate(model: type[Any], data: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    from chalicelib.config import format_validation_error
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        raise fail(format_validation_error(error).replace("\n", "; "), code=2) from None
 
 
 def _when(timestamp: int | None) -> str:
@@ -142,12 +131,12 @@ def create(
             raise fail("--username is required without --url (your own token is made over the API)", code=2)
         if group or admin:
             raise fail("--group and --admin need --username: your own token gets your groups", code=2)
-        request = _validate(OwnTokenRequest, {"description": description, **expiry})
+        request = validated(OwnTokenRequest, {"description": description, **expiry})
         created = _http(lambda: api.call("POST", "/me/tokens", request.model_dump(by_alias=True, exclude_unset=True)))
         token, record = created["token"], _record(created)
     else:
         fields = {"username": username, "groups": group, "isAdmin": admin, "description": description, **expiry}
-        admin_request = _validate(CreateTokenRequest, fields)
+        admin_request = validated(CreateTokenRequest, fields)
         if api is not None:
             body = admin_request.model_dump(by_alias=True, exclude_unset=True)
             created = _http(lambda: api.call("POST", "/tokens", body))
@@ -252,7 +241,7 @@ def update(
         fields["tokenExpiration"] = None
     if description is not None:
         fields["description"] = description
-    request = _validate(UpdateTokenRequest, fields)
+    request = validated(UpdateTokenRequest, fields)
     api = _api(ctx)
     if api is not None:
         path = f"/tokens/{quote(token_id, safe='')}"

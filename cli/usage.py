@@ -17,19 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.api_client import ApiClient, ApiKey, ApiRefusal, ApiUrl, refusal_exit
-from cli.common import fail, run
-
-
-def _validate(data: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    from chalicelib.config import format_validation_error
-    from chalicelib.contracts.usage import UsageQuery
-
-    try:
-        return UsageQuery.model_validate(data)
-    except ValidationError as error:
-        raise fail(format_validation_error(error).replace("\n", "; "), code=2) from None
+from cli.common import fail, run, validated
 
 
 def _from_api(url: str, api_key: str, params: dict[str, str]) -> Any:
@@ -42,12 +30,13 @@ def _from_api(url: str, api_key: str, params: dict[str, str]) -> Any:
 
 
 def _from_table(params: dict[str, str]) -> Any:
+    from chalicelib.contracts.usage import UsageQuery
     from chalicelib.errors import LisaError
     from chalicelib.settings import get_settings
     from chalicelib.usage.service import report
     from chalicelib.usage.store import UsageStore
 
-    query = _validate(params)
+    query = validated(UsageQuery, params)
     today = datetime.now(UTC).date()
     table = f"usage table {get_settings().usage_table!r}"
     return run(lambda: report(query.principal or "*", query, UsageStore(), today), table, {LisaError: 2})
