@@ -7,56 +7,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from chalicelib import aws
 from chalicelib.contracts.schedules import ModelSchedule
-from chalicelib.registry.models import CreateModelRequest, Hosting, ModelStatus
-from chalicelib.registry.store import ModelStore
 from chalicelib.schedules import model_schedule_names, next_start, next_stop
 from chalicelib.schedules.eventbridge import model_key
-from runner.ecs_agent import CLUSTER, LocalEcs
+from runner.ecs_agent import CLUSTER
 from runner.schedule_firing import LocalScheduler
-from tests.support.lifecycle import Admin, hosted, lifecycle, services
+from tests.support.lifecycle import Admin, hosted, lifecycle, park, scheduler, services
 
-__all__ = ["lifecycle"]  # the fixture
+__all__ = ["lifecycle", "scheduler"]  # the fixtures
 
 BERLIN_DAYS = {"timezone": "Europe/Berlin", "daily": {"start": "08:00", "stop": "20:00"}}
 
 
-def park(name: str, *, running: bool) -> dict[str, Any]:
-    """A hosted model's record with no infrastructure yet: InService (enabled) or Stopped (disabled)."""
-    status = ModelStatus.IN_SERVICE if running else ModelStatus.STOPPED
-    request = CreateModelRequest.model_validate(hosted(name))
-    return ModelStore().create(request, status=status, hosting=Hosting(enabled=running)).wire()
-
-
 def schedule_arns(model_id: str) -> dict[str, str]:
     """name → target ARN of the model's EventBridge schedules."""
-    scheduler, group = aws.client("scheduler"), "lisa-model-schedules"
+    client, group = aws.client("scheduler"), "lisa-model-schedules"
     return {
-        name: scheduler.get_schedule(Name=name, GroupName=group)["Target"]["Arn"]
+        name: client.get_schedule(Name=name, GroupName=group)["Target"]["Arn"]
         for name in model_schedule_names(model_id)
     }
-
-
-@pytest.fixture
-def scheduler(
-    lifecycle: tuple[Admin, LocalEcs], tmp_path: Path
-) -> Iterator[tuple[Admin, LocalScheduler, list[datetime]]]:
-    """The lifecycle fixture plus the local scheduler `make run` starts, on a clock the test moves."""
-    admin, _ = lifecycle
-    now = [datetime.now(UTC)]
-    local = LocalScheduler(tmp_path, clock=lambda: now[0], interval=0.2).start()
-    try:
-        yield admin, local, now
-    finally:
-        local.stop()
 
 
 def test_a_schedule_is_set_shown_replaced_and_removed_with_the_model(
@@ -115,16 +87,6 @@ def test_a_schedule_is_set_shown_replaced_and_removed_with_the_model(
     assert model_schedule_names("nightly") == []
 
 
-def wait_for(admin: Admin, model: str, check: Any, timeout: float = 120) -> dict[str, Any]:
-    """The record once `check(record)` holds (polling the API)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        record = admin.json("GET", f"/models/{model}")[1]
-        if check(record) or time.monotonic() > deadline:
-            return dict(record)
-        time.sleep(0.2)
-
-
 def test_a_scheduled_stop_goes_through_the_update_workflow(
     scheduler: tuple[Admin, LocalScheduler, list[datetime]],
 ) -> None:
@@ -137,12 +99,12 @@ def test_a_scheduled_stop_goes_through_the_update_workflow(
     assert record["lastScheduled"] is None
 
     now[0] = made + timedelta(minutes=45)  # the start is due: the model runs already, so nothing to do
-    record = wait_for(admin, "office-hours", lambda r: r["lastScheduled"] is not None)
+    record = admin.until("office-hours", lambda r: r["lastScheduled"] is not None)
     assert record["lastScheduled"] == {"action": "start", "scheduledTime": f"{start:%Y-%m-%dT%H:%M:%SZ}"}
     assert (record["status"], record["hosting"]["enabled"]) == ("InService", True)
 
     now[0] = made + timedelta(minutes=61)  # the stop: the same update workflow as PUT enabled=false
-    record = wait_for(admin, "office-hours", lambda r: r["status"] == "Stopped")
+    record = admin.until("office-hours", lambda r: r["status"] == "Stopped")
     assert (record["status"], record["hosting"]["enabled"], record["statusReason"]) == ("Stopped", False, None)
     assert record["lastScheduled"] == {"action": "stop", "scheduledTime": f"{stop:%Y-%m-%dT%H:%M:%SZ}"}
     steps = [(e["status"], e["step"]) for e in record["history"]]

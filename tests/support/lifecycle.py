@@ -1,10 +1,12 @@
-"""What the lifecycle and schedule tests share: an admin client of the local app + router, model bodies, and the
-lifecycle fixture (a clean moto with both state machines, the local ECS agent, the app and router on one port)."""
+"""What the lifecycle and schedule tests share: an admin client of the local app + router, model bodies, the
+lifecycle fixture (a clean moto with both state machines, the local ECS agent, the app and router on one port) and
+the scheduler fixture (plus the local scheduler, on a clock the test moves)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,11 @@ import requests
 
 from chalicelib import aws
 from chalicelib.auth.tokens import TokenStore
+from chalicelib.registry.models import CreateModelRequest, Hosting, ModelStatus
 from chalicelib.registry.resolver import reset_registry
+from chalicelib.registry.store import ModelStore
 from runner.ecs_agent import CLUSTER, LocalEcs
+from runner.schedule_firing import LocalScheduler
 from runner.stepfunctions_local import LocalStepFunctions
 from testkit.workers import TGI_ENVIRONMENT, local_model_dirs
 from tests.support.control_plane import Client, control_plane_url
@@ -58,6 +63,15 @@ class Admin(Client):
             time.sleep(0.2)
         raise AssertionError(f"{model} still {record['status']} ({record.get('statusStep')})")
 
+    def until(self, model: str, check: Callable[[dict[str, Any]], bool], timeout: float = 300) -> dict[str, Any]:
+        """The record once `check(record)` holds (polling the API); the last one read after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = dict(self.json("GET", f"/models/{model}")[1])
+            if check(record) or time.monotonic() > deadline:
+                return record
+            time.sleep(0.2)
+
     def chat(self, model: str, expect: int = 200, says: str = "", timeout: float = 30) -> requests.Response:
         """A chat answer from the router once its index has the model's current record: it refreshes in the
         background (stale-while-revalidate), so the first requests after a change may still see the old one."""
@@ -88,6 +102,27 @@ def lifecycle(
         sfn.wait_idle()
         agent.stop()
         reset_registry()
+
+
+@pytest.fixture
+def scheduler(
+    lifecycle: tuple[Admin, LocalEcs], tmp_path: Path
+) -> Iterator[tuple[Admin, LocalScheduler, list[datetime]]]:
+    """The lifecycle fixture plus the local scheduler `make run` starts, on a clock the test moves (`now[0]`)."""
+    admin, _ = lifecycle
+    now = [datetime.now(UTC)]
+    local = LocalScheduler(tmp_path, clock=lambda: now[0], interval=0.2).start()
+    try:
+        yield admin, local, now
+    finally:
+        local.stop()
+
+
+def park(name: str, *, running: bool) -> dict[str, Any]:
+    """A hosted model's record with no infrastructure yet: InService (enabled) or Stopped (disabled)."""
+    status = ModelStatus.IN_SERVICE if running else ModelStatus.STOPPED
+    request = CreateModelRequest.model_validate(hosted(name))
+    return ModelStore().create(request, status=status, hosting=Hosting(enabled=running)).wire()
 
 
 def services() -> list[str]:
