@@ -57,7 +57,12 @@ def change(name: str, **changes: Any) -> None:
 
 def chat(router: tuple[str, dict[str, str]], model: str, stream: bool = False) -> requests.Response:
     url, headers = router
-    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": stream}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 3,
+        "stream": stream,
+    }
     return requests.post(f"{url}/v1/openai/chat/completions", json=body, headers=headers, timeout=30)
 
 
