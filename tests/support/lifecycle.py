@@ -76,9 +76,17 @@ class Admin(Client):
         """A chat answer from the router once its index has the model's current record: it refreshes in the
         background (stale-while-revalidate), so the first requests after a change may still see the old one."""
         body = {"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4}
+        return self.answer("/v1/openai/chat/completions", body, expect, says, timeout)
+
+    def embed(self, model: str, expect: int = 200, says: str = "", timeout: float = 30) -> requests.Response:
+        """An embeddings answer, as `chat` waits for one."""
+        return self.answer("/v1/openai/embeddings", {"model": model, "input": "hello"}, expect, says, timeout)
+
+    def answer(self, path: str, body: Any, expect: int, says: str, timeout: float) -> requests.Response:
+        """The router's answer once it is `expect` with `says` in it (or the last one after `timeout`)."""
         deadline = time.monotonic() + timeout
         while True:
-            response = self.call("POST", "/v1/openai/chat/completions", body)
+            response = self.call("POST", path, body)
             if (response.status_code == expect and says in response.text) or time.monotonic() > deadline:
                 return response
             time.sleep(0.2)
