@@ -26,7 +26,7 @@ from router.limits import RouterLimits
 from router.metering import Meter
 from router.native_api import NativeApi
 from router.openai_api import OpenAIApi
-from router.services import ChatAugmenter, Services
+from router.services import ChatAugmenter, Services, refreshing
 from router.settings import RouterSettings
 
 if TYPE_CHECKING:
@@ -107,7 +107,9 @@ def create_app(
     app.router.add_get("/health", health)
     for route in DATA_PLANE:  # the documented table (chalicelib.serve.routes): every operation, nothing else
         operation = route.operation.operation_id
-        handler = guarded(handlers.pop(operation), log, operation=operation, accounting=accounting)
+        handler = guarded(
+            refreshing(handlers.pop(operation), services), log, operation=operation, accounting=accounting
+        )
         app.router.add_route(route.method, route.path, handler)
     if handlers:
         raise RuntimeError(f"handlers without a route: {', '.join(handlers)}")

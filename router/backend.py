@@ -2,6 +2,7 @@
 
 Failures become `ServeError`s: connection refused / unreachable → 503, no answer in time → 504, the backend
 refusing the request → 400 with its message, a backend failure → 502 (see `chalicelib.serve.errors.from_backend`).
+Connection failures are `ConnectionFailed`: the router re-reads the registry before answering them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ def new_session(settings: RouterSettings) -> aiohttp.ClientSession:
         skip_auto_headers=("User-Agent",),
         raise_for_status=False,
     )
+
+
+class ConnectionFailed(ServeError):
+    """The backend's address took no request (`sent` False: refused, unreachable, connecting timed out) or dropped
+    one without an answer (`sent` True). Either way the model may have stopped or moved since the router's registry
+    snapshot: the caller re-reads the registry (router/services.py `refreshing`)."""
+
+    def __init__(self, error: ServeError, *, sent: bool) -> None:
+        super().__init__(error.status, error.message, param=error.param, code=error.code, type=error.type)
+        self.sent = sent
+
+
+def _disconnected(backend_label: str) -> ConnectionFailed:
+    return ConnectionFailed(ServeError(502, f"{backend_label} closed the connection without answering"), sent=True)
 
 
 class Backend:
@@ -80,7 +95,7 @@ class Backend:
                     return answer, dict(response.headers)
             except aiohttp.ServerDisconnectedError:
                 if attempt == 2:  # a pooled connection the backend had just closed: retry once on a fresh one
-                    raise ServeError(502, f"{backend_label} closed the connection without answering") from None
+                    raise _disconnected(backend_label) from None
             except aiohttp.ClientError as error:
                 raise self._client_error(error, backend_label, self.settings.request_timeout) from None
             except TimeoutError:
@@ -94,7 +109,7 @@ class Backend:
         try:  # streams are generations: a connection closed without an answer is never retried (see `call`)
             response = await self.session.post(url, data=body, headers=_STREAM_HEADERS, timeout=self._stream_timeout)
         except aiohttp.ServerDisconnectedError:
-            raise ServeError(502, f"{backend_label} closed the connection without answering") from None
+            raise _disconnected(backend_label) from None
         except aiohttp.ClientError as error:
             raise self._client_error(error, backend_label, self.settings.stream_idle_timeout) from None
         except TimeoutError:
@@ -132,11 +147,12 @@ class Backend:
     @staticmethod
     def _client_error(error: aiohttp.ClientError, backend_label: str, timeout: float) -> ServeError:
         if isinstance(error, aiohttp.ConnectionTimeoutError):
-            return backend_unreachable(backend_label, "connecting timed out")
+            return ConnectionFailed(backend_unreachable(backend_label, "connecting timed out"), sent=False)
         if isinstance(error, aiohttp.ServerTimeoutError):
             return backend_timeout(backend_label, timeout)
         if isinstance(error, aiohttp.ClientConnectorError):
-            return backend_unreachable(backend_label, f"cannot connect to {error.host}:{error.port} ({error.os_error})")
+            detail = f"cannot connect to {error.host}:{error.port} ({error.os_error})"
+            return ConnectionFailed(backend_unreachable(backend_label, detail), sent=False)
         if isinstance(error, aiohttp.ClientConnectionError):
             return ServeError(502, f"{backend_label}: connection failed ({error or type(error).__name__})")
         return ServeError(502, f"{backend_label}: {error or type(error).__name__}")

@@ -87,6 +87,16 @@ class ModelCatalog:
         except Exception as error:
             raise registry_unavailable(error) from None
 
+    async def reload(self, name: str) -> ModelRecord | None:
+        """`name`'s record as the registry has it now (its cache skipped: after a backend connection failed), or
+        None if it is gone or the registry cannot be read (the caller keeps its own error then)."""
+        self.registry.invalidate()
+        try:
+            await self.refresh()
+        except ServeError:
+            return None
+        return self._index.get(name)
+
     def _maybe_refresh(self) -> None:
         if time.monotonic() - self._loaded_at >= self.ttl and (self._refreshing is None or self._refreshing.done()):
             self._refreshing = asyncio.ensure_future(self._reload())

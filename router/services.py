@@ -11,23 +11,24 @@ from aiohttp import web
 
 from chalicelib import bounded_json
 from chalicelib.config import ModelType
-from chalicelib.registry.models import ModelStatus
+from chalicelib.registry.models import ModelRecord, ModelStatus
 from chalicelib.serve import mapping, sse
 from chalicelib.serve.errors import SERVER, ServeError, error_body
 from router.accounting import Accounting, usage_of
 from router.auth import AsyncAuthorizer
-from router.backend import Backend
+from router.backend import Backend, ConnectionFailed
 from router.catalog import ModelCatalog
-from router.http import logger, note, open_sse, read_body
+from router.http import Handler, logger, note, open_sse, read_body
 from router.limits import BODY_KEY, RouterLimits
 from router.settings import RouterSettings
 
 if TYPE_CHECKING:
     from chalicelib.auth.principal import Principal
     from chalicelib.contracts.openai import ChatCompletionRequest
-    from chalicelib.registry.models import ModelRecord
 
 T = TypeVar("T")
+MODEL_KEY: web.RequestKey[ModelRecord] = web.RequestKey("lisa_model", ModelRecord)  # the record a handler used
+RETRY_KEY: web.RequestKey[bool] = web.RequestKey("lisa_retry", bool)
 
 
 @dataclass(frozen=True)
@@ -100,17 +101,9 @@ class Services:
                 param=param,
                 code="wrong_model_type",
             )
-        if record.status is ModelStatus.STOPPED:
-            raise ServeError(503, f"model {record.model_name!r} stopped", param=param, code="model_stopped")
-        if not record.is_available:
-            reason = f": {record.status_reason}" if record.status_reason else ""
-            raise ServeError(
-                503,
-                f"model {record.model_name!r} is not available (status {record.status.value}{reason})",
-                param=param,
-                code="model_unavailable",
-            )
-        if self.limits is not None:
+        check_available(record, param)
+        request[MODEL_KEY] = record
+        if self.limits is not None and not request.get(RETRY_KEY):  # a retry was admitted once already
             await self.limits.admit(request, record)
         return record
 
@@ -124,6 +117,46 @@ class Services:
         payload, headers = await self.http.call(f"{base}{path}", body, backend_label, expect=list, idempotent=True)
         vectors = mapping.check_vectors(payload, len(texts))
         return vectors, header_count(headers, "x-compute-tokens", "x-prompt-tokens")
+
+
+def check_available(record: ModelRecord, param: str = "model") -> None:
+    """503 unless requests can be sent to the model: `model_stopped`, or `model_unavailable` with its status."""
+    if record.status is ModelStatus.STOPPED:
+        raise ServeError(503, f"model {record.model_name!r} stopped", param=param, code="model_stopped")
+    if not record.is_available:
+        reason = f": {record.status_reason}" if record.status_reason else ""
+        raise ServeError(
+            503,
+            f"model {record.model_name!r} is not available (status {record.status.value}{reason})",
+            param=param,
+            code="model_unavailable",
+        )
+
+
+def refreshing(handler: Handler, services: Services) -> Handler:
+    """`handler`, answering a backend connection failure with the registry as it is now: the catalog's record may
+    be up to the registry TTL old, and the model stopped or moved since. The registry is re-read once; a model now
+    stopped or unavailable gets that 503; one moved is tried again at its new endpoint if the request never reached
+    the old one (`ConnectionFailed.sent` False); otherwise the failure stands."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ConnectionFailed as failure:
+            record = request.get(MODEL_KEY)
+            if record is None or request.get(RETRY_KEY):
+                raise
+            fresh = await services.catalog.reload(record.model_name)
+            if fresh is None:
+                raise
+            check_available(fresh)
+            if failure.sent or fresh.endpoint_url == record.endpoint_url:
+                raise
+            logger.info("model moved: retrying at its new endpoint", model=record.model_name)
+            request[RETRY_KEY] = True
+            return await handler(request)
+
+    return handle
 
 
 def header_count(headers: Mapping[str, str], *names: str) -> int:

@@ -19,6 +19,10 @@ return and the journal write can repeat that one transition on restart: the upda
 
     firing = ScheduleFiring(fire=start_update_workflow, journal=state_dir / "schedule-firing.json")
     firing.start(); ...; firing.stop()      # a background thread ticking every `interval` seconds
+
+`LocalScheduler` is what `make run` (runner/stack.py) starts: it points the model schedules' target at the local
+lifecycle state machine (LISA_SCHEDULE_TARGET_ARN, _ROLE_ARN, as the stack sets them in AWS) and fires through
+`start_update_workflow`, which starts that state machine with the `ScheduledAction`, as EventBridge does.
 """
 
 from __future__ import annotations
@@ -33,10 +37,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
+from chalicelib import aws
 from chalicelib.contracts.schedules import ScheduledAction
-from chalicelib.schedules.eventbridge import StoredSchedule, stored_schedules
+from chalicelib.schedules.eventbridge import ScheduleTarget, StoredSchedule, model_key, stored_schedules
 from chalicelib.schedules.timing import Firing, firings_between
+from runner.environment import EnvironmentChanges
 
 logger = Logger(service="lisa-schedule-firing")
 
@@ -46,7 +53,8 @@ Source = Callable[[], Iterable[StoredSchedule]]
 CATCH_UP = timedelta(hours=1)
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
+    """The real clock (the default)."""
     return datetime.now(UTC)
 
 
@@ -113,7 +121,7 @@ class ScheduleFiring:
         fire: Fire,
         *,
         source: Source | None = None,
-        clock: Clock = _utc_now,
+        clock: Clock = utc_now,
         journal: Path | FiringJournal | None = None,
         catch_up: timedelta = CATCH_UP,
         interval: float = 15.0,
@@ -202,3 +210,56 @@ class ScheduleFiring:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+
+
+def start_update_workflow(action: ScheduledAction) -> None:
+    """What EventBridge Scheduler does when a model's schedule fires: start its target (the lifecycle state machine)
+    with the `ScheduledAction`. The execution is named after the transition, so a repeated firing starts nothing."""
+    target = ScheduleTarget.from_settings()
+    name = f"{model_key(action.model_id)}-{action.action}-{int(action.scheduled_time.timestamp())}"
+    try:
+        aws.client("stepfunctions").start_execution(
+            stateMachineArn=target.arn, name=name, input=json.dumps(action.wire())
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            raise
+    logger.info("schedule fired", extra={"model_id": action.model_id, "action": action.action, "execution": name})
+
+
+LOCAL_SCHEDULER_ROLE = "arn:aws:iam::123456789012:role/lisa-local-model-schedules"
+
+
+@dataclass
+class LocalScheduler:
+    """EventBridge Scheduler's part locally: the schedules' target settings and the firing thread (`clock` injected:
+    a test or a demo can run the day faster)."""
+
+    state_dir: Path
+    clock: Clock = utc_now
+    interval: float = 15.0
+    firing: ScheduleFiring | None = None
+    _env: EnvironmentChanges = field(default_factory=EnvironmentChanges)
+
+    def start(self) -> LocalScheduler:
+        """Point the schedules at the lifecycle state machine (LISA_MODEL_LIFECYCLE_STATE_MACHINE_ARN) and fire."""
+        target = os.environ.get("LISA_MODEL_LIFECYCLE_STATE_MACHINE_ARN")
+        if not target:
+            raise RuntimeError(
+                "model schedules need the lifecycle state machine (LISA_MODEL_LIFECYCLE_STATE_MACHINE_ARN)"
+            )
+        self._env.set("LISA_SCHEDULE_TARGET_ARN", target)
+        self._env.set("LISA_SCHEDULE_ROLE_ARN", LOCAL_SCHEDULER_ROLE)
+        aws.reset()
+        journal = self.state_dir / "schedule-firing.json"
+        self.firing = ScheduleFiring(start_update_workflow, clock=self.clock, journal=journal, interval=self.interval)
+        self.firing.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop firing; the settings back as they were. Safe to call twice."""
+        if self.firing is not None:
+            self.firing.stop()
+            self.firing = None
+        self._env.restore()
+        aws.reset()

@@ -18,6 +18,7 @@ import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,8 @@ class StackOptions:
     aws_endpoint_url: str | None = None  # None: the embedded moto server
     webui_dir: Path | None = ROOT / "webui" / "dist"
     worker_timeout: float = 300.0
+    schedule_clock: Callable[[], datetime] | None = None  # model schedules fire by this clock (None: the real one)
+    schedule_interval: float = 15.0  # seconds between the local scheduler's ticks
 
 
 @dataclass
@@ -174,14 +177,19 @@ class LocalLisa:
                 raise RuntimeError(f"staging {model.model_id} failed at {status.failed_step}: {status.reason}")
 
     def _start_model_agent(self, progress: Callable[[str], None]) -> None:
-        """Run-time models (POST /models): the local ECS agent runs their engines (on the embedded moto only)."""
+        """Run-time models (POST /models): the local ECS agent runs their engines and the local scheduler fires
+        their schedules (on the embedded moto only)."""
         if self._moto is None:
             progress("models: run-time models need the embedded moto server's ECS (skipped)")
             return
         from runner.ecs_agent import LocalEcs
+        from runner.schedule_firing import LocalScheduler, utc_now
 
         agent = LocalEcs(self.options.state_dir, self.options.models_dir).start()
         self._stoppers.append(agent.stop)
+        clock = self.options.schedule_clock or utc_now
+        scheduler = LocalScheduler(self.options.state_dir, clock, self.options.schedule_interval).start()
+        self._stoppers.append(scheduler.stop)  # model schedules fire here, as moto never fires them
 
     def _start_workers(
         self, config: LisaConfig, folders: dict[str, Path], progress: Callable[[str], None]

@@ -6,102 +6,20 @@ Requests go through the router on the same port, as `make run` serves them."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
-from chalicelib import aws
-from chalicelib.auth.tokens import TokenStore
 from chalicelib.registry.models import CreateModelRequest, Hosting, ModelStatus
-from chalicelib.registry.resolver import reset_registry
 from chalicelib.registry.store import ModelStore
 from cli.mirror import mirror_folder
-from runner.ecs_agent import CLUSTER, LocalEcs
-from runner.stepfunctions_local import LocalStepFunctions, stage_local_folder
-from testkit.workers import TGI_ENVIRONMENT, local_model_dirs
-from tests.support.control_plane import Client, control_plane_url
+from runner.ecs_agent import LocalEcs
+from runner.stepfunctions_local import stage_local_folder
+from testkit.workers import local_model_dirs
+from tests.support.lifecycle import MINILM, SMOL, Admin, hosted, lifecycle, services, target_groups
 
 pytestmark = pytest.mark.slow
-
-SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-BUSY = {"Creating", "Starting", "Stopping", "Updating", "Deleting"}
-
-
-def hosted(name: str, hf_model_id: str = SMOL, container: str = "tgi", **environment: str) -> dict[str, Any]:
-    return {
-        "modelName": name,
-        "hfModelId": hf_model_id,
-        "inferenceContainer": container,
-        "containerConfig": {
-            "image": "ghcr.io/huggingface/text-generation-inference:3.3.4",
-            "environment": {**(TGI_ENVIRONMENT if container == "tgi" else {}), **environment},
-        },
-    }
-
-
-class Admin(Client):
-    def json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        response = self.call(method, path, body)
-        return response.status_code, response.json()
-
-    def settled(self, model: str, timeout: float = 300) -> dict[str, Any] | None:
-        """The record once no workflow owns it (None once it is gone)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, record = self.json("GET", f"/models/{model}")
-            if status == 404:
-                return None
-            assert status == 200, record
-            if record["status"] not in BUSY:
-                return dict(record)
-            time.sleep(0.2)
-        raise AssertionError(f"{model} still {record['status']} ({record.get('statusStep')})")
-
-    def chat(self, model: str, expect: int = 200, says: str = "", timeout: float = 30) -> requests.Response:
-        """A chat answer from the router once its index has the model's current record: it refreshes in the
-        background (stale-while-revalidate), so the first requests after a change may still see the old one."""
-        body = {"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4}
-        deadline = time.monotonic() + timeout
-        while True:
-            response = self.call("POST", "/v1/openai/chat/completions", body)
-            if (response.status_code == expect and says in response.text) or time.monotonic() > deadline:
-                return response
-            time.sleep(0.2)
-
-
-@pytest.fixture
-def lifecycle(
-    sfn: LocalStepFunctions, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Admin, LocalEcs]]:
-    """A clean moto with both state machines, the local ECS agent, and the app + router on one port."""
-    monkeypatch.setenv("LISA_MODEL_POLL_SECONDS", "1")
-    monkeypatch.setenv("LISA_REGISTRY_CACHE_TTL_SECONDS", "0")  # the router sees each workflow write at once
-    aws.reset()
-    reset_registry()
-    agent = LocalEcs(tmp_path, local_model_dirs()[SMOL].parents[1]).start()
-    token, _ = TokenStore().create("lifecycle-admin", is_admin=True)
-    try:
-        with control_plane_url(data_plane=True) as url:
-            yield Admin(url, token), agent
-    finally:
-        sfn.wait_idle()
-        agent.stop()
-        reset_registry()
-
-
-def services() -> list[str]:
-    ecs = aws.client("ecs")
-    arns = ecs.list_services(cluster=CLUSTER)["serviceArns"]
-    described = ecs.describe_services(cluster=CLUSTER, services=arns)["services"] if arns else []
-    return [s["serviceName"] for s in described if s["status"] == "ACTIVE"]
-
-
-def target_groups() -> list[str]:
-    return [g["TargetGroupName"] for g in aws.client("elbv2").describe_target_groups()["TargetGroups"]]
+__all__ = ["lifecycle"]  # the fixture, imported for the tests below
 
 
 def test_create_serve_stop_start_delete(lifecycle: tuple[Admin, LocalEcs]) -> None:

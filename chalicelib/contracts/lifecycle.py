@@ -96,3 +96,21 @@ class TaskEvent(_StateJson):
         """An earlier state's result (`wait`, `health`, ...), or None."""
         value = self.request.get(key)
         return None if value is None else model.model_validate(value)
+
+
+ClaimOutcome = Literal["claimed", "wait", "done", "skipped"]
+
+
+class ScheduleClaim(_StateJson):
+    """ClaimSchedule's result, which becomes the execution's state (`ResultPath: $`): for `claimed` an update's
+    `LifecycleInput` (the ASL goes on to ApplyUpdate); `wait`: the model is busy, ask again after `pollSeconds`;
+    `done` / `skipped`: nothing to do (`reason` says why). `scheduled` is the fired transition, kept for the next
+    attempt."""
+
+    action: Action = "update"
+    model_id: str
+    poll_seconds: int = Field(ge=0)
+    previous: Previous | None = None
+    scheduled: dict[str, Any]
+    outcome: ClaimOutcome
+    reason: str = ""

@@ -170,6 +170,14 @@ class ScheduledAction(_Json):
     schedule_name: str | None = None
 
 
+class AppliedTransition(_Json):
+    """The last scheduled transition the update workflow took on a model, kept on its record: a repeated delivery
+    of it (EventBridge delivers at least once), or an older one arriving late, is done already."""
+
+    action: ScheduleAction
+    scheduled_time: AwareDatetime
+
+
 class ScheduleStatus(_Json):
     """A schedule as shown with its model: whether the schedule means it to run now, and its next start and stop
     (in the schedule's time zone; null when there is none, which only an empty schedule would give)."""

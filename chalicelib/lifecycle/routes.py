@@ -83,3 +83,11 @@ def model_lifecycle_roll_back(event: dict[str, Any], context: Any) -> Any:
     from chalicelib.lifecycle import tasks
 
     return tasks.roll_back(event)
+
+
+@lifecycle_bp.lambda_function(name=FUNCTIONS["ClaimScheduleFunctionArn"])
+def model_lifecycle_claim_schedule(event: dict[str, Any], context: Any) -> Any:
+    """ClaimSchedule: a fired schedule becomes an update (scheduled.claim_schedule)."""
+    from chalicelib.lifecycle import scheduled
+
+    return scheduled.claim_schedule(event)

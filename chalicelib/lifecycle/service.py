@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 
@@ -29,10 +30,12 @@ from chalicelib.registry.models import (
     UpdateModelRequest,
 )
 from chalicelib.registry.store import ModelStore
+from chalicelib.schedules.eventbridge import sync_model_schedule
 from chalicelib.settings import get_settings
 
 logger = Logger(service="lisa-lifecycle")
 
+T = TypeVar("T")
 QUEUED = "Queued"  # the step of a claimed model until the workflow's first task runs
 
 
@@ -107,15 +110,79 @@ def _hosting(current: Hosting, body: UpdateModelRequest) -> Hosting:
     return Hosting(enabled=enabled, scaling=body.scaling or current.scaling)
 
 
+def _previous(current: ModelRecord) -> Previous:
+    """What an update replaces: the settings the workflow writes back if it fails."""
+    record: dict[str, Any] = {
+        "hosting": current.hosting.model_dump(mode="json", by_alias=True) if current.hosting else None,
+        "container_config": current.container_config.model_dump(mode="json", by_alias=True)
+        if current.container_config
+        else None,
+        "instance_type": current.instance_type,
+    }
+    return Previous(record=record)
+
+
+def claim_update(
+    store: ModelStore, current: ModelRecord, body: UpdateModelRequest, extra: Mapping[str, Any] | None = None
+) -> tuple[ModelRecord, Previous]:
+    """The conditional write (on `body.version`) that hands a hosted model to the update workflow: the new
+    settings, a busy status at step Queued (plus `extra` fields); with the settings to put back if it fails."""
+    assert current.hosting is not None
+    changes = body.changes()
+    refused = {"hf_model_id", "inference_container", "model_type", "endpoint_url"} & set(changes)
+    if refused:
+        raise ModelConflict(f"cannot change {', '.join(sorted(refused))} of a hosted model: delete it and create it")
+    hosting = _hosting(current.hosting, body)
+    claim = {
+        **changes,
+        **(extra or {}),
+        "hosting": hosting,
+        "status": _lifecycle_status(current, hosting),
+        "status_step": QUEUED,
+        "status_reason": None,
+    }
+    return store.update(current.model_id, body.version, claim), _previous(current)
+
+
+def _check_schedule(current: ModelRecord, body: UpdateModelRequest) -> None:
+    """A schedule belongs to models the lifecycle workflows run (409 for the others)."""
+    if "schedule" not in body.model_fields_set:
+        return
+    if current.source == "config":
+        raise ModelConflict(f"model {current.model_id!r} is managed by config.yaml: it cannot have a schedule")
+    if not current.is_hosted:
+        raise ModelConflict(
+            f"schedule: model {current.model_id!r} is registered by URL; only a hosted model can have a schedule"
+        )
+
+
+def _scheduled_write(store: ModelStore, model_id: str, body: UpdateModelRequest, write: Callable[[], T]) -> T:
+    """`write()` the record; with a new schedule, EventBridge Scheduler is made to match it first (a refusal
+    leaves the record as it was), and back to the stored record's if the write is refused (409)."""
+    if "schedule" not in body.model_fields_set:
+        return write()
+    sync_model_schedule(model_id, body.schedule)
+    try:
+        return write()
+    except Exception:
+        try:
+            sync_model_schedule(model_id, store.get(model_id).schedule)
+        except Exception:  # the record is the truth; the next PUT or delete converges EventBridge again
+            logger.exception("could not put the model's schedules back", model_id=model_id)
+        raise
+
+
 def update(model_id: str, body: UpdateModelRequest) -> ModelRecord | ModelChangeStarted:
     """PUT /models/{modelId}: metadata at once; for a hosted model a change of what runs starts the update
-    workflow (the claim carries the new settings; the workflow puts the old ones back if it fails)."""
+    workflow (the claim carries the new settings; the workflow puts the old ones back if it fails). A schedule
+    is written with the record, its EventBridge schedules made to match at once."""
     store = ModelStore()
     current = store.get(model_id)
     changes = body.changes()
     lifecycle = body.lifecycle_changes
     if current.source == "config" and lifecycle & {"enabled", "scaling"}:
         raise ModelConflict(f"model {model_id!r} is managed by config.yaml: change it there and redeploy")
+    _check_schedule(current, body)
     if not current.is_hosted:
         if "scaling" in lifecycle:
             raise ModelConflict(f"model {model_id!r} is registered by URL: LISA does not scale it")
@@ -127,28 +194,9 @@ def update(model_id: str, body: UpdateModelRequest) -> ModelRecord | ModelChange
     if conflict is not None and lifecycle:
         raise conflict
     if not lifecycle:
-        return store.update(model_id, body.version, changes)
-    refused = {"hf_model_id", "inference_container", "model_type", "endpoint_url"} & set(changes)
-    if refused:
-        raise ModelConflict(f"cannot change {', '.join(sorted(refused))} of a hosted model: delete it and create it")
-    assert current.hosting is not None
-    hosting = _hosting(current.hosting, body)
-    previous: dict[str, Any] = {
-        "hosting": current.hosting.model_dump(mode="json", by_alias=True),
-        "container_config": current.container_config.model_dump(mode="json", by_alias=True)
-        if current.container_config
-        else None,
-        "instance_type": current.instance_type,
-    }
-    claim = {
-        **changes,
-        "hosting": hosting,
-        "status": _lifecycle_status(current, hosting),
-        "status_step": QUEUED,
-        "status_reason": None,
-    }
-    record = store.update(model_id, body.version, claim)
-    return ModelChangeStarted(model=record, execution_arn=_start(record, "update", Previous(record=previous)))
+        return _scheduled_write(store, model_id, body, lambda: store.update(model_id, body.version, changes))
+    record, previous = _scheduled_write(store, model_id, body, lambda: claim_update(store, current, body))
+    return ModelChangeStarted(model=record, execution_arn=_start(record, "update", previous))
 
 
 def delete(model_id: str, expected_version: int | None) -> ModelRecord | ModelChangeStarted:

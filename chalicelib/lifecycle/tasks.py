@@ -367,10 +367,20 @@ def ensure_infrastructure(event: dict[str, Any]) -> dict[str, Any]:
     return Waiting(desired=desired, deadline=deadline, since=now, target_group_arn=group, endpoint=endpoint).wire()
 
 
+def _remove_schedules(record: ModelRecord) -> None:
+    """No schedule starts a model being deleted: its EventBridge schedules go first (whichever exist)."""
+    from chalicelib.schedules.eventbridge import delete_model_schedule
+
+    if record.schedule is not None or get_settings().schedule_target_arn:
+        delete_model_schedule(record.model_id)
+
+
 def drain(event: dict[str, Any]) -> dict[str, Any]:
-    """Drain: no new traffic (the listener goes), the service scaled to zero; wait until no task is left."""
+    """Drain: no schedule fires any more, no new traffic (the listener goes), the service scaled to zero; wait
+    until no task is left."""
     task = TaskEvent.model_validate(event)
     record = _enter(task)
+    _remove_schedules(record)
     where = placement()
     names = _names(record.model_id, where)
     ecs, elb = aws.client("ecs"), aws.client("elbv2")

@@ -7,6 +7,7 @@ from. `provider` is derived from the inference container (`ecs.textgen.vllm`, `e
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from pydantic import (
     SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationInfo,
+    computed_field,
     field_validator,
     model_serializer,
     model_validator,
@@ -37,6 +39,7 @@ from chalicelib.config import (
     check_container_config,
     model_type_of,
 )
+from chalicelib.contracts.schedules import AppliedTransition, ModelSchedule, ScheduleStatus
 from chalicelib.dynamo import dynamo_storable
 from chalicelib.validation import QueryInt
 
@@ -183,10 +186,34 @@ class ModelRecord(_Wire):
     container_config: ContainerConfig | None = None
     instance_type: InstanceType | None = None
     hosting: Hosting | None = None
+    schedule: ModelSchedule | None = Field(
+        None, description="when a hosted model runs (docs/schedules.md); EventBridge Scheduler starts and stops it"
+    )
+    last_scheduled: AppliedTransition | None = Field(
+        None, description="the last scheduled start/stop the update workflow took (set by the workflow)"
+    )
     source: ModelSource = "api"
     created_at: str
     updated_at: str
     version: int = Field(ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_fields(cls, value: Any) -> Any:
+        """A record as the API answered it reads back: `scheduleStatus` is computed, never stored."""
+        if isinstance(value, dict) and "scheduleStatus" in value:
+            return {k: v for k, v in value.items() if k != "scheduleStatus"}
+        return value
+
+    @computed_field(description="the schedule now: whether it means the model to run, its next start and stop")  # type: ignore[prop-decorator]
+    @property
+    def schedule_status(self) -> ScheduleStatus | None:
+        """The schedule as shown with the model at this moment (None without a schedule)."""
+        if self.schedule is None:
+            return None
+        from chalicelib.schedules.timing import schedule_status
+
+        return schedule_status(self.schedule, datetime.now(UTC))
 
     @field_validator("history", mode="before")
     @classmethod
@@ -332,6 +359,11 @@ class UpdateModelRequest(_Wire):
     instance_type: InstanceType | None = None
     enabled: bool | None = None
     scaling: Scaling | None = None
+    schedule: ModelSchedule | None = Field(
+        None,
+        description="a hosted model's schedule (its EventBridge schedules follow at once; null removes it); "
+        "it starts and stops the model through the update workflow from its next transition on",
+    )
 
     status: Any = Field(None, exclude=True, description="not settable: the lifecycle workflows own it")
     status_reason: Any = Field(None, exclude=True, description="not settable: the lifecycle workflows own it")

@@ -52,7 +52,7 @@ def _plain_number(value: Decimal) -> int | float:
 
 def _to_item(record: ModelRecord) -> dict[str, Any]:
     """The DynamoDB item of a record: wire fields without nulls, floats as Decimals."""
-    data = record.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data = record.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"schedule_status"})
     item: dict[str, Any] = json.loads(json.dumps(data), parse_float=Decimal)
     return item
 
@@ -201,7 +201,7 @@ class ModelStore:
 
     @staticmethod
     def _apply(current: ModelRecord, changes: Mapping[str, Any]) -> ModelRecord:
-        fields = current.model_dump()
+        fields = current.model_dump(exclude={"schedule_status"})
         unknown = set(changes) - set(fields) - {"provider"}
         if unknown:
             raise InvalidModel(f"unknown record field(s): {', '.join(sorted(unknown))}")
