@@ -214,8 +214,9 @@ export class ModelsView {
     };
     const running = m.hosting ? m.hosting.enabled && m.status !== "Stopped" : m.status !== "Stopped";
     const buttons = [
-      running ? button("Stop", "stop", () => void this.change(m, { enabled: false }, `Stopping ${m.modelName}.`))
-        : button("Start", "start", () => void this.change(m, { enabled: true }, `Starting ${m.modelName}.`)),
+      // one focus key for both: focus stays on the toggle when Stop becomes Start
+      running ? button("Stop", "power", () => void this.change(m, { enabled: false }, `Stopping ${m.modelName}.`))
+        : button("Start", "power", () => void this.change(m, { enabled: true }, `Starting ${m.modelName}.`)),
     ];
     if (m.hosting) {
       buttons.push(button("Scale", "scale", () => this.edit(scaleForm(m,
