@@ -79,6 +79,17 @@ def settled(admin: User, name: str, timeout: float = SETTLE_MS / 1000) -> dict[s
         time.sleep(0.2)
 
 
+def stopped_tgi(name: str) -> dict[str, Any]:
+    """POST /models of a hosted TGI model on the staged SmolLM2, created stopped (its infrastructure, no engine)."""
+    return {
+        "modelName": name,
+        "hfModelId": SMOL,
+        "inferenceContainer": "tgi",
+        "containerConfig": {"image": TGI_IMAGE, "environment": TGI_ENVIRONMENT},
+        "hosting": {"enabled": False},
+    }
+
+
 def refused_fields(body: dict[str, Any]) -> set[str]:
     """The wire paths pydantic (the API's validation) names for `body`."""
     try:
@@ -225,14 +236,7 @@ def test_a_hosted_model_scales_starts_and_stops(
     page: Page, lisa: Any, admin: User, shots: Screenshots, quick_workflows: None
 ) -> None:
     name = f"smol-{uuid.uuid4().hex[:6]}"
-    body = {
-        "modelName": name,
-        "hfModelId": SMOL,
-        "inferenceContainer": "tgi",
-        "containerConfig": {"image": TGI_IMAGE, "environment": TGI_ENVIRONMENT},
-        "hosting": {"enabled": False},  # created stopped: its infrastructure, no engine yet
-    }
-    created = admin.api("POST", "/models", json=body)
+    created = admin.api("POST", "/models", json=stopped_tgi(name))
     assert created.status_code == 202, created.text
     try:
         record = settled(admin, name)
@@ -283,14 +287,7 @@ def test_a_hosted_model_gets_a_schedule_with_its_next_start_and_stop(
     page: Page, lisa: Any, admin: User, shots: Screenshots, quick_workflows: None
 ) -> None:
     name = f"night-{uuid.uuid4().hex[:6]}"
-    body = {
-        "modelName": name,
-        "hfModelId": SMOL,
-        "inferenceContainer": "tgi",
-        "containerConfig": {"image": TGI_IMAGE, "environment": TGI_ENVIRONMENT},
-        "hosting": {"enabled": False},
-    }
-    assert admin.api("POST", "/models", json=body).status_code == 202
+    assert admin.api("POST", "/models", json=stopped_tgi(name)).status_code == 202
     try:
         assert settled(admin, name) is not None
         sign_in(page, lisa, admin)
