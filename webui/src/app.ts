@@ -201,7 +201,10 @@ export class ChatApp {
     this.renderModels();
     this.resetParameters();
     this.newChat();
-    await Promise.all([this.refreshSessions(), this.refreshRepositories()]);
+    const modelsToggle = byId("toggle-models");
+    modelsToggle.hidden = true; // administrators only (the API refuses others anyway)
+    await Promise.all([this.refreshSessions(), this.refreshRepositories(),
+      this.isAdmin().then((admin) => (modelsToggle.hidden = !admin), () => undefined)]);
   }
 
   private onAuthFailure(error: ApiError): void {
@@ -556,6 +559,7 @@ export class ChatApp {
     byId("toggle-templates").addEventListener("click", () => this.toggleTemplates());
     byId("toggle-tokens").addEventListener("click", () => void this.togglePage("toggle-tokens", (closed) => this.tokensPage(closed)));
     byId("toggle-usage").addEventListener("click", () => void this.togglePage("toggle-usage", (closed) => this.usagePage(closed)));
+    byId("toggle-models").addEventListener("click", () => void this.togglePage("toggle-models", (closed) => this.modelsPage(closed)));
     byId("export-markdown").addEventListener("click", () => {
       const chat = this.exported();
       download(fileName(chat, "md"), "text/markdown", chatMarkdown(chat));
@@ -792,6 +796,12 @@ export class ChatApp {
       isAdmin: () => this.isAdmin(),
       closed,
     });
+  }
+
+  /** The Models page (administrators) loads on first use: its module is not in the chat's first download. */
+  private async modelsPage(closed: () => void): Promise<PageView> {
+    const { ModelsApi, ModelsView } = await import("./models");
+    return new ModelsView(new ModelsApi(this.api), { status: (message) => this.setStatus(message), closed });
   }
 
   /** Whether the caller is an administrator: the admin token list answers them only (asked once per sign-in). */
