@@ -2,9 +2,9 @@
 
 The two engines are config.yaml's chat models on the same weights (SmolLM2-135M-Instruct as `make models` stages
 it): the default on vLLM and its TGI-protocol twin, each with its config entry's settings, started as the local
-runner starts them (`workers.launch.model_spec`: vLLM from .venv-vllm with `--enforce-eager` and
-VLLM_CPU_KVCACHE_SPACE=1). The router is `python -m router` as deployed (moto-backed registry and token auth), with
-both registered as models. Four targets:
+runner starts them (`workers.launch.model_spec`: vLLM from .venv-vllm with the local CPU defaults,
+`workers.launch.cpu_defaults`, printed at the start). The router is `python -m router` as deployed (moto-backed
+registry and token auth), with both registered as models. Four targets:
   worker direct   the worker's `/v1/chat/completions`     worker router   the same through `/v1/openai/...`
   vllm direct     vLLM's `/v1/chat/completions`           vllm router     the same through `/v1/openai/...`
 Load: 1, 4 and 16 concurrent streamed chat completions, greedy, 128 tokens each (a story prompt that does not
@@ -17,10 +17,9 @@ Targets and concurrencies alternate within each round and the best of the rounds
 on the shared cores does not decide a ratio (a busy machine gets fewer rounds: BUDGET_SECONDS; on 2 cores the
 first round alone takes ~8-10 minutes, so one round is the rule). Each cell is printed as it ends. The idle engine
 stays up while the other is measured: measured idle, the worker uses 0.00 cores and vLLM's tree 0.01-0.02 (~0.3
-for the 2 s after a burst, its OpenMP threads spinning down). vLLM pins its one OpenMP thread to core 0 and keeps
-core 1 for its API server. The load generator runs in this process (a few hundred SSE events/s: a few percent of a
-core, the same for every target). SIGTERM/SIGINT stop every child (`python -m bench` installs
-`testkit.processes.stop_on_signals`).
+for the 2 s after a burst, its OpenMP threads spinning down). The load generator runs in this process (a few
+hundred SSE events/s: a few percent of a core, the same for every target). SIGTERM/SIGINT stop every child
+(`python -m bench` installs `testkit.processes.stop_on_signals`).
 """
 
 from __future__ import annotations
@@ -83,6 +82,10 @@ def _models() -> tuple[EcsModel, EcsModel]:
 def _engines(models: list[EcsModel], folder: Path, log_dir: Path) -> Iterator[list[str]]:
     """The models' local engines, started together as the runner starts them; yields their URLs."""
     specs = [model_spec(model, folder, free_port()) for model in models]
+    for model, spec in zip(models, specs, strict=True):
+        if model.inference_container is InferenceContainer.VLLM:
+            cpu = " ".join(f"{k}={v}" for k, v in spec.env.items() if k.startswith("VLLM_CPU_"))
+            print(f"  {model.model_name}: {' '.join(spec.args[8:])} {cpu}", flush=True)
     processes = [
         ManagedProcess(m.model_name, s.module, s.args, s.health_url, log_dir, s.env, s.python)
         for m, s in zip(models, specs, strict=True)

@@ -224,6 +224,22 @@ def test_vllm_model_runs_the_vllm_server_on_the_staged_weights_with_its_gpus(
     assert "qwen3-8b (ecs.textgen.vllm)" in json.dumps(templates["acme-prod-models"]["Outputs"])
 
 
+def test_the_local_cpu_defaults_stay_out_of_the_gpu_task(templates: dict[str, dict[str, Any]]) -> None:
+    """config.yaml's chat model runs locally with float32, eager mode and VLLM_CPU_* (workers/launch.py); its
+    ECS task has only what its config says."""
+    containers = [
+        c
+        for t in _resources(templates["acme-prod-models"], "AWS::ECS::TaskDefinition").values()
+        for c in t["Properties"]["ContainerDefinitions"]
+        if "smollm2-135m-instruct" in c.get("Command", [])
+    ]
+    assert len(containers) == 1
+    model = containers[0]
+    flags = ("--max-model-len", "2048", "--enable-auto-tool-choice", "--tool-call-parser", "hermes")
+    assert model["Command"][8:] == list(flags)  # no --dtype float32, no --enforce-eager
+    assert not [e["Name"] for e in model["Environment"] if e["Name"].startswith("VLLM_CPU_")]
+
+
 def test_gpu_capacity_uses_the_ecs_gpu_ami_and_scales_on_requests(templates: dict[str, dict[str, Any]]) -> None:
     models = templates["acme-prod-models"]
     assert any("gpu" in p.lower() for p in models.get("Parameters", {}) if p.startswith("SsmParameterValue"))

@@ -22,7 +22,7 @@ import requests
 
 from chalicelib.vllm_engine import VllmEngineArgs, server_command
 from tests.support.vllm import VLLM_MODEL, VllmStack, running_stack, vllm_model
-from workers.launch import vllm_python
+from workers.launch import cpu_defaults, cpu_flags, vllm_python
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -96,6 +96,7 @@ def test_runner_serves_a_vllm_model_with_its_config(vllm_stack: VllmStack) -> No
     log = (vllm_stack.state / "logs" / f"{VLLM_MODEL}.log").read_text()
     assert "max_num_seqs" in log  # VLLM_MAX_NUM_SEQS became --max-num-seqs (vLLM logs its non-default args)
     assert "'enforce_eager': True" in log  # the local default: ready in half the time on CPU
+    assert f"dtype=torch.{cpu_defaults(cpu_flags()).get('dtype', 'bfloat16')}" in log  # float32 without native bf16
     progress = (vllm_stack.state.parent / "stderr.log").read_text()
     assert f"{VLLM_MODEL}: waiting until it is ready (log: {vllm_stack.state / 'logs' / VLLM_MODEL}.log)" in progress
 
