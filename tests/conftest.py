@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from botocore import loaders, session
 from moto.server import ThreadedMotoServer
 
 from chalicelib import aws
@@ -21,6 +23,28 @@ pytest_plugins = ["tests.support.postgres", "tests.support.staging", "tests.supp
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class _PathList(list[str]):
+    """A search path list that ignores paths it has: every boto3 Session appends its own data folder."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+@functools.cache
+def _shared_loader(search_path_string: str | None = None) -> loaders.Loader:
+    loader = loaders.create_loader(search_path_string)
+    loader._search_paths = _PathList(loader.search_paths)
+    return loader
+
+
+# `chalicelib.aws` makes each client in a new boto3 Session, and every `aws_env` (`aws.reset()`) makes them again:
+# each Session's own loader parsed botocore's endpoint and service JSON anew, ~0.8 s of CPU per test (most of a
+# test's setup). The Sessions of this process share one loader instead, as the clients of one Session do; what a
+# loader hands out is only read (its caches already share it between the clients of a Session).
+session.create_loader = _shared_loader
 
 
 @pytest.fixture(scope="session")
