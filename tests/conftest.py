@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from botocore import loaders, session
 from moto.server import ThreadedMotoServer
 
 from chalicelib import aws
@@ -16,11 +18,40 @@ from runner.moto_fixes import serialize_moto_dynamodb
 from workers.launch import free_port
 
 # Fixture modules: embedded PostgreSQL + pgvector (postgres_dsn, rag_env), the staging state machine and a tiny LM
-# (staging_sfn, sfn, tiny), real CPU model workers (tgi_worker, tei_worker), the one real vLLM engine (vllm_stack).
-pytest_plugins = ["tests.support.postgres", "tests.support.staging", "tests.support.workers", "tests.support.vllm"]
+# (staging_sfn, sfn, tiny), real CPU model workers (tgi_worker, tei_worker), the one real vLLM engine (vllm_stack),
+# the default-config `make run` (default_runner).
+pytest_plugins = [
+    "tests.support.postgres",
+    "tests.support.staging",
+    "tests.support.workers",
+    "tests.support.vllm",
+    "tests.support.stacks",
+]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class _PathList(list[str]):
+    """A search path list that ignores paths it has: every boto3 Session appends its own data folder."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+@functools.cache
+def _shared_loader(search_path_string: str | None = None) -> loaders.Loader:
+    loader = loaders.create_loader(search_path_string)
+    loader._search_paths = _PathList(loader.search_paths)
+    return loader
+
+
+# `chalicelib.aws` makes each client in a new boto3 Session, and every `aws_env` (`aws.reset()`) makes them again:
+# each Session's own loader parsed botocore's endpoint and service JSON anew, ~0.8 s of CPU per test (most of a
+# test's setup). The Sessions of this process share one loader instead, as the clients of one Session do; what a
+# loader hands out is only read (its caches already share it between the clients of a Session).
+session.create_loader = _shared_loader
 
 
 @pytest.fixture(scope="session")
@@ -55,9 +86,12 @@ def aws_env(moto_server: str) -> str:
 def xdist_group(item: pytest.Item) -> str:
     """The pytest-xdist work unit a test belongs to (`make test` runs `--dist loadgroup`): tests that share an
     expensive fixture run on one worker, so it starts once. The browser package shares one stack and one Chromium,
-    the vLLM tests one engine (`vllm_stack`); every other module keeps its module-scoped servers together."""
+    tests/integration and the `make run` tests one runner (`default_runner`), the vLLM tests one engine
+    (`vllm_stack`); every other module keeps its module-scoped servers together."""
     path = item.path.relative_to(Path(__file__).parent)
-    if path.parts[0] in ("browser", "integration"):
+    if path.parts[0] == "integration" or "default_runner" in getattr(item, "fixturenames", ()):
+        return "default_runner"
+    if path.parts[0] == "browser":
         return path.parts[0]
     if item.get_closest_marker("vllm") is not None:
         return "vllm"

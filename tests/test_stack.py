@@ -25,9 +25,9 @@ import yaml
 
 from chalicelib.config import ConfigError
 from runner.stack import LocalLisa, StackOptions
-from testkit.runner import running_runner
 from tests.support.fake_backends import FakeBackend
 from tests.support.servers import AppThread
+from tests.support.stacks import DefaultRunner
 from workers.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,11 +140,10 @@ def test_a_bad_config_fails_before_anything_starts(aws_env: str, tmp_path: Path)
     assert not _listening(port)
 
 
-@pytest.fixture(scope="module")
-def make_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
-    """`python -m runner` as `make run` starts it (own moto server, default config.yaml: vLLM, CPU workers)."""
-    with running_runner(log_dir=tmp_path_factory.mktemp("make-run")) as started:
-        yield started
+@pytest.fixture
+def make_run(default_runner: DefaultRunner) -> DefaultRunner:
+    """`python -m runner` as `make run` starts it (the session's, shared with tests/integration)."""
+    return default_runner
 
 
 def test_make_run_serves_the_default_models_to_the_openai_sdk(make_run: tuple[str, str, subprocess.Popen[str]]) -> None:

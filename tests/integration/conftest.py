@@ -2,8 +2,8 @@
 
     pytest tests/integration --url https://... --api-key ... [--verify ca.pem|false]
 
-Without --url it starts the local stack (`runner.stack.LocalLisa`, the default config.yaml: real CPU workers) once
-per session and runs the same checks against it.
+Without --url it runs the same checks against the session's `make run` (`default_runner`: `python -m runner`, the
+default config.yaml, real vLLM and CPU workers), which test_stack.py's `make run` tests share.
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def _verify(value: str | None) -> bool | ssl.SSLContext:
     return ssl.create_default_context(cafile=value)
 
 
-@pytest.fixture(scope="package")  # stopped before other packages run: the stack changes process settings
-def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+@pytest.fixture(scope="package")
+def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     url = _option(request.config, "--url")
     if url:
         api_key = _option(request.config, "--api-key")
@@ -66,13 +66,5 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             raise pytest.UsageError("--url needs --api-key (an admin API token of that deployment)")
         yield Target(url.rstrip("/") + "/", api_key, _verify(_option(request.config, "--verify")))
         return
-    from runner.stack import LocalLisa, StackOptions
-    from tests.support.stacks import own_aws
-    from workers.launch import free_port
-
-    with own_aws():
-        stack = LocalLisa(StackOptions(port=free_port(), state_dir=tmp_path_factory.mktemp("lisa-stack"))).start()
-        try:
-            yield Target(stack.url.rstrip("/") + "/", stack.api_key, True)
-        finally:
-            stack.stop()
+    runner_url, api_key, _ = request.getfixturevalue("default_runner")
+    yield Target(runner_url + "/", api_key, True)

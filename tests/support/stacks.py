@@ -5,6 +5,9 @@ the session fixtures set it (`moto_server`) along with MOTO_PORT and LISA_*_STAT
 every test that runs after them. A stack started then would stage into the session's moto, whose state machines
 the last `aws_env` reset deleted (StateMachineDoesNotExist), and share its tables with the other tests. So a stack
 fixture starts its stack inside `own_aws()`: the session's settings are hidden until it stops.
+
+`default_runner` (session): `python -m runner` with the default config.yaml, as `make run` starts it, in a child
+process of its own; tests/integration and test_stack.py's `make run` tests share it (one vLLM engine, not two).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from subprocess import Popen
 
 import pytest
 
 from chalicelib import aws
+from testkit.runner import running_runner
+
+DefaultRunner = tuple[str, str, Popen[str]]  # URL, admin API key, process
 
 
 def _session_aws_setting(key: str) -> bool:
@@ -37,3 +44,12 @@ def own_aws() -> Iterator[pytest.MonkeyPatch]:
         finally:
             aws.reset()
     aws.reset()
+
+
+@pytest.fixture(scope="session")
+def default_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DefaultRunner]:
+    """`python -m runner` as `make run` starts it (own moto server, default config.yaml: the chat model on vLLM, the
+    embedding models on the CPU workers); its logs in <basetemp>/make-run*/. The tests using it are one xdist group
+    (tests/conftest.py), in collection order: test_stack.py's Ctrl-C test, which stops it, comes last."""
+    with running_runner(log_dir=tmp_path_factory.mktemp("make-run"), timeout=600) as started:
+        yield started
