@@ -12,14 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from chalicelib import aws
-from chalicelib.registry.models import CreateModelRequest, Hosting, ModelStatus, UpdateModelRequest
+from chalicelib.registry.models import CreateModelRequest, Hosting, ModelStatus
 from chalicelib.registry.store import ModelStore
 from cli.main import app
 from runner.ecs_agent import LocalEcs
 from runner.stepfunctions_local import LocalStepFunctions
 
 runner = CliRunner()
-HAS_SCHEDULES = "schedule" in UpdateModelRequest.model_fields  # issue 16 item 3's PUT field
 
 
 def lisa(*args: str) -> tuple[int, str, str]:
@@ -140,7 +139,6 @@ def test_schedule_refuses_a_bad_schedule_with_its_reason(args: list[str], messag
     assert (code, message in err) == (2, True), err
 
 
-@pytest.mark.skipif(not HAS_SCHEDULES, reason="PUT /models has no schedule field here (issue 16 item 3)")
 def test_schedule_sets_shows_and_clears_a_schedule(parked: ModelStore) -> None:
     code, out, err = lisa("schedule", "parked", "-z", "Europe/Berlin", "--weekly", "FRI-MON@22:00-02:00")
     assert code == 0, err

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from chalicelib import aws
 from chalicelib.auth.tokens import TokenStore
-from chalicelib.registry.models import CreateModelRequest, UpdateModelRequest
+from chalicelib.registry.models import CreateModelRequest
 from testkit.workers import TGI_ENVIRONMENT
 from tests.browser.conftest import Screenshots, User
 from tests.browser.test_chat_ui import TEXTGEN_MODEL, sign_in
@@ -33,7 +33,6 @@ TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.4"
 BUSY = {"Creating", "Starting", "Stopping", "Updating", "Deleting"}
 UI_MS = 30_000  # a loaded 2-core machine
 SETTLE_MS = 90_000  # an engine start on a loaded 2-core machine
-HAS_SCHEDULES = "schedule" in UpdateModelRequest.model_fields  # issue 16 item 3's PUT field
 
 
 @pytest.fixture
@@ -282,7 +281,6 @@ def test_a_hosted_model_scales_starts_and_stops(
             assert settled(admin, name) is None
 
 
-@pytest.mark.skipif(not HAS_SCHEDULES, reason="PUT /models has no schedule field here (issue 16 item 3)")
 def test_a_hosted_model_gets_a_schedule_with_its_next_start_and_stop(
     page: Page, lisa: Any, admin: User, shots: Screenshots, quick_workflows: None
 ) -> None:
