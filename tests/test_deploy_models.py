@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from chalicelib.config import load_config
+from chalicelib.config import ConfigError, load_config, parse_config
 from chalicelib.lifecycle import FUNCTIONS
 from chalicelib.lifecycle.infra import LISTENER_PORTS
 from chalicelib.settings import Settings
-from gpu_stack.app import LisaApp
+from gpu_stack.app import PROJECT_DIR, LisaApp
 from gpu_stack.names import resource_names
 from gpu_stack.policies import UNSCOPED_DESCRIBE
 from gpu_stack.stacks.models import deployed_models
-from tests.test_deploy_stacks import PROJECT_DIR, _resources, prod_deployment
+from tests.test_deploy_stacks import _resources, prod_deployment
 
 PREFIX = "acme-prod"
 LIFECYCLE = sorted(FUNCTIONS.values())
@@ -49,12 +49,12 @@ def _key(template: dict[str, Any], construct: str, kind: str | None = None) -> s
         for k, v in template["Resources"].items()
         if re.fullmatch(f"{construct}[0-9A-F]{{8}}", k) and kind in (None, v["Type"])
     ]
-    return key
+    return str(key)
 
 
 def _export(template: dict[str, Any], key: str) -> str:
     """The name of the export the models stack makes for `key` (what the API stack imports)."""
-    return next(o["Export"]["Name"] for o in template["Outputs"].values() if key in json.dumps(o["Value"]))
+    return str(next(o["Export"]["Name"] for o in template["Outputs"].values() if key in json.dumps(o["Value"])))
 
 
 def _statements(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
@@ -197,3 +197,11 @@ def test_a_prefix_too_long_for_an_alb_name_is_refused() -> None:
     config = load_config(PROJECT_DIR / "config.yaml").model_copy(update={"deployment_name": "a" * 30})
     with pytest.raises(ValueError, match="more than 32 characters"):
         _ = resource_names(config).model_balancer
+
+
+def test_model_capacity_is_validated_by_its_key() -> None:
+    data = {"deploymentName": "lisa", "s3BucketModels": "lisa-models"}
+    assert parse_config(data).model_capacity.max_capacity == 2
+    with pytest.raises(ConfigError, match=r"modelCapacity\.instanceType") as caught:
+        parse_config({**data, "modelCapacity": {"instanceType": "G5 XL", "maxCapacity": 0}})
+    assert "maxCapacity" not in str(caught.value)  # 0 is allowed: no run-time capacity
