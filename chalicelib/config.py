@@ -405,6 +405,14 @@ class KmsKeys(_Model):
     database: str | None = Field(None, pattern=_KMS_KEY_ARN, description="the RAG database's storage and secret")
 
 
+class ModelCapacityConfig(_Model):
+    """The GPU capacity the models created at run time (POST /models) share: one Auto Scaling group of one instance
+    type that ECS scales from zero as their services place tasks (gpu_stack's models stack)."""
+
+    instance_type: str = Field("g5.xlarge", alias="instanceType", pattern=r"^[a-z0-9]+\.[a-z0-9]+$")
+    max_capacity: int = Field(2, alias="maxCapacity", ge=0, le=100, description="instances at most; 0: none")
+
+
 class LisaConfig(_Model):
     """The whole of config.yaml."""
 
@@ -451,6 +459,7 @@ class LisaConfig(_Model):
         pattern=r"\.(pem|crt)$",
         description="a PEM file (relative to config.yaml) of the CAs private endpoints' certificates chain to",
     )
+    model_capacity: ModelCapacityConfig = Field(default_factory=ModelCapacityConfig, alias="modelCapacity")
     roles: RoleOverrides = Field(default_factory=RoleOverrides)
     security_groups: SecurityGroupOverrides = Field(default_factory=SecurityGroupOverrides, alias="securityGroups")
     kms_keys: KmsKeys = Field(default_factory=KmsKeys, alias="kmsKeys")

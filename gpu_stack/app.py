@@ -7,6 +7,7 @@ Stacks (each deployable alone, in this order of dependence): `<prefix>-network`,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,7 @@ def build_app(
         models_bucket=data.models_bucket,
         access_logs=data.access_logs_bucket,
         config_dir=config_dir,
+        names=names,
         keys=data.keys,
         env=env,
     )
@@ -107,7 +109,9 @@ def build_app(
         app,
         f"{prefix}-api",
         config=config,
-        names=names,
+        # the lifecycle Lambdas' ECS permissions name the models cluster
+        names=dataclasses.replace(names, model_cluster=models.cluster.cluster_name),
+        runtime_models=models.runtime,
         project_dir=project_dir,
         config_dir=config_dir,
         functions=app_functions(project_dir),

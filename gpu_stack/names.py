@@ -6,7 +6,7 @@ resources under these names, and the IAM policies are scoped to them. One functi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chalicelib.config import LisaConfig
 from chalicelib.settings import Settings
@@ -17,10 +17,25 @@ _DEFAULTS = Settings.model_fields
 STACKS = (
     ("network", "VPC (created, or imported from vpcConfig)"),
     ("data", "DynamoDB tables, models + RAG documents buckets, ingestion queue + DLQ, RAG database (ragDatabase)"),
-    ("models", "ECS cluster with GPU capacity, one service + internal ALB per deployed ecsModels entry"),
+    (
+        "models",
+        "ECS cluster with GPU capacity, one service + internal ALB per deployed ecsModels entry; the shared"
+        " capacity, balancer and roles of run-time models",
+    ),
     ("router", "data-plane router on Fargate, internal NLB, API Gateway VPC link"),
     ("api", "Chalice app (REST API, authorizer, Lambdas), Step Functions, data-plane routes"),
 )
+
+
+MAX_BALANCER_NAME = 32
+# The roles of run-time models: the tasks' own, ECS's execution role, EventBridge Scheduler's (config.yaml `roles`
+# key -> the suffix of the role LISA creates when the account gives none).
+MODEL_TASK_ROLE, MODEL_EXECUTION_ROLE, MODEL_SCHEDULER_ROLE = "model_tasks", "task_execution", "model_scheduler"
+ROLE_SUFFIXES = {
+    MODEL_TASK_ROLE: "model-task",
+    MODEL_EXECUTION_ROLE: "model-execution",
+    MODEL_SCHEDULER_ROLE: "model-scheduler",
+}
 
 
 def _suffix(setting: str) -> str:
@@ -42,11 +57,30 @@ class ResourceNames:
     ingestion_dlq: str
     state_machines: dict[str, str]  # stepfunctions/<stem>.json -> state machine name
     rag_database_secret: str | None = None  # the created RDS database's secret (config.yaml ragDatabase)
+    # Run-time models: the account's own roles (config.yaml `roles`, ARNs) where it gives them, by ROLE_* key.
+    role_arns: dict[str, str] = field(default_factory=dict)
+    # The cluster the run-time model services run in: "*" where it is not known (the static .chalice policies).
+    model_cluster: str = "*"
 
     @property
     def prefix(self) -> str:
         """`<deployment>-<stage>`: the start of every resource name, so two deployments never collide."""
         return f"{self.deployment}-{self.stage}"
+
+    @property
+    def model_balancer(self) -> str:
+        """The shared internal ALB of run-time models (ALB names: 32 characters at most)."""
+        name = f"{self.prefix}-models"
+        if len(name) > MAX_BALANCER_NAME:
+            raise ValueError(
+                f"deploymentName + stage too long: the run-time model balancer {name!r} has more than"
+                f" {MAX_BALANCER_NAME} characters"
+            )
+        return name
+
+    def role_name(self, key: str) -> str:
+        """The name of a role LISA creates for run-time models (`<prefix>-model-task`, ...); IAM scopes to it."""
+        return f"{self.prefix}-{ROLE_SUFFIXES[key]}"
 
     def state_machine_setting(self, stem: str) -> str:
         """The Settings field holding a state machine's ARN (`staging` → `staging_state_machine_arn`)."""
@@ -80,4 +114,12 @@ def resource_names(config: LisaConfig, state_machines: tuple[str, ...] = ()) -> 
         ingestion_dlq=f"{prefix}-{_suffix('ingestion_dlq')}",
         state_machines={stem: f"{prefix}-{stem}" for stem in state_machines},
         rag_database_secret=f"{prefix}-rag-db" if config.rag_database else None,
+        role_arns={
+            key: arn
+            for key, arn in (
+                (MODEL_TASK_ROLE, config.roles.model_tasks),
+                (MODEL_EXECUTION_ROLE, config.roles.task_execution),
+            )
+            if arn
+        },
     )

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from gpu_stack.functions import API_HANDLER, AppFunctions, app_functions
-from gpu_stack.names import ResourceNames
+from gpu_stack.names import MODEL_EXECUTION_ROLE, MODEL_SCHEDULER_ROLE, MODEL_TASK_ROLE, ResourceNames
+from gpu_stack.scheduler import manage_statements, schedule_group_name
 
 TABLE_READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"]
 TABLE_COUNT = ["dynamodb:UpdateItem", "dynamodb:GetItem"]
@@ -25,8 +26,14 @@ UNSCOPED_DESCRIBE = (
     "elasticloadbalancing:DescribeTargetHealth",
     "elasticloadbalancing:DescribeListeners",
     "elasticloadbalancing:DescribeLoadBalancers",
+    "ecs:RegisterTaskDefinition",
+    "ecs:DeregisterTaskDefinition",
+    "ecs:DescribeTaskDefinition",
+    "scheduler:ListSchedules",
 )
-"""Read-only actions IAM cannot scope to a resource (the only `"*"` resources LISA's policies hold)."""
+"""Actions IAM cannot scope to a resource (IAM's service authorization reference: no resource type): the only `"*"`
+resources LISA's policies hold. ELB's Describe*, ECS's task-definition calls (the family `<prefix>-model-*` is what
+the lifecycle code names), Scheduler's listing."""
 QUEUE_CONSUME = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
 # A store's KMS key, used by the store's service on the caller's behalf. S3 decrypts for reads and for multipart
 # writes; DynamoDB reads the key's description when it refreshes a table key.
@@ -50,6 +57,7 @@ class Access:
     start_state_machines: bool = False
     read_secrets: bool = False  # vector-store passwords: Secrets Manager `<prefix>-*`, SSM `/<deployment>/<stage>/*`
     manage_model_services: bool = False  # run-time models: their ECS services, target groups, listeners
+    manage_schedules: bool = False  # model schedules: the deployment's EventBridge Scheduler group
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ ACCESS: dict[str, Access] = {
         buckets_write=("docs",),
         start_state_machines=True,
         read_secrets=True,
+        manage_schedules=True,
     ),
     "lisa_authorizer": Access(tables_read=("tokens_table",)),
     "ingest_documents": Access(
@@ -107,6 +116,7 @@ ACCESS: dict[str, Access] = {
         buckets_read=("models",),
         start_state_machines=True,  # the nested staging execution
         manage_model_services=True,
+        manage_schedules=True,  # a deleted model's schedules go with it
     ),
 }
 # The router task: authentication (tokens), the registry and, for RAG in chat, repositories and their passwords.
@@ -240,7 +250,35 @@ def access_statements(access: Access, names: ResourceNames, parts: ArnParts, key
             )
     if access.manage_model_services:
         statements += model_service_statements(names, parts)
+    if access.manage_schedules:
+        statements += schedule_statements(names, parts)
     return statements
+
+
+def role_arn(names: ResourceNames, key: str, parts: ArnParts) -> str:
+    """A run-time model role: the account's own (config.yaml `roles`) or the one LISA names `<prefix>-model-*`."""
+    # IAM ARNs have no region but do have the account (`parts.arn(regional=False)` drops both, as S3 ARNs need)
+    return names.role_arns.get(key) or f"arn:{parts.partition}:iam::{parts.account}:role/{names.role_name(key)}"
+
+
+def schedule_statements(names: ResourceNames, parts: ArnParts) -> list[dict[str, Any]]:
+    """gpu_stack.scheduler's statements for syncing model schedules, in this module's shape (Sid, lists)."""
+    statements = manage_statements(
+        schedule_group_name(names),
+        role_arn(names, MODEL_SCHEDULER_ROLE, parts),
+        parts.partition,
+        parts.region,
+        parts.account,
+    )
+
+    def listed(value: str | list[str]) -> list[str]:
+        return [value] if isinstance(value, str) else list(value)
+
+    sids = ("ModelSchedules", "ModelSchedulesList", "ModelSchedulerRole")
+    return [
+        {"Sid": sid, **s, "Action": listed(s["Action"]), "Resource": listed(s["Resource"])}
+        for sid, s in zip(sids, statements, strict=True)
+    ]
 
 
 def key_statement(
@@ -271,37 +309,43 @@ def bucket_key_statement(buckets: list[str], write: bool, parts: ArnParts, key_a
 
 
 def model_service_statements(names: ResourceNames, parts: ArnParts) -> list[dict[str, Any]]:
-    """The lifecycle workflow's ECS/ELB calls (chalicelib.lifecycle.tasks): its own services and target groups by
-    name (`<prefix>-model-*`, `lisa-m-*`); ECS task definitions and ELB/ECS descriptions cannot be scoped by
-    resource; roles passed only to ECS tasks."""
+    """The lifecycle workflow's ECS/ELB calls (chalicelib.lifecycle.tasks): its own services in the models cluster
+    and target groups by name (`<prefix>-model-*`, `lisa-m-*`), listeners of the shared balancer `<prefix>-models`;
+    UNSCOPED_DESCRIBE on `*`; the two run-time model roles passed to ECS tasks only."""
+    service = parts.arn("ecs", f"service/{names.model_cluster}/{names.prefix}-model-*")
+    family = parts.arn("ecs", f"task-definition/{names.prefix}-model-*:*")
+    balancer = names.model_balancer
     return [
         {
             "Sid": "ModelServices",
             "Effect": "Allow",
-            "Action": ["ecs:CreateService", "ecs:UpdateService", "ecs:DeleteService", "ecs:DescribeServices"],
-            "Resource": [parts.arn("ecs", f"service/*/{names.prefix}-model-*")],
+            "Action": [
+                "ecs:CreateService",
+                "ecs:UpdateService",
+                "ecs:DeleteService",
+                "ecs:DescribeServices",
+            ],
+            "Resource": [service],
         },
         {
-            "Sid": "ModelTaskDefinitions",
+            "Sid": "ModelTags",  # tags on create (the model's name): ECS checks TagResource on what it creates
             "Effect": "Allow",
-            "Action": [
-                "ecs:RegisterTaskDefinition",
-                "ecs:DeregisterTaskDefinition",
-                "ecs:DescribeTaskDefinition",
-                "ecs:TagResource",
-            ],
-            "Resource": [parts.arn("ecs", f"task-definition/{names.prefix}-model-*:*")],
+            "Action": ["ecs:TagResource"],
+            "Resource": [service, family],
         },
         {
             "Sid": "ModelTasks",
             "Effect": "Allow",
             "Action": ["ecs:ListTasks", "ecs:DescribeTasks"],
-            "Resource": [parts.arn("ecs", "container-instance/*/*"), parts.arn("ecs", "task/*/*")],
+            "Resource": [
+                parts.arn("ecs", f"container-instance/{names.model_cluster}/*"),
+                parts.arn("ecs", f"task/{names.model_cluster}/*"),
+            ],
         },
         {
-            "Sid": "Describe",  # ELB's Describe* actions take no resource: read-only, "*" by AWS's design
+            "Sid": "Unscoped",  # no resource types for these (IAM's reference): "*" by AWS's design
             "Effect": "Allow",
-            "Action": list(UNSCOPED_DESCRIBE),
+            "Action": [a for a in UNSCOPED_DESCRIBE if not a.startswith("scheduler:")],
             "Resource": ["*"],
         },
         {
@@ -319,15 +363,15 @@ def model_service_statements(names: ResourceNames, parts: ArnParts) -> list[dict
             "Effect": "Allow",
             "Action": ["elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener"],
             "Resource": [
-                parts.arn("elasticloadbalancing", f"loadbalancer/app/{names.prefix}-models/*"),
-                parts.arn("elasticloadbalancing", f"listener/app/{names.prefix}-models/*"),
+                parts.arn("elasticloadbalancing", f"loadbalancer/app/{balancer}/*"),
+                parts.arn("elasticloadbalancing", f"listener/app/{balancer}/*"),
             ],
         },
         {
             "Sid": "ModelRoles",
             "Effect": "Allow",
             "Action": ["iam:PassRole"],
-            "Resource": [parts.arn("iam", f"role/{names.prefix}-*", regional=False)],
+            "Resource": [role_arn(names, key, parts) for key in (MODEL_TASK_ROLE, MODEL_EXECUTION_ROLE)],
             "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
         },
     ]

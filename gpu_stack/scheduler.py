@@ -100,10 +100,12 @@ def model_schedules(
     *,
     target_kind: TargetKind = "state_machine",
     role_arn: str | None = None,
+    role_name: str | None = None,
 ) -> ModelSchedules:
     """The schedule group and the scheduler's role, which may start `target_arn` (the update state machine) only.
 
-    `role_arn`: the account's own role instead (config.yaml `roles`), which must allow the same."""
+    `role_arn`: the account's own role instead (config.yaml `roles`), which must allow the same; `role_name`: the
+    created role's name (the syncing Lambdas' iam:PassRole names it)."""
     group_name = schedule_group_name(names)
     group = scheduler.CfnScheduleGroup(scope, "ModelScheduleGroup", name=group_name)
     stack = cdk.Stack.of(scope)
@@ -120,6 +122,7 @@ def model_schedules(
             },
         ),
         description="EventBridge Scheduler: start the model update workflow for the model schedules",
+        role_name=role_name,
     )
     if role_arn is None:
         iam.ManagedPolicy(

@@ -6,6 +6,7 @@ docs/deploy.md lists them all.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import cdk_nag
@@ -108,16 +109,23 @@ _WILDCARD_REASONS = (
     (":parameter/", "vector-store parameters an admin stores at run time under `/<deployment>/<stage>/`"),
     (":execution:", "executions of the deployment's own state machine, whose names are chosen per run"),
     # run-time models (chalicelib/lifecycle/tasks.py): names chosen when an admin creates a model
-    (":service/*/", "run-time model services of this deployment (`<prefix>-model-<name>`), made by the workflow"),
-    (":task-definition/", "the task definition family of each run-time model (`<prefix>-model-<name>`, any revision)"),
-    (":task/*/", "tasks of the run-time model services (ECS names them): read to report why one stopped"),
-    (":container-instance/", "ListTasks' resource: the lifecycle workflow lists its services' tasks (read-only)"),
+    (":service/", "run-time model services of this deployment (`<prefix>-model-<name>`) in the models cluster"),
+    (":task-definition/", "the task definition family of each run-time model (`<prefix>-model-<name>`): tag-on-create"),
+    (":task/", "tasks of the models cluster (ECS names them): read to report why a model's task stopped"),
+    (":container-instance/", "ListTasks' resource: the models cluster's instances (the workflow lists its tasks)"),
+    (":schedule/", "the schedules of the deployment's own model schedule group: one per model transition"),
     (":targetgroup/lisa-m-", "run-time models' target groups, named `lisa-m-<hash>` when the model is created"),
     (":listener/app/", "listeners of the shared run-time model balancer `<prefix>-models` (one per model, port then)"),
     (":loadbalancer/app/", "the shared run-time model balancer `<prefix>-models` (its listeners are made per model)"),
     (":role/", "the deployment's own roles (`<prefix>-*`), passable only to ECS tasks (iam:PassedToService)"),
 )
-UNSCOPED_REASON = "ELB's Describe* actions take no resource (read-only; gpu_stack/policies.py UNSCOPED_DESCRIBE)"
+UNSCOPED_REASON = (
+    "actions with no resource type in IAM's reference (gpu_stack/policies.py UNSCOPED_DESCRIBE): ELB's"
+    " DescribeTargetGroups/TargetHealth/Listeners/LoadBalancers, ECS's Register/Deregister/DescribeTaskDefinition,"
+    " scheduler:ListSchedules"
+)
+# Where a policy names the models cluster (an export of the models stack, which cdk-nag renders by its export name).
+CLUSTER_PLACEHOLDER = "@models-cluster@"
 NAG_ARN_PARTS = {"partition": "<AWS::Partition>", "region": "<AWS::Region>", "account": "<AWS::AccountId>"}
 
 
@@ -140,7 +148,21 @@ def wildcard_suppressions(resources: list[str]) -> list[dict[str, Any]]:
             left = [r for r in left if r not in chosen]
     if left:
         raise ValueError(f"no reason for the wildcard resources {left}: name them in gpu_stack/policies.py")
-    return entries
+    return [_placeholders_as_patterns(entry) for entry in entries]
+
+
+def _placeholders_as_patterns(entry: dict[str, Any]) -> dict[str, Any]:
+    """appliesTo strings with CLUSTER_PLACEHOLDER as patterns (cdk-nag's `{"regex": "/^...$/"}`), the rest as is."""
+
+    def pattern(finding: str) -> str | dict[str, str]:
+        if CLUSTER_PLACEHOLDER not in finding:
+            return finding
+        pieces = [re.escape(piece).replace("/", "\\/") for piece in finding.split(CLUSTER_PLACEHOLDER)]
+        return {"regex": f"/^{'[^/]+'.join(pieces)}$/"}
+
+    if "appliesTo" not in entry:
+        return entry
+    return {**entry, "appliesTo": [pattern(finding) for finding in entry["appliesTo"]]}
 
 
 def suppress_cdk_handler(construct: IConstruct, *extra: dict[str, Any]) -> None:

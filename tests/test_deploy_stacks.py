@@ -75,9 +75,14 @@ def write_prod_config(base: Path) -> Path:
     return config_path
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[str, dict[str, Any]], Path]:
-    """The prod config (write_prod_config), synthesized once."""
+_PROD: list[tuple[LisaApp, dict[str, dict[str, Any]], Path]] = []
+
+
+def prod_deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[str, dict[str, Any]], Path]:
+    """The prod config (write_prod_config), synthesized once per test process: this module and
+    tests/test_deploy_models.py assert on the same synth."""
+    if _PROD:
+        return _PROD[0]
     base = tmp_path_factory.mktemp("deploy")
     config_path = write_prod_config(base)
     saved = dict(os.environ)  # build_app exports the deployment's LISA_* names for the in-process Chalice import
@@ -89,7 +94,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[
         os.environ.update(saved)
         aws.reset()  # settings read meanwhile named the synthesized deployment's resources
     templates = {stack.stack_name: stack.template for stack in assembly.stacks}
-    return built, templates, base / "cdk.out"
+    _PROD.append((built, templates, base / "cdk.out"))
+    return _PROD[0]
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> tuple[LisaApp, dict[str, dict[str, Any]], Path]:
+    """The prod config (write_prod_config), synthesized once."""
+    return prod_deployment(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -729,7 +741,7 @@ def test_rag_database_password_rotates_inside_the_vpc(templates: dict[str, dict[
 
 def test_model_load_balancers_log_into_the_access_log_bucket(templates: dict[str, dict[str, Any]]) -> None:
     balancers = _resources(templates["acme-prod-models"], "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
-    assert len(balancers) == 4  # config.yaml's three and the vLLM model
+    assert len(balancers) == 5  # config.yaml's three, the vLLM model and the run-time models' shared one
     data = templates["acme-prod-data"]["Resources"]
     bucket_id = next(k for k in data if k.startswith("AccessLogsBucket"))
     for balancer in balancers:

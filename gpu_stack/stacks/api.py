@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -40,13 +41,16 @@ from gpu_stack.functions import (
 )
 from gpu_stack.images import lambda_image_uri
 from gpu_stack.keys import logs_key
-from gpu_stack.names import ResourceNames
+from gpu_stack.names import MODEL_SCHEDULER_ROLE, ResourceNames
 from gpu_stack.overrides import role_or, security_group_or
-from gpu_stack.policies import ArnParts, StoreKeys, policy_document
+from gpu_stack.policies import ArnParts, StoreKeys, access_for, policy_document
+from gpu_stack.runtime_models import RuntimeModels
+from gpu_stack.scheduler import ModelSchedules, model_schedules
 from gpu_stack.stacks.data import DataStack
 from gpu_stack.stacks.webui import serve_web_ui, web_assets_dir
 from gpu_stack.suppressions import (
     CHALICE_INLINE_REASON,
+    CLUSTER_PLACEHOLDER,
     LAMBDA_VPC_ACCESS,
     LAMBDA_VPC_ACCESS_REASON,
     LOG_DELIVERY,
@@ -58,6 +62,7 @@ from gpu_stack.suppressions import (
     wildcard_resource_suppressions,
 )
 
+LIFECYCLE_MACHINE = "model_lifecycle"  # stepfunctions/model_lifecycle.json: what a model schedule starts
 # The paths API Gateway hands to the router (the data plane); everything else is the Chalice app.
 DATA_PLANE_PATHS = ("/v1/{proxy+}",)
 _CHALICE_DEFAULT_QUEUE = "lisa-rag-ingestion"  # Settings.ingestion_queue's default, baked in if the env was unset
@@ -142,7 +147,10 @@ class _StageChalice(Chalice):
 
 
 class ApiStack(cdk.Stack):
-    """Exposes `chalice` (the construct), `state_machines` (stem → CfnStateMachine) and `api_url`."""
+    """Exposes `chalice` (the construct), `state_machines` (stem → CfnStateMachine), `model_schedules` and
+    `api_url`."""
+
+    model_schedules: ModelSchedules | None = None
 
     def __init__(
         self,
@@ -158,11 +166,13 @@ class ApiStack(cdk.Stack):
         vpc: ec2.IVpc,
         client_groups: Sequence[ec2.ISecurityGroup],
         router_endpoint: tuple[str, str] | None,
+        runtime_models: RuntimeModels | None = None,
         **kwargs: Any,
     ) -> None:
         """`router_endpoint` is (VPC link id, NLB DNS name), or None for a control-plane-only API. The Lambdas join
         `client_groups` (those the model endpoints and the RAG database admit): ingestion and search embed and
-        reach the vector store."""
+        reach the vector store. `runtime_models` (the models stack's) is where the lifecycle workflow puts models
+        created at run time."""
         super().__init__(scope, construct_id, **kwargs)
         stems = state_machine_stems(project_dir / "stepfunctions")
         machine_arns = {
@@ -238,6 +248,7 @@ class ApiStack(cdk.Stack):
         self.state_machines: dict[str, sfn.CfnStateMachine] = {}
         for stem in stems:
             self.state_machines[stem] = self._state_machine(project_dir, stem, names, functions, config)
+        self._model_lifecycle(names, functions, machine_arns, runtime_models)
 
         if router_endpoint is not None:
             self._data_plane_routes(*router_endpoint)
@@ -298,12 +309,39 @@ class ApiStack(cdk.Stack):
                 )
             ]
             role.managed_policy_arns = [vpc_access.managed_policy_arn]
+            # cdk-nag sees the cluster's name as the models stack's export: matched by a pattern
+            rendered = dataclasses.replace(names, model_cluster=CLUSTER_PLACEHOLDER)
             suppress(
                 role,
-                *wildcard_resource_suppressions(policy_document(function, names, ArnParts(**NAG_ARN_PARTS), keys)),
+                *wildcard_resource_suppressions(policy_document(function, rendered, ArnParts(**NAG_ARN_PARTS), keys)),
                 nag_suppression("AwsSolutions-IAM4", LAMBDA_VPC_ACCESS_REASON, [LAMBDA_VPC_ACCESS]),
                 nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", CHALICE_INLINE_REASON),
             )
+
+    def _model_lifecycle(
+        self,
+        names: ResourceNames,
+        functions: AppFunctions,
+        machine_arns: dict[str, str],
+        runtime: RuntimeModels | None,
+    ) -> None:
+        """Run-time models: the lifecycle Lambdas get where models go (`LISA_MODEL_*`), and the Lambdas that sync
+        model schedules get the schedule group and the scheduler's role, which may start the lifecycle workflow
+        only (`LISA_SCHEDULE_*`)."""
+        if LIFECYCLE_MACHINE not in machine_arns:
+            return
+        self.model_schedules = model_schedules(
+            self, names, machine_arns[LIFECYCLE_MACHINE], role_name=names.role_name(MODEL_SCHEDULER_ROLE)
+        )
+        for function in functions.all:
+            environment: dict[str, str] = {}
+            if access_for(function).manage_model_services and runtime is not None:
+                environment |= runtime.environment()
+            if access_for(function).manage_schedules:
+                environment |= self.model_schedules.environment()
+            resource = self.chalice.get_resource(logical_id(function))
+            for name, value in sorted(environment.items()):
+                resource.add_property_override(f"Environment.Variables.{name}", value)
 
     def _web_acl(self, rest_api: cdk.CfnResource, web_acl_arn: str) -> None:
         """config.yaml `webAclArn` on the API's stage (the stage SAM makes from Chalice's RestAPI)."""

@@ -32,13 +32,15 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from chalicelib.config import EcsModel, LisaConfig
-from chalicelib.lifecycle.infra import CONTAINER_PORT, FETCH_SCRIPT, MODEL_DIR, WEIGHTS_IMAGE, engine
+from chalicelib.lifecycle.infra import CONTAINER_PORT, FETCH_SCRIPT, LISTENER_PORTS, MODEL_DIR, WEIGHTS_IMAGE, engine
 from chalicelib.staging.layout import MANIFEST
 from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
 from gpu_stack.keys import logs_key
+from gpu_stack.names import ResourceNames
 from gpu_stack.overrides import imported_role, imported_security_group, role_or, security_group_or
 from gpu_stack.policies import ArnParts, StoreKeys, bucket_key_statement
+from gpu_stack.runtime_models import RuntimeModels, runtime_roles
 from gpu_stack.suppressions import (
     DEV_DELETION_REASON,
     INTERNAL_ALB_REASON,
@@ -64,7 +66,8 @@ def deployed_models(config: LisaConfig) -> list[EcsModel]:
 
 
 class ModelsStack(cdk.Stack):
-    """Exposes `endpoints` (modelName → internal URL of its ALB) and `services` (modelName → Ec2Service)."""
+    """Exposes `endpoints` (modelName → internal URL of its ALB), `services` (modelName → Ec2Service) and `runtime`
+    (what the lifecycle workflow needs for models created at run time)."""
 
     def __init__(
         self,
@@ -76,6 +79,7 @@ class ModelsStack(cdk.Stack):
         models_bucket: s3.IBucket,
         access_logs: s3.IBucket,
         config_dir: Path,
+        names: ResourceNames,
         keys: StoreKeys | None = None,
         **kwargs: Any,
     ) -> None:
@@ -90,61 +94,17 @@ class ModelsStack(cdk.Stack):
         providers: dict[str, ecs.AsgCapacityProvider] = {}
         for instance_type in sorted({m.instance_type for m in models}):
             members = [m for m in models if m.instance_type == instance_type]
-            group = autoscaling.AutoScalingGroup(
-                self,
-                f"Gpu{_id(instance_type)}",
-                vpc=vpc,
-                vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
-                if config.vpc_config is None
-                else ec2.SubnetSelection(subnets=vpc.private_subnets),
-                launch_template=ec2.LaunchTemplate(
-                    self,
-                    f"Gpu{_id(instance_type)}Template",
-                    instance_type=ec2.InstanceType(instance_type),
-                    machine_image=ecs.EcsOptimizedImage.amazon_linux2(ecs.AmiHardwareType.GPU),
-                    security_group=security_group_or(
-                        self,
-                        f"Gpu{_id(instance_type)}SecurityGroup",
-                        config.security_groups.gpu_instances,
-                        vpc=vpc,
-                        description="GPU container instances",
-                    ),
-                    role=role_or(
-                        self,
-                        f"Gpu{_id(instance_type)}Role",
-                        config.roles.gpu_instances,
-                        assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
-                    ),
-                    user_data=ec2.UserData.for_linux(),
-                    require_imdsv2=True,
-                    block_devices=[
-                        ec2.BlockDevice(
-                            device_name="/dev/xvda",
-                            volume=ec2.BlockDeviceVolume.ebs(
-                                200, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3
-                            ),
-                        )
-                    ],
-                ),
+            providers[instance_type] = self._gpu_capacity(
+                _id(instance_type),
+                instance_type,
+                config,
+                vpc,
                 min_capacity=sum(m.auto_scaling_config.min_capacity for m in members),
                 max_capacity=sum(m.auto_scaling_config.max_capacity for m in members),
-                default_instance_warmup=cdk.Duration.seconds(
-                    max(m.auto_scaling_config.default_instance_warmup for m in members)
-                ),
-                new_instances_protected_from_scale_in=False,
+                warmup=max(m.auto_scaling_config.default_instance_warmup for m in members),
             )
-            provider = ecs.AsgCapacityProvider(
-                self,
-                f"Capacity{_id(instance_type)}",
-                auto_scaling_group=group,
-                enable_managed_termination_protection=False,
-                # ECS drains an instance's tasks before the group terminates it: no CDK drain hook (its Lambda,
-                # roles and SNS topic) in the stack.
-                enable_managed_draining=True,
-            )
-            self.cluster.add_asg_capacity_provider(provider)
-            suppress_gpu_group(group, self.node.find_child(f"Gpu{_id(instance_type)}Role"))
-            providers[instance_type] = provider
+        # Models created at run time (POST /models): capacity, balancer, roles and log group the workflow uses.
+        self.runtime = self._runtime_models(config, vpc, models_bucket, names)
 
         self.endpoints: dict[str, str] = {}
         self.services: dict[str, ecs.Ec2Service] = {}
@@ -154,6 +114,140 @@ class ModelsStack(cdk.Stack):
         weights = container_image(self, "WeightsImage", str(context_image or WEIGHTS_IMAGE), config_dir)
         for model in models:
             self._service(model, config, vpc, models_bucket, providers[model.instance_type], config_dir, weights)
+
+    def _gpu_capacity(
+        self,
+        name: str,
+        instance_type: str,
+        config: LisaConfig,
+        vpc: ec2.IVpc,
+        *,
+        min_capacity: int,
+        max_capacity: int,
+        warmup: int,
+    ) -> ecs.AsgCapacityProvider:
+        """One Auto Scaling group of GPU instances (ECS GPU AMI) as a capacity provider of the cluster."""
+        group = autoscaling.AutoScalingGroup(
+            self,
+            f"Gpu{name}",
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
+            if config.vpc_config is None
+            else ec2.SubnetSelection(subnets=vpc.private_subnets),
+            launch_template=ec2.LaunchTemplate(
+                self,
+                f"Gpu{name}Template",
+                instance_type=ec2.InstanceType(instance_type),
+                machine_image=ecs.EcsOptimizedImage.amazon_linux2(ecs.AmiHardwareType.GPU),
+                security_group=security_group_or(
+                    self,
+                    f"Gpu{name}SecurityGroup",
+                    config.security_groups.gpu_instances,
+                    vpc=vpc,
+                    description="GPU container instances",
+                ),
+                role=role_or(
+                    self,
+                    f"Gpu{name}Role",
+                    config.roles.gpu_instances,
+                    assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+                ),
+                user_data=ec2.UserData.for_linux(),
+                require_imdsv2=True,
+                block_devices=[
+                    ec2.BlockDevice(
+                        device_name="/dev/xvda",
+                        volume=ec2.BlockDeviceVolume.ebs(200, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
+                    )
+                ],
+            ),
+            min_capacity=min_capacity,
+            max_capacity=max_capacity,
+            default_instance_warmup=cdk.Duration.seconds(warmup),
+            new_instances_protected_from_scale_in=False,
+        )
+        provider = ecs.AsgCapacityProvider(
+            self,
+            f"Capacity{name}",
+            auto_scaling_group=group,
+            enable_managed_termination_protection=False,
+            # ECS drains an instance's tasks before the group terminates it: no CDK drain hook (its Lambda,
+            # roles and SNS topic) in the stack.
+            enable_managed_draining=True,
+        )
+        self.cluster.add_asg_capacity_provider(provider)
+        suppress_gpu_group(group, self.node.find_child(f"Gpu{name}Role"))
+        return provider
+
+    def _balancer(
+        self, construct_id: str, config: LisaConfig, vpc: ec2.IVpc, name: str | None = None
+    ) -> elbv2.ApplicationLoadBalancer:
+        """An internal ALB in the private subnets, logging into the access-log bucket, admitting model clients."""
+        balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            construct_id,
+            load_balancer_name=name,
+            vpc=vpc,
+            internet_facing=False,
+            vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
+            deletion_protection=config.stage == "prod",
+            security_group=imported_security_group(
+                self, f"{construct_id}SecurityGroup", config.security_groups.model_load_balancers
+            ),
+        )
+        # Every request into the access-log bucket; CDK adds the bucket policy for the region's ELB log delivery.
+        balancer.log_access_logs(self._access_logs, ELB_LOG_PREFIX)
+        if config.web_acl_arn:
+            wafv2.CfnWebACLAssociation(
+                self,
+                f"{construct_id.removesuffix('Alb')}WebAcl",
+                resource_arn=balancer.load_balancer_arn,
+                web_acl_arn=config.web_acl_arn,
+            )
+        else:
+            suppress(balancer, nag_suppression("NIST.800.53.R5-ALBWAFEnabled", INTERNAL_ALB_REASON))
+        if config.stage != "prod":
+            suppress(balancer, nag_suppression("NIST.800.53.R5-ELBDeletionProtectionEnabled", DEV_DELETION_REASON))
+        return balancer
+
+    def _runtime_models(
+        self, config: LisaConfig, vpc: ec2.IVpc, bucket: s3.IBucket, names: ResourceNames
+    ) -> RuntimeModels:
+        """The shared resources of run-time models: GPU capacity from zero, the balancer `<prefix>-models` whose
+        listeners the workflow adds per model, the tasks' roles (named, so the Lambdas may pass only them) and
+        log group. Bridge networking: tasks use their instance's security group, which admits the balancer."""
+        capacity = config.model_capacity
+        provider = self._gpu_capacity(
+            "Runtime",
+            capacity.instance_type,
+            config,
+            vpc,
+            min_capacity=0,
+            max_capacity=capacity.max_capacity,
+            warmup=180,
+        )
+        balancer = self._balancer("RuntimeAlb", config, vpc, name=names.model_balancer)
+        listener_ports = ec2.Port.tcp_range(LISTENER_PORTS.start, LISTENER_PORTS.stop - 1)
+        balancer.connections.allow_from(self.clients, listener_ports, "model clients: run-time model listeners")
+        provider.auto_scaling_group.connections.allow_from(balancer, ec2.Port.tcp_range(32768, 65535), "ALB")
+        log_group = logs.LogGroup(
+            self,
+            "RuntimeLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            encryption_key=logs_key(self, config.kms_keys.logs),
+        )
+        roles = runtime_roles(self, config, names, bucket, self._keys, log_group)
+        context_image = self.node.try_get_context("weightsImage")
+        return RuntimeModels(
+            cluster=self.cluster,
+            provider=provider,
+            balancer=balancer,
+            log_group=log_group,
+            roles=roles,
+            vpc_id=vpc.vpc_id,
+            weights_image=str(context_image) if context_image else None,
+        )
 
     def _service(
         self,
@@ -167,7 +261,6 @@ class ModelsStack(cdk.Stack):
     ) -> None:
         name = _id(model.model_name)
         health = model.health_check_config
-        groups = config.security_groups
         task = ecs.Ec2TaskDefinition(
             self,
             f"{name}Task",
@@ -268,25 +361,7 @@ class ModelsStack(cdk.Stack):
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
 
-        balancer = elbv2.ApplicationLoadBalancer(
-            self,
-            f"{name}Alb",
-            vpc=vpc,
-            internet_facing=False,
-            vpc_subnets=ec2.SubnetSelection(subnets=vpc.private_subnets),
-            deletion_protection=config.stage == "prod",
-            security_group=imported_security_group(self, f"{name}AlbSecurityGroup", groups.model_load_balancers),
-        )
-        # Every request into the access-log bucket; CDK adds the bucket policy for the region's ELB log delivery.
-        balancer.log_access_logs(self._access_logs, ELB_LOG_PREFIX)
-        if config.web_acl_arn:
-            wafv2.CfnWebACLAssociation(
-                self, f"{name}WebAcl", resource_arn=balancer.load_balancer_arn, web_acl_arn=config.web_acl_arn
-            )
-        else:
-            suppress(balancer, nag_suppression("NIST.800.53.R5-ALBWAFEnabled", INTERNAL_ALB_REASON))
-        if config.stage != "prod":
-            suppress(balancer, nag_suppression("NIST.800.53.R5-ELBDeletionProtectionEnabled", DEV_DELETION_REASON))
+        balancer = self._balancer(f"{name}Alb", config, vpc)
         balancer.connections.allow_from(self.clients, ec2.Port.tcp(80), "model clients")
         listener = balancer.add_listener(f"{name}Listener", port=80, open=False)
         suppress(
