@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,17 @@ def cpu_defaults(flags: frozenset[str]) -> dict[str, Any]:
     return args
 
 
+def cpu_binding(cpus: Iterable[int] | None = None) -> dict[str, str]:
+    """vLLM-CPU's OpenMP settings for computing on every core in `cpus` (default: those this process may use).
+
+    vLLM's own default (`auto`) keeps one core for its API server and scheduler: on 2 cores it computes on one
+    thread. Bound to both (2-core AVX2 EPYC, float32, 4 streamed chat completions of 128 tokens, quiet machine,
+    alternated runs): 52.7 and 56.9 tok/s against 41.6 and 37.1 with the core kept back, first token 455-584 ms
+    against 707-716 ms; the scheduler's spinning costs less than the second compute thread gains."""
+    allowed = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(map(str, allowed)), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+
+
 def vllm_python() -> Path:
     """The interpreter of the vLLM virtualenv (LISA_VLLM_VENV overrides where it is)."""
     return Path(os.environ.get("LISA_VLLM_VENV") or VLLM_VENV) / "bin" / "python"
@@ -119,16 +130,17 @@ def vllm_spec(
     *,
     host: str = "127.0.0.1",
     cpu: frozenset[str] | None = None,
+    cpus: Iterable[int] | None = None,
 ) -> WorkerSpec:
     """vLLM's OpenAI server on `model_dir`, answering as the model's name, as the ECS task starts it plus
-    `cpu_defaults` for a CPU with the flags `cpu` (default: this machine's)."""
+    `cpu_defaults` for a CPU with the flags `cpu` (default: this machine's) and `cpu_binding` to `cpus`."""
     python = vllm_python()
     if not python.is_file():
         raise RuntimeError(
             f"{model.model_name} is a vllm model: its local engine lives in {python.parents[1]}, which is missing;"
             " create it with `make vllm`"
         )
-    environment = {**LOCAL_VLLM_ENVIRONMENT, **model.container_config.environment}
+    environment = {**LOCAL_VLLM_ENVIRONMENT, **cpu_binding(cpus), **model.container_config.environment}
     command = server_command(
         model.container_config.vllm_args(),
         environment,

@@ -1,5 +1,6 @@
 """The local vLLM engine's CPU defaults (workers/launch.py): float32 where the CPU has no native bf16, eager mode, 1 GiB
-of KV cache; a model's own containerConfig still wins. The ECS task never gets them (tests/test_deploy_stacks.py)."""
+of KV cache, OpenMP bound to every usable core; a model's own containerConfig still wins. The ECS task never gets
+them (tests/test_deploy_stacks.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _spec(model: EcsModel, flags: frozenset[str], venv: Path, monkeypatch: pytes
     (venv / "bin").mkdir(parents=True, exist_ok=True)
     (venv / "bin" / "python").touch()  # the spec only names the interpreter
     monkeypatch.setenv("LISA_VLLM_VENV", str(venv))
-    return vllm_spec(model, Path("/models/smollm2"), 8000, cpu=flags)
+    return vllm_spec(model, Path("/models/smollm2"), 8000, cpu=flags, cpus=[3, 0, 1])
 
 
 def _flag(args: list[str], name: str) -> str | None:
@@ -46,6 +47,8 @@ def test_an_avx2_cpu_runs_float32(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "--enforce-eager" in spec.args
     assert (_flag(spec.args, "--max-model-len"), _flag(spec.args, "--tool-call-parser")) == ("2048", "hermes")
     assert spec.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    # every usable core computes; none is kept back for the API server
+    assert (spec.env["VLLM_CPU_OMP_THREADS_BIND"], spec.env["VLLM_CPU_NUM_OF_RESERVED_CPU"]) == ("0,1,3", "0")
 
 
 def test_a_cpu_with_native_bf16_or_unknown_flags_keeps_the_weights_dtype(
