@@ -16,6 +16,7 @@ from chalicelib.registry.models import CreateModelRequest, Hosting, ModelStatus
 from chalicelib.registry.store import ModelStore
 from cli.main import app
 from runner.ecs_agent import LocalEcs
+from runner.schedule_firing import LocalScheduler
 from runner.stepfunctions_local import LocalStepFunctions
 
 runner = CliRunner()
@@ -139,10 +140,19 @@ def test_schedule_refuses_a_bad_schedule_with_its_reason(args: list[str], messag
     assert (code, message in err) == (2, True), err
 
 
-def test_schedule_sets_shows_and_clears_a_schedule(parked: ModelStore) -> None:
+def test_schedule_sets_shows_and_clears_a_schedule(parked: ModelStore, tmp_path: Path) -> None:
+    local = LocalScheduler(tmp_path).start()  # points the schedules at the lifecycle workflow, as `make run` does
+    try:
+        _set_show_and_clear()
+    finally:
+        local.stop()
+
+
+def _set_show_and_clear() -> None:
     code, out, err = lisa("schedule", "parked", "-z", "Europe/Berlin", "--weekly", "FRI-MON@22:00-02:00")
     assert code == 0, err
-    assert out.splitlines()[-1].startswith("parked: FRI,SAT,SUN,MON 22:00-02:00 (Europe/Berlin); now meant "), out
+    # the days in week order, as the API stores them
+    assert out.splitlines()[-1].startswith("parked: MON,FRI,SAT,SUN 22:00-02:00 (Europe/Berlin); now meant "), out
     assert ("next start 20" in out, "next stop 20" in out) == (True, True), out
     assert lisa("schedule", "parked")[1] == out.splitlines()[-1] + "\n"
     assert lisa("schedule", "parked", "--clear")[1].splitlines()[-1] == "parked: no schedule"
