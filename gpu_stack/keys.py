@@ -11,6 +11,7 @@ from typing import Literal, cast
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -51,6 +52,17 @@ def stack_key(scope: Construct, kind: KeyKind, keys: KmsKeys) -> kms.IKey:
 def logs_key(scope: Construct, key_arn: str | None = None) -> kms.IKey:
     """The key of `scope`'s stack for its log groups (`key_arn`'s policy must admit `logs.<region>.amazonaws.com`)."""
     return stack_key(scope, "logs", KmsKeys(logs=key_arn))
+
+
+def container_log_group(scope: Construct, construct_id: str, key_arn: str | None = None) -> logs.LogGroup:
+    """An ECS service's container log group: kept a month, removed with its stack, encrypted with `logs_key`."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        retention=logs.RetentionDays.ONE_MONTH,
+        removal_policy=cdk.RemovalPolicy.DESTROY,
+        encryption_key=logs_key(scope, key_arn),
+    )
 
 
 def _admit_cloudwatch_logs(key: kms.Key, stack: cdk.Stack) -> None:

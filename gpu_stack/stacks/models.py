@@ -25,7 +25,6 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_wafv2 as wafv2
@@ -36,7 +35,7 @@ from chalicelib.lifecycle.infra import CONTAINER_PORT, FETCH_SCRIPT, LISTENER_PO
 from chalicelib.staging.layout import MANIFEST
 from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
-from gpu_stack.keys import logs_key
+from gpu_stack.keys import container_log_group
 from gpu_stack.names import ResourceNames
 from gpu_stack.overrides import imported_role, imported_security_group, role_or, security_group_or
 from gpu_stack.policies import ArnParts, StoreKeys, bucket_key_statement
@@ -230,13 +229,7 @@ class ModelsStack(cdk.Stack):
         listener_ports = ec2.Port.tcp_range(LISTENER_PORTS.start, LISTENER_PORTS.stop - 1)
         balancer.connections.allow_from(self.clients, listener_ports, "model clients: run-time model listeners")
         provider.auto_scaling_group.connections.allow_from(balancer, ec2.Port.tcp_range(32768, 65535), "ALB")
-        log_group = logs.LogGroup(
-            self,
-            "RuntimeLogs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-            encryption_key=logs_key(self, config.kms_keys.logs),
-        )
+        log_group = container_log_group(self, "RuntimeLogs", config.kms_keys.logs)
         roles = runtime_roles(self, config, names, bucket, self._keys, log_group)
         context_image = self.node.try_get_context("weightsImage")
         return RuntimeModels(
@@ -293,13 +286,7 @@ class ModelsStack(cdk.Stack):
             nag_suppression("NIST.800.53.R5-IAMNoInlinePolicy", TASK_ROLE_INLINE_REASON),
             children=True,
         )
-        log_group = logs.LogGroup(
-            self,
-            f"{name}Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-            encryption_key=logs_key(self, config.kms_keys.logs),
-        )
+        log_group = container_log_group(self, f"{name}Logs", config.kms_keys.logs)
 
         fetch = task.add_container(
             "fetch-weights",

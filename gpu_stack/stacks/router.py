@@ -12,13 +12,12 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from chalicelib.config import LisaConfig
 from gpu_stack.ca_bundle import add_ca_bundle, read_ca_bundle
 from gpu_stack.images import container_image
-from gpu_stack.keys import logs_key
+from gpu_stack.keys import container_log_group
 from gpu_stack.names import ResourceNames
 from gpu_stack.overrides import imported_role, security_group_or
 from gpu_stack.policies import ROUTER_TASK, ArnParts, StoreKeys, access_statements
@@ -88,13 +87,7 @@ class RouterStack(cdk.Stack):
         environment["LISA_ROUTER_PORT"] = str(ROUTER_PORT)
         environment.update(config.auth_config.environment())
         environment.update(config.limits.environment())
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-            encryption_key=logs_key(self, config.kms_keys.logs),
-        )
+        log_group = container_log_group(self, "Logs", config.kms_keys.logs)
         router = task.add_container(
             "router",
             image=image,
